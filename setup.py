@@ -1,0 +1,36 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "pac_ros"
+
+
+def share(folder, pattern="*"):
+    return (f"share/{package_name}/{folder}", [p for p in glob(f"{folder}/{pattern}")])
+
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*", "bench"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
+        (f"share/{package_name}", ["package.xml"]),
+        share("launch", "*.py"),
+        share("config", "*.yaml"),
+        share("models", "*.xml"),
+        share("msg", "*.msg"),
+    ],
+    install_requires=["setuptools", "numpy", "pyyaml", "mujoco", "pyarrow", "pillow", "safetensors", "tqdm"],
+    zip_safe=True,
+    maintainer="pac_ros maintainers",
+    maintainer_email="maintainers@pac-ros.dev",
+    description="Perceiver-Actor-Critic policies on ROS 2 with an offline data loop",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "pac-ros = pac_ros.cli:main",
+        ],
+    },
+)

@@ -23,8 +23,9 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
+from pac_ros.paths import share_file
+
 ENCODINGS = ("rgb8", "bgr8", "mono8")
-DEFAULT_SPEC_PATH = Path(__file__).resolve().parent.parent / "config" / "robot.yaml"
 
 
 class SpecError(ValueError):
@@ -211,7 +212,7 @@ class Spec:
 
         The file may hold the spec at its top level or under a ``spec:`` key.
         """
-        path = Path(path) if path is not None else DEFAULT_SPEC_PATH
+        path = Path(path) if path is not None else default_spec_path()
         try:
             text = path.read_text()
         except OSError as exc:
@@ -225,8 +226,12 @@ class Spec:
         return _parse_spec(data, str(path))
 
 
+def default_spec_path() -> Path:
+    return share_file("config", "robot.yaml")
+
+
 def default_spec() -> Spec:
-    return Spec.load(DEFAULT_SPEC_PATH)
+    return Spec.load(default_spec_path())
 
 
 # ---- validation ----------------------------------------------------------------------

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import yaml
 
-from pac_ros.spec import DEFAULT_SPEC_PATH, Spec, SpecError, default_spec
+from pac_ros.spec import Spec, SpecError, default_spec, default_spec_path
 
 
 @pytest.fixture()
 def raw():
-    return copy.deepcopy(yaml.safe_load(DEFAULT_SPEC_PATH.read_text())["spec"])
+    return copy.deepcopy(yaml.safe_load(default_spec_path().read_text())["spec"])
 
 
 def test_default_spec_loads():

@@ -1,0 +1,126 @@
+"""The ``pac-ros`` command: the offline side of the package (no ROS needed)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def _add_collect_args(p: argparse.ArgumentParser, episodes: int, quality: str) -> None:
+    from pac_ros.collect import quality_names
+
+    p.add_argument("--out", type=Path, required=True, help="dataset directory (created or appended)")
+    p.add_argument("--episodes", type=int, default=episodes, help="number of episodes")
+    p.add_argument("--quality", default=quality, choices=quality_names(), help="expert preset or blend")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (then +1 each)")
+    p.add_argument("--spec", type=Path, default=None, help="robot/task spec YAML (default config/robot.yaml)")
+    for knob in ("noise", "wrong_block_prob", "drop_prob", "pause_prob"):
+        p.add_argument(f"--{knob.replace('_', '-')}", dest=knob, type=float, default=None,
+                       help=f"override the preset's {knob}")
+
+
+def _collect(args: argparse.Namespace, gif: Path | None = None) -> int:
+    from tqdm import tqdm
+
+    from pac_ros.collect import collect, write_gif
+    from pac_ros.spec import Spec, default_spec
+
+    spec = Spec.load(args.spec) if args.spec else default_spec()
+    overrides = {k: getattr(args, k) for k in ("noise", "wrong_block_prob", "drop_prob", "pause_prob")
+                 if getattr(args, k) is not None}
+    if args.episodes < 1:
+        print("error: --episodes must be >= 1", file=sys.stderr)
+        return 2
+    bar = tqdm(total=args.episodes, unit="ep", disable=None)
+    successes = 0
+
+    def progress(result):
+        nonlocal successes
+        successes += result.success
+        bar.update(1)
+        bar.set_postfix(success=f"{successes}/{bar.n}")
+        if args.verbose:
+            tqdm.write(f"episode {result.episode_index:4d} seed {result.seed:5d} {result.quality:8s} "
+                       f"{'SUCCESS' if result.success else 'fail   '} {result.length:3d} steps  "
+                       f"'{result.instruction}'")
+
+    summary, frames = collect(args.out, args.episodes, args.quality, args.seed, spec,
+                              overrides=overrides, progress=progress, keep_frames=1 if gif else 0)
+    bar.close()
+    print(f"dataset:          {args.out}")
+    for line in summary.lines():
+        print(line)
+    if gif is not None and frames and frames[0]:
+        print(f"video:            {write_gif(frames[0], gif, spec.control_rate_hz)}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    return _collect(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    args.verbose = True
+    return _collect(args, gif=args.out.parent / f"{args.out.name}_episode0.gif")
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from pac_ros.nodes.launcher import launch
+
+    return launch(args.graph, args.driver, args.param, args.episodes, args.duration, args.params_file)
+
+
+def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
+    try:
+        from pac_ros.learning.train import main as train_main
+    except ImportError as exc:
+        print(f"error: training is not available: {exc}", file=sys.stderr)
+        return 2
+    return int(train_main(rest) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pac-ros", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("collect", help="record scripted-expert episodes in sim into a dataset")
+    _add_collect_args(p, episodes=50, quality="mixed")
+    p.add_argument("-v", "--verbose", action="store_true", help="print one line per episode")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("demo", help="simulated stacking run: record episodes, print success, write a GIF")
+    _add_collect_args(p, episodes=5, quality="perfect")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("launch", help="start a node graph in one process (where there is no `ros2 launch`)")
+    p.add_argument("graph", choices=["stacking"], help="which graph (launch/<graph>.launch.py starts the same)")
+    p.add_argument("--driver", default="expert", help="who commands the robot")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="override a node parameter, e.g. -p recorder.dataset=outputs/run1")
+    p.add_argument("--params-file", default=None, help="parameter file (default config/<graph>.yaml)")
+    p.add_argument("--episodes", type=int, default=None, help="stop after the recorder committed this many")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
+    p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("train", help="offline PAC training (see --help of the subcommand)", add_help=False)
+    p.set_defaults(func=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0] == "train":
+        return cmd_train(argparse.Namespace(), argv[1:])
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

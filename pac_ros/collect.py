@@ -1,0 +1,191 @@
+"""Expert data collection in the simulated stacking world (ROS-free).
+
+``collect`` runs the scripted expert at chosen quality knobs for N seeded episodes
+and commits each one into an episode dataset, exactly as the recorder would.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+from pac_ros.data import DatasetWriter
+from pac_ros.sim.env import StackingEnv
+from pac_ros.sim.expert import PRESETS, ExpertConfig, ScriptedExpert
+from pac_ros.spec import Spec, default_spec
+
+# Blends of expert qualities (weights sum to 1). "mixed" is the paper's sub-optimal
+# setting: mostly poor and noisy demonstrations, some good ones (~30% success).
+MIXES: dict[str, dict[str, float]] = {
+    "mixed": {"perfect": 0.05, "noisy": 0.10, "poor": 0.85},
+}
+
+
+@dataclass
+class EpisodeResult:
+    episode_index: int
+    seed: int
+    quality: str
+    instruction: str
+    success: bool
+    length: int
+    ret: float
+
+
+@dataclass
+class CollectSummary:
+    episodes: list[EpisodeResult]
+    wall_s: float
+    total_steps: int
+    size_bytes: int
+
+    @property
+    def success_rate(self) -> float:
+        return float(np.mean([e.success for e in self.episodes])) if self.episodes else 0.0
+
+    @property
+    def episodes_per_minute(self) -> float:
+        return 60.0 * len(self.episodes) / max(self.wall_s, 1e-9)
+
+    def lines(self) -> list[str]:
+        n = len(self.episodes)
+        return [
+            f"episodes:         {n}",
+            f"success rate:     {self.success_rate:.1%} ({sum(e.success for e in self.episodes)}/{n})",
+            f"steps:            {self.total_steps}",
+            f"size on disk:     {self.size_bytes / 1e6:.2f} MB ({self.size_bytes / max(self.total_steps, 1):.0f} bytes/step)",
+            f"wall time:        {self.wall_s:.1f} s ({self.episodes_per_minute:.1f} episodes/min)",
+        ]
+
+
+def quality_names() -> list[str]:
+    return sorted(set(PRESETS) | set(MIXES))
+
+
+def pick_quality(quality: str, rng: np.random.Generator) -> str:
+    """The expert preset for one episode: the preset itself, or a draw from a mix."""
+    if quality in MIXES:
+        names = list(MIXES[quality])
+        weights = np.array([MIXES[quality][n] for n in names])
+        return names[int(rng.choice(len(names), p=weights / weights.sum()))]
+    if quality not in PRESETS:
+        raise ValueError(f"unknown expert quality {quality!r}; choose from {quality_names()}")
+    return quality
+
+
+def run_expert_episode(
+    env: StackingEnv,
+    expert: ScriptedExpert,
+    seed: int,
+    writer: DatasetWriter | None = None,
+    metadata: Mapping | None = None,
+    instruction: str | None = None,
+) -> tuple[bool, int, float, list[np.ndarray]]:
+    """One seeded expert episode; committed to ``writer`` when given.
+
+    Each row pairs an observation with the (safe) command computed from it; the
+    last row holds the final observation (RLDS convention, see docs/dataset.md).
+    Returns (success, steps, return, front-camera frames).
+    """
+    spec = env.spec
+    obs = env.reset(seed=seed, instruction=instruction)
+    expert.reset()
+    episode = None
+    if writer is not None:
+        episode = writer.begin_episode(
+            instruction=obs["instruction"], source="expert", seed=seed, metadata=dict(metadata or {})
+        )
+    frames = []
+    ret, steps, terminated, success = 0.0, 0, False, False
+    while True:
+        stamp = float(env.data.time)
+        command = spec.safe_command(expert.act(), obs["joint_positions"])
+        next_obs, reward, terminated, truncated, info = env.step(command)
+        if episode is not None:
+            episode.add_step(
+                timestamp=stamp,
+                joint_positions=obs["joint_positions"],
+                images=obs["images"],
+                action=command,
+                reward=reward,
+                features=obs["features"],
+            )
+        if obs["images"]:
+            frames.append(np.concatenate([obs["images"][c] for c in spec.camera_names], axis=1))
+        ret += float(reward)
+        steps += 1
+        success = bool(info["success"]) or success
+        obs = next_obs
+        if terminated or truncated:
+            break
+    if episode is not None:
+        hold = spec.safe_command(obs["joint_positions"], obs["joint_positions"])
+        episode.add_step(
+            timestamp=float(env.data.time),
+            joint_positions=obs["joint_positions"],
+            images=obs["images"],
+            action=hold,
+            reward=0.0,
+            features=obs["features"],
+        )
+        writer.commit(episode, terminal=bool(terminated), success=success)
+    return success, steps, ret, frames
+
+
+def collect(
+    out: str | Path,
+    episodes: int,
+    quality: str = "mixed",
+    seed: int = 0,
+    spec: Spec | None = None,
+    render: bool = True,
+    overrides: Mapping[str, float] | None = None,
+    progress: Callable[[EpisodeResult], None] | None = None,
+    keep_frames: int = 0,
+) -> tuple[CollectSummary, list[list[np.ndarray]]]:
+    """Run ``episodes`` seeded expert episodes (seeds seed, seed+1, ...) into ``out``."""
+    spec = spec or default_spec()
+    env = StackingEnv(spec, render=render)
+    results: list[EpisodeResult] = []
+    kept: list[list[np.ndarray]] = []
+    start = time.perf_counter()
+    with DatasetWriter(out, spec, features=True) as writer:
+        first_index = writer.num_episodes
+        for i in range(episodes):
+            ep_seed = seed + i
+            rng = np.random.default_rng([ep_seed, 7919])
+            name = pick_quality(quality, rng)
+            config = dataclasses.replace(ExpertConfig.preset(name), **dict(overrides or {}))
+            expert = ScriptedExpert(env, config, seed=ep_seed)
+            meta = {"quality": name, "mix": quality, "expert": dataclasses.asdict(config)}
+            success, steps, ret, frames = run_expert_episode(env, expert, ep_seed, writer, meta)
+            if i < keep_frames:
+                kept.append(frames)
+            result = EpisodeResult(first_index + i, ep_seed, name, env.instruction, success, steps, ret)
+            results.append(result)
+            if progress is not None:
+                progress(result)
+    wall = time.perf_counter() - start
+    env.close()
+    from pac_ros.data import Dataset
+
+    ds = Dataset(out, spec)
+    summary = CollectSummary(results, wall, sum(e.length + 1 for e in results), ds.size_bytes())
+    return summary, kept
+
+
+def write_gif(frames: list[np.ndarray], path: str | Path, fps: float) -> Path:
+    """Save RGB frames as an animated GIF (Pillow; no video codec needed)."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(f) for f in frames]
+    if not images:
+        raise ValueError("no frames to write (was rendering off?)")
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return path

@@ -31,6 +31,9 @@ setup(
     entry_points={
         "console_scripts": [
             "pac-ros = pac_ros.cli:main",
+            "mujoco_bridge = pac_ros.nodes.mujoco_bridge:main",
+            "expert = pac_ros.nodes.expert:main",
+            "recorder = pac_ros.nodes.recorder:main",
         ],
     },
 )

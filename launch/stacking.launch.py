@@ -1,0 +1,28 @@
+"""Simulated stacking: MuJoCo bridge + a driver (scripted expert) + recorder.
+
+    ros2 launch pac_ros stacking.launch.py [driver:=expert]
+
+The node list and the parameter file come from pac_ros.nodes.graph, which
+`pac-ros launch stacking` uses too (for machines without a ROS install).
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from pac_ros.nodes.graph import graph
+
+
+def _nodes(context):
+    entries, params = graph("stacking", LaunchConfiguration("driver").perform(context))
+    return [
+        Node(package="pac_ros", executable=e.executable, name=e.name, parameters=[str(params)], output="screen")
+        for e in entries
+    ]
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        DeclareLaunchArgument("driver", default_value="expert", description="who commands the robot"),
+        OpaqueFunction(function=_nodes),
+    ])

@@ -1,0 +1,88 @@
+"""What every pac_ros node shares: topic names, QoS profiles, stamps, the spec parameter."""
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Pose, PoseArray
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+from pac_ros.spec import Spec, default_spec
+
+# Default topic names (every one is a parameter of the nodes that use it).
+CAMERA_TOPIC = "/camera/{name}/image_raw"
+JOINT_STATES = "/joint_states"
+INSTRUCTION = "/instruction"
+COMMANDS = "/arm_controller/commands"
+REWARD = "/reward"
+SUCCESS = "/task_success"
+BLOCK_POSES = "/sim/block_poses"
+STAMPED_COMMAND = "~/command"  # sensor_msgs/JointState: stamp = the observation's stamp
+
+SENSOR_QOS = qos_profile_sensor_data  # best effort, keep last
+LATCHED_QOS = QoSProfile(
+    depth=1,
+    history=HistoryPolicy.KEEP_LAST,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+RELIABLE_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def to_sec(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def to_stamp(seconds: float) -> Time:
+    nanoseconds = int(round(seconds * 1e9))
+    return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+
+
+def now_sec(node: Node) -> float:
+    return node.get_clock().now().nanoseconds * 1e-9
+
+
+def load_spec(node: Node) -> Spec:
+    """The ``spec_file`` parameter ('' = the package's config/robot.yaml)."""
+    path = node.declare_parameter("spec_file", "").value
+    return Spec.load(path) if path else default_spec()
+
+
+def camera_topics(node: Node, spec: Spec) -> dict[str, str]:
+    """One ``camera_topics.<name>`` parameter per spec camera."""
+    return {
+        cam: node.declare_parameter(f"camera_topics.{cam}", CAMERA_TOPIC.format(name=cam)).value
+        for cam in spec.camera_names
+    }
+
+
+def block_poses_msg(features: np.ndarray, stamp: Time, frame_id: str = "world") -> PoseArray:
+    """Block poses (position + wxyz quaternion per block, spec order) as a PoseArray."""
+    msg = PoseArray()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    for row in np.asarray(features, dtype=np.float64).reshape(-1, 7):
+        pose = Pose()
+        pose.position.x, pose.position.y, pose.position.z = (float(v) for v in row[:3])
+        pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = (
+            float(v) for v in row[3:]
+        )
+        msg.poses.append(pose)
+    return msg
+
+
+def block_poses_array(msg: PoseArray, n_blocks: int) -> np.ndarray:
+    if len(msg.poses) != n_blocks:
+        raise ValueError(f"block poses: expected {n_blocks} poses, got {len(msg.poses)}")
+    rows = [
+        [p.position.x, p.position.y, p.position.z, p.orientation.w, p.orientation.x, p.orientation.y,
+         p.orientation.z]
+        for p in msg.poses
+    ]
+    return np.asarray(rows, dtype=np.float64).reshape(-1)

@@ -1,0 +1,218 @@
+"""mujoco_bridge: the simulated stacking robot behind the real robot's topics.
+
+Each control period it applies the newest joint command (clamped to limits and max
+step; the last one is held when none arrives), steps the physics, then publishes the
+observation stamped with sim time (one Image per camera, /joint_states, block poses),
+/reward and /task_success for the step, and finally /clock.
+
+mode = realtime: a steady timer steps at control_rate * real_time_factor.
+mode = lockstep: a step follows each received command (or lockstep_timeout seconds
+of wall time without one), so a slow controller slows the sim instead of missing.
+
+/clock never goes backwards: a reset continues sim time from where it was.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import rclpy
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, Float32, Float64MultiArray, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+from geometry_msgs.msg import PoseArray
+
+from pac_ros.nodes import common
+from pac_ros.nodes.convert import ConversionError, command_to_array, joint_positions, numpy_to_image
+from pac_ros.sim.env import StackingEnv
+
+COMMAND_TYPES = {
+    "float64_multi_array": Float64MultiArray,
+    "joint_trajectory": JointTrajectory,
+    "joint_state": JointState,
+}
+
+
+class MujocoBridge(Node):
+    def __init__(self, **kwargs):
+        super().__init__("mujoco_bridge", **kwargs)
+        self.spec = common.load_spec(self)
+        p = self.declare_parameter
+        self.mode = p("mode", "realtime").value
+        if self.mode not in ("realtime", "lockstep"):
+            raise ValueError(f"parameter mode must be 'realtime' or 'lockstep', got {self.mode!r}")
+        self.real_time_factor = float(p("real_time_factor", 1.0).value)
+        if not self.real_time_factor > 0:
+            raise ValueError(f"parameter real_time_factor must be > 0, got {self.real_time_factor}")
+        self.lockstep_timeout = float(p("lockstep_timeout", 1.0).value)
+        self.auto_reset = bool(p("auto_reset", True).value)
+        self.next_seed = self.seed_param = int(p("seed", 0).value)  # episode k uses seed + k
+        reward = p("reward", "sparse").value
+        render = bool(p("render", True).value)
+        command_type = p("command_type", "float64_multi_array").value
+        if command_type not in COMMAND_TYPES:
+            raise ValueError(f"parameter command_type must be one of {sorted(COMMAND_TYPES)}, got {command_type!r}")
+        p("instruction", "")
+        self.frame_id = p("frame_id", "world").value
+
+        self.env = StackingEnv(self.spec, render=render, reward=reward)
+        self.sim_offset = 0.0  # sim time of the current episode's start
+        self.episode = 0
+        self.pending_reset = False
+
+        cams = common.camera_topics(self, self.spec)
+        self.image_pubs = {c: self.create_publisher(Image, t, common.SENSOR_QOS) for c, t in cams.items()}
+        self.joint_pub = self.create_publisher(JointState, p("joint_states_topic", common.JOINT_STATES).value,
+                                               common.SENSOR_QOS)
+        self.pose_pub = self.create_publisher(PoseArray, p("block_poses_topic", common.BLOCK_POSES).value,
+                                              common.SENSOR_QOS)
+        self.reward_pub = self.create_publisher(Float32, p("reward_topic", common.REWARD).value,
+                                                common.RELIABLE_QOS)
+        self.success_pub = self.create_publisher(Bool, p("success_topic", common.SUCCESS).value,
+                                                 common.RELIABLE_QOS)
+        self.instruction_pub = self.create_publisher(String, p("instruction_topic", common.INSTRUCTION).value,
+                                                     common.LATCHED_QOS)
+        self.clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
+        self.create_subscription(COMMAND_TYPES[command_type], p("command_topic", common.COMMANDS).value,
+                                 getattr(self, f"_on_{command_type}"), common.RELIABLE_QOS)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+
+        self.command = self.env.joint_positions()
+        self.new_command = False
+        self.rejected = 0
+        self.steps = 0
+        self.lockstep_misses = 0
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        if self.mode == "realtime":
+            period = self.spec.control_period / self.real_time_factor
+            self.timer = self.create_timer(period, self._tick, clock=steady)
+        else:
+            self.timer = self.create_timer(min(0.01, self.lockstep_timeout / 4), self._lockstep_watchdog,
+                                           clock=steady)
+        self._reset_episode()
+        self.get_logger().info(
+            f"stacking sim up: mode={self.mode}, {self.spec.control_rate_hz:g} Hz control, "
+            f"cameras {list(cams.values())}, commands {command_type}"
+        )
+
+    # ---- commands -----------------------------------------------------------------
+    def _accept(self, values: np.ndarray, source: str) -> None:
+        if values.shape != (self.spec.action_dim,) or not np.all(np.isfinite(values)):
+            self._reject(f"{source}: command must be {self.spec.action_dim} finite values, got {values.tolist()}")
+            return
+        self.command = values
+        self.new_command = True
+        if self.mode == "lockstep":
+            self._step()
+
+    def _reject(self, why: str) -> None:
+        self.rejected += 1
+        self.get_logger().warning(f"rejected command ({self.rejected} so far): {why}",
+                                  throttle_duration_sec=1.0)
+
+    def _on_float64_multi_array(self, msg: Float64MultiArray) -> None:
+        try:
+            self._accept(command_to_array(msg, self.spec.action_dim), "Float64MultiArray")
+        except ConversionError as exc:
+            self._reject(str(exc))
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        try:
+            self._accept(joint_positions(msg, self.spec.joint_names), "JointState")
+        except ConversionError as exc:
+            self._reject(str(exc))
+
+    def _on_joint_trajectory(self, msg: JointTrajectory) -> None:
+        if not msg.points:
+            self._reject("JointTrajectory without points")
+            return
+        state = JointState(name=list(msg.joint_names), position=list(msg.points[-1].positions))
+        try:
+            self._accept(joint_positions(state, self.spec.joint_names), "JointTrajectory")
+        except ConversionError as exc:
+            self._reject(str(exc))
+
+    # ---- stepping -----------------------------------------------------------------
+    def _tick(self) -> None:
+        self._step()
+
+    def _lockstep_watchdog(self) -> None:
+        if time.monotonic() - self._last_publish > self.lockstep_timeout:
+            self.lockstep_misses += 1
+            self._step()
+
+    def sim_time(self) -> float:
+        return self.sim_offset + float(self.env.data.time)
+
+    def _step(self) -> None:
+        if self.pending_reset:
+            self._reset_episode()
+            return
+        obs, reward, terminated, truncated, info = self.env.step(self.command)
+        self.new_command = False
+        self.steps += 1
+        self._publish(obs, reward, bool(info["success"]))
+        if (terminated or truncated) and self.auto_reset:
+            self.pending_reset = True
+
+    def _publish(self, obs: dict, reward: float | None, success: bool | None) -> None:
+        stamp = common.to_stamp(self.sim_time())
+        for cam, image in obs["images"].items():
+            encoding = self.spec.cameras[self.spec.camera_names.index(cam)].encoding
+            self.image_pubs[cam].publish(numpy_to_image(image, encoding, stamp, frame_id=cam))
+        joints = JointState(name=self.spec.joint_names, position=[float(v) for v in obs["joint_positions"]])
+        joints.header.stamp = stamp
+        self.joint_pub.publish(joints)
+        self.pose_pub.publish(common.block_poses_msg(obs["features"], stamp, self.frame_id))
+        if reward is not None:
+            self.reward_pub.publish(Float32(data=float(reward)))
+            self.success_pub.publish(Bool(data=bool(success)))
+        self.clock_pub.publish(ClockMsg(clock=stamp))
+        self._last_publish = time.monotonic()
+
+    def _reset_episode(self) -> None:
+        self.pending_reset = False
+        if self.episode:
+            self.sim_offset = self.sim_time() + self.spec.control_period
+        instruction = self.get_parameter("instruction").value or None
+        seed = self.next_seed
+        obs = self.env.reset(seed=seed, instruction=instruction)
+        self.next_seed += 1
+        self.episode += 1
+        self.command = obs["joint_positions"].copy()
+        self.instruction_pub.publish(String(data=obs["instruction"]))
+        self.get_logger().info(f"episode {self.episode} (seed {seed}): '{obs['instruction']}'")
+        self._publish(obs, None, None)
+
+    def _on_reset(self, request, response):
+        try:
+            seed = int(self.get_parameter("seed").value)
+            if seed != self.seed_param:  # a new seed was set: restart the sequence there
+                self.next_seed = self.seed_param = seed
+            self._reset_episode()
+        except Exception as exc:  # e.g. an instruction the task does not know
+            response.success, response.message = False, f"reset failed: {exc}"
+            return response
+        response.success = True
+        response.message = f"episode {self.episode}: {self.env.instruction}"
+        return response
+
+    def destroy_node(self):
+        self.env.close()
+        return super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = MujocoBridge()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,26 @@
+import itertools
+import os
+
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+_domains = itertools.count()
+
+
+def ros_domain_id() -> int:
+    """A ROS_DOMAIN_ID per test, spread by process so parallel runs do not hear each other."""
+    return 1 + (os.getpid() * 7 + next(_domains)) % 100
+
+
+@pytest.fixture()
+def ros():
+    """rclpy initialised on a domain of this test's own; shut down afterwards."""
+    rclpy = pytest.importorskip("rclpy")
+    domain = ros_domain_id()
+    rclpy.init(domain_id=domain)
+    try:
+        yield domain
+    finally:
+        rclpy.try_shutdown()

@@ -18,6 +18,7 @@ setup(
         (f"share/{package_name}", ["package.xml"]),
         share("launch", "*.py"),
         share("config", "*.yaml"),
+        share("config", "*.xml"),
         share("models", "*.xml"),
         share("msg", "*.msg"),
     ],

@@ -73,6 +73,27 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return launch(args.graph, args.driver, args.param, args.episodes, args.duration, args.params_file)
 
 
+def cmd_dataset_export(args: argparse.Namespace) -> int:
+    from pac_ros.data import DatasetError
+
+    if args.format != "mcap":
+        print(f"error: export format {args.format!r} is not available yet", file=sys.stderr)
+        return 2
+    from pac_ros.data.mcap import describe_bag, export_mcap
+
+    try:
+        bag = export_mcap(args.dataset, args.out, episodes=args.episodes, commander=args.commander,
+                          timeline=args.timeline, compress=args.compress)
+    except (DatasetError, FileExistsError, FileNotFoundError, IndexError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    info = describe_bag(bag)
+    print(f"wrote {bag}: {info['message_count']} messages over {info['duration_s']:.1f} s")
+    for topic, t in sorted(info["topics"].items()):
+        print(f"  {topic:32s} {t['type']:32s} {t['count']:6d}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     try:
         from pac_ros.learning.train import main as train_main
@@ -104,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=None, help="stop after the recorder committed this many")
     p.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("dataset", help="look after and convert episode datasets")
+    dsub = p.add_subparsers(dest="dataset_command", required=True)
+    e = dsub.add_parser("export", help="write episodes in another format (mcap: a rosbag2 MCAP directory)")
+    e.add_argument("dataset", type=Path, help="dataset directory")
+    e.add_argument("--format", default="mcap", choices=["mcap"])
+    e.add_argument("--out", type=Path, required=True, help="output directory (must not exist)")
+    e.add_argument("--episodes", type=int, nargs="+", default=None, help="episode indices (default all)")
+    e.add_argument("--commander", default="/recorder_export",
+                   help="node namespace of the stamped command topic (<commander>/command)")
+    e.add_argument("--timeline", default="auto", choices=["auto", "recorded"],
+                   help="auto shifts episodes whose stamps overlap the previous one")
+    e.add_argument("--compress", action="store_true", help="zstd-compress the MCAP chunks")
+    e.set_defaults(func=cmd_dataset_export)
 
     p = sub.add_parser("train", help="offline PAC training (see --help of the subcommand)", add_help=False)
     p.set_defaults(func=None)

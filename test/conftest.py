@@ -18,8 +18,10 @@ def ros_domain_id() -> int:
 def ros():
     """rclpy initialised on a domain of this test's own; shut down afterwards."""
     rclpy = pytest.importorskip("rclpy")
+    from pac_ros.nodes.common import init_ros
+
     domain = ros_domain_id()
-    rclpy.init(domain_id=domain)
+    init_ros(domain_id=domain)
     try:
         yield domain
     finally:

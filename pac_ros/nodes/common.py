@@ -1,6 +1,8 @@
 """What every pac_ros node shares: topic names, QoS profiles, stamps, the spec parameter."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseArray
@@ -33,6 +35,23 @@ LATCHED_QOS = QoSProfile(
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
 RELIABLE_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def configure_dds() -> None:
+    """Use our large-data Fast DDS profile unless the user chose one (before rclpy.init)."""
+    if "FASTDDS_DEFAULT_PROFILES_FILE" in os.environ or "FASTRTPS_DEFAULT_PROFILES_FILE" in os.environ:
+        return
+    from pac_ros.paths import share_file
+
+    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(share_file("config", "fastdds_large_data.xml"))
+
+
+def init_ros(args=None, **kwargs) -> None:
+    """rclpy.init after configure_dds: how every pac_ros entry point starts ROS."""
+    import rclpy
+
+    configure_dds()
+    rclpy.init(args=args, **kwargs)
 
 
 def to_sec(stamp: Time) -> float:

@@ -110,7 +110,7 @@ class ExpertNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
+    common.init_ros(args=args)
     node = ExpertNode()
     try:
         rclpy.spin(node)

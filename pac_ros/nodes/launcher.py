@@ -12,6 +12,7 @@ from pathlib import Path
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+from pac_ros.nodes.common import init_ros
 from pac_ros.nodes.graph import graph
 
 
@@ -72,7 +73,7 @@ class GraphRunner:
 
 def launch(name: str, driver: str, overrides: list[str], episodes: int | None, duration: float | None,
            params_file: str | None = None) -> int:
-    rclpy.init()
+    init_ros()
     runner = None
     try:
         runner = GraphRunner(name, driver, overrides, params_file)

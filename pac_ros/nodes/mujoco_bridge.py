@@ -207,7 +207,7 @@ class MujocoBridge(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
+    common.init_ros(args=args)
     node = MujocoBridge()
     try:
         rclpy.spin(node)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +29,10 @@ from pac_ros.data.recording import EpisodeAssembler, Step
 from pac_ros.nodes import common
 from pac_ros.nodes.convert import ConversionError, image_to_numpy, joint_positions
 
-# Best effort like the publishers, but deep enough not to lose bursts while busy.
-RECORD_SENSOR_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+# Best effort like the publishers, but deep enough (about a second of a fast stream)
+# not to lose messages while the executor is held up.
+RECORD_SENSOR_QOS = QoSProfile(depth=30, reliability=ReliabilityPolicy.BEST_EFFORT)
+RECORD_STATE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 class Recorder(Node):
@@ -52,18 +56,20 @@ class Recorder(Node):
         self.recording = False
         self.instruction = ""
         self.committed: list[int] = []
+        self.commit_seconds: list[float] = []  # encode + write time per committed episode
         self.failed = 0
         self.rejected = 0
+        self.received: Counter[str] = Counter()  # messages per input, for drop accounting
         self._last_joint_stamp: float | None = None
         self.last_until: float | None = None  # stamp of the last recorded episode's end
 
         for cam, topic in common.camera_topics(self, self.spec).items():
             self.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m), RECORD_SENSOR_QOS)
         self.create_subscription(JointState, p("joint_states_topic", common.JOINT_STATES).value,
-                                 self._on_joints, RECORD_SENSOR_QOS)
+                                 self._on_joints, RECORD_STATE_QOS)
         if self.record_features:
             self.create_subscription(PoseArray, p("block_poses_topic", common.BLOCK_POSES).value,
-                                     self._on_poses, RECORD_SENSOR_QOS)
+                                     self._on_poses, RECORD_STATE_QOS)
         self.create_subscription(JointState, p("command_state_topic", "/expert/command").value,
                                  self._on_command, common.RELIABLE_QOS)
         self.create_subscription(String, p("instruction_topic", common.INSTRUCTION).value,
@@ -85,6 +91,7 @@ class Recorder(Node):
         return common.now_sec(self)
 
     def _on_image(self, camera: str, msg: Image) -> None:
+        self.received[f"image:{camera}"] += 1
         cam = self.spec.cameras[self.spec.camera_names.index(camera)]
         try:
             if msg.encoding != cam.encoding:
@@ -100,6 +107,7 @@ class Recorder(Node):
         self._check_auto_stop()
 
     def _on_joints(self, msg: JointState) -> None:
+        self.received["joint_states"] += 1
         try:
             q = joint_positions(msg, self.spec.joint_names)
             if not np.all(np.isfinite(q)):
@@ -130,6 +138,7 @@ class Recorder(Node):
         self.assembler.add_block_poses(common.to_sec(msg.header.stamp), poses, self._now())
 
     def _on_command(self, msg: JointState) -> None:
+        self.received["command"] += 1
         if not self.recording:
             return
         try:
@@ -210,6 +219,7 @@ class Recorder(Node):
     def _commit(self, steps: list[Step], final: dict | None, terminal: bool, success: bool, dropped: int,
                 instruction: str, meta: dict) -> int | None:
         """Worker thread: encode and commit one episode."""
+        started = time.perf_counter()
         episode = self.writer.begin_episode(instruction=instruction, source=self.source,
                                             checkpoint=self.checkpoint, metadata=meta)
         try:
@@ -232,6 +242,7 @@ class Recorder(Node):
             return None
         with self.lock:
             self.committed.append(index)
+            self.commit_seconds.append(time.perf_counter() - started)
         self.get_logger().info(f"committed episode {index} ({len(steps)} steps, success={success})")
         return index
 
@@ -269,7 +280,7 @@ class Recorder(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=args)
+    common.init_ros(args=args)
     node = Recorder()
     try:
         rclpy.spin(node)

@@ -1,0 +1,392 @@
+"""Export dataset episodes as a rosbag2 directory with MCAP storage (ROS-free).
+
+The bag replays the episodes on the topics the live robot uses (``pac_ros/nodes/common.py``),
+so ``ros2 bag play``, ``ros2 bag info``, Foxglove and ``rosbags`` can read it. Messages are
+serialised to CDR by ``rosbags``; the package's own types (``msg/*.msg``) are registered from
+their text at run time, so no generated ROS interfaces are needed.
+
+Per episode, for row ``t`` of ``T`` (stamp ``s_t``; bag log time = header stamp = ``s_t``):
+
+- ``/pac/episode_events`` ``pac_ros/msg/EpisodeEvent`` START at the first row; STOP then
+  COMMIT at the last row (``episode_index``, ``instruction``, ``source``; ``detail`` is JSON).
+- ``/instruction`` ``std_msgs/msg/String`` at the first row and wherever the instruction
+  changes (offered latched, like the live topic).
+- ``/sim/block_poses`` ``geometry_msgs/msg/PoseArray`` (frame ``world``), when the dataset
+  has block poses.
+- ``/camera/<name>/image_raw`` ``sensor_msgs/msg/Image`` per spec camera (frame = camera name,
+  encoding = the spec's).
+- ``/joint_states`` ``sensor_msgs/msg/JointState`` (names = spec joint order).
+- ``/reward`` ``std_msgs/msg/Float32`` r_{t-1} and ``/task_success`` ``std_msgs/msg/Bool`` for
+  every row t >= 1, after that row's observation: the sim publishes the reward and success
+  of a step after the observation it led to, so the recorder's pairing rule assigns them
+  back to row t-1. ``/task_success`` is true only at the last row of a successful episode.
+- ``/arm_controller/commands`` ``std_msgs/msg/Float64MultiArray`` and
+  ``<commander>/command`` ``sensor_msgs/msg/JointState`` (stamp = the observation's stamp)
+  for every row but the last (the last row's action is a hold command, never a transition).
+
+Timeline: episodes are written back to back in the order asked. With ``timeline="auto"``
+(default) recorded stamps are kept, except that an episode starting at or before the end of
+the previous exported one (e.g. ``pac-ros collect`` data, whose sim clock restarts at 0 every
+episode) is shifted, all its stamps alike, to start ``EPISODE_GAP_S`` after it. The shift is
+recorded in the START event's detail and in the bag's ``custom_data``
+(``pac_ros.export``). ``timeline="recorded"`` never shifts (overlapping episodes then
+interleave on playback).
+
+The bag is written to a hidden sibling directory and renamed into place when complete, so
+``out_dir`` never holds a half-written bag (a killed rosbags writer leaves an unreadable one).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import yaml
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys.store import Typestore
+
+from pac_ros.data.format import DatasetError
+from pac_ros.data.reader import Dataset, Episode
+from pac_ros.paths import share_file
+
+# Topic names: the live robot's defaults (pac_ros/nodes/common.py; not imported: it needs rclpy).
+CAMERA_TOPIC = "/camera/{name}/image_raw"
+JOINT_STATES = "/joint_states"
+INSTRUCTION = "/instruction"
+COMMANDS = "/arm_controller/commands"
+REWARD = "/reward"
+SUCCESS = "/task_success"
+BLOCK_POSES = "/sim/block_poses"
+EPISODE_EVENTS = "/pac/episode_events"
+DEFAULT_COMMANDER = "/recorder_export"
+
+BLOCK_FRAME = "world"
+EPISODE_GAP_S = 1.0  # gap between episodes that had to be shifted (timeline="auto")
+TYPESTORE = Stores.ROS2_KILTED  # the ROS 2 distribution of requirements-ros.txt
+CUSTOM_DATA_KEY = "pac_ros.export"
+PACKAGE_MSG = "pac_ros/msg/{}"
+
+_T_IMAGE = "sensor_msgs/msg/Image"
+_T_JOINTS = "sensor_msgs/msg/JointState"
+_T_F64ARRAY = "std_msgs/msg/Float64MultiArray"
+_T_F32 = "std_msgs/msg/Float32"
+_T_BOOL = "std_msgs/msg/Bool"
+_T_STRING = "std_msgs/msg/String"
+_T_POSES = "geometry_msgs/msg/PoseArray"
+_T_EVENT = PACKAGE_MSG.format("EpisodeEvent")
+
+_ZERO = QosTime(0, 0)  # rmw "unspecified" (= infinite / default)
+_LATCHED_QOS = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
+                   _ZERO, _ZERO, QosLiveliness.AUTOMATIC, _ZERO, False)
+
+
+# ---- types ---------------------------------------------------------------------------------
+def package_msg_files() -> list[Path]:
+    """The package's ``msg/*.msg`` files (source tree, ament install or pip share/)."""
+    folder = share_file("msg", "EpisodeEvent.msg").parent
+    return sorted(folder.glob("*.msg"))
+
+
+def make_typestore() -> Typestore:
+    """A rosbags typestore: the ROS 2 standard types plus ``pac_ros/msg/*`` from msg/."""
+    store = get_typestore(TYPESTORE)
+    types: dict[str, Any] = {}
+    for path in package_msg_files():
+        types.update(get_types_from_msg(path.read_text(), PACKAGE_MSG.format(path.stem)))
+    store.register(types)
+    return store
+
+
+# ---- export --------------------------------------------------------------------------------
+def export_mcap(
+    dataset_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    episodes: Sequence[int] | None = None,
+    commander: str = DEFAULT_COMMANDER,
+    *,
+    timeline: str = "auto",
+    compress: bool = False,
+) -> Path:
+    """Write episodes of a dataset (default all) into one new rosbag2/MCAP directory.
+
+    ``commander`` names the node whose stamped commands are replayed on
+    ``<commander>/command``. ``compress`` zstd-compresses the MCAP chunks (readable by
+    ``ros2 bag``, Foxglove and rosbags). Returns ``out_dir``.
+
+    Raises ``FileExistsError`` if ``out_dir`` exists, ``DatasetError`` for a missing, empty
+    or unreadable dataset, ``IndexError``/``ValueError`` for a bad episode selection.
+    """
+    root = Path(dataset_root)
+    out = Path(out_dir)
+    if timeline not in ("auto", "recorded"):
+        raise ValueError(f"timeline must be 'auto' or 'recorded', got {timeline!r}")
+    command_topic = _command_topic(commander)
+    if out.exists() or out.is_symlink():
+        raise FileExistsError(f"{out}: already exists; refusing to overwrite (choose a new --out)")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataset directory")
+    ds = Dataset(root)
+    selected = _select(ds, episodes)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out.parent}: parent directory of the output does not exist")
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        bag = staging / out.name  # rosbags names the .mcap after its directory
+        _write_bag(ds, selected, bag, command_topic, timeline, compress)
+        _fsync_tree(bag)
+        if out.exists() or out.is_symlink():
+            raise FileExistsError(f"{out}: appeared while exporting; the export is discarded")
+        os.rename(bag, out)
+        _fsync_dir(out.parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _command_topic(commander: str) -> str:
+    name = commander.strip().rstrip("/")
+    if not name or any(c.isspace() for c in name):
+        raise ValueError(f"commander must be a node name such as '/recorder_export', got {commander!r}")
+    return (name if name.startswith("/") else "/" + name) + "/command"
+
+
+def _select(ds: Dataset, episodes: Sequence[int] | None) -> list[int]:
+    if len(ds) == 0:
+        raise DatasetError(f"{ds.root}: the dataset has no committed episodes to export")
+    if episodes is None:
+        return list(range(len(ds)))
+    selected = []
+    for i in episodes:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"episode indices must be ints, got {type(i).__name__} {i!r}")
+        if not 0 <= i < len(ds):
+            raise IndexError(f"episode {i} out of range: dataset {ds.root} has {len(ds)} episodes")
+        selected.append(int(i))
+    if not selected:
+        raise ValueError("no episodes selected")
+    dupes = sorted({i for i in selected if selected.count(i) > 1})
+    if dupes:
+        raise ValueError(f"episodes selected more than once: {dupes}")
+    return selected
+
+
+def _stamps_ns(e: Episode, where: str) -> np.ndarray:
+    ns = np.round(e.timestamp.astype(np.float64) * 1e9).astype(np.int64)
+    if len(ns) and ns[0] < 0:
+        raise DatasetError(f"{where}: negative stamp {e.timestamp[0]} s cannot be a bag time")
+    return ns
+
+
+class _BagWriter:
+    """Connections and message constructors over one open rosbags Writer."""
+
+    def __init__(self, writer: Writer, store: Typestore):
+        self.writer = writer
+        self.store = store
+        self.conns: dict[str, Any] = {}
+        self.types: dict[str, str] = {}
+        self.counts: dict[str, int] = {}
+        self.T = store.types
+
+    def add(self, topic: str, msgtype: str, qos: Sequence[Qos] = ()) -> None:
+        self.conns[topic] = self.writer.add_connection(topic, msgtype, typestore=self.store,
+                                                       offered_qos_profiles=list(qos))
+        self.types[topic] = msgtype
+        self.counts[topic] = 0
+
+    def write(self, topic: str, ns: int, msg: Any) -> None:
+        data = self.store.serialize_cdr(msg, self.types[topic])
+        self.writer.write(self.conns[topic], int(ns), data)
+        self.counts[topic] += 1
+
+    def header(self, ns: int, frame_id: str = "") -> Any:
+        T = self.T
+        stamp = T["builtin_interfaces/msg/Time"](sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+        return T["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
+
+
+def _write_bag(ds: Dataset, selected: list[int], bag: Path, command_topic: str, timeline: str,
+               compress: bool) -> None:
+    spec = ds.spec
+    store = make_typestore()
+    T = store.types
+    cams = list(spec.cameras)
+    names = spec.joint_names
+    empty = np.zeros(0, np.float64)
+    EpisodeEvent = T[_T_EVENT]
+    cam_topics = {c.name: CAMERA_TOPIC.format(name=c.name) for c in cams}
+
+    writer = Writer(bag, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP)
+    if compress:
+        writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+    exported: list[dict[str, Any]] = []
+    with writer:
+        w = _BagWriter(writer, store)
+        w.add(EPISODE_EVENTS, _T_EVENT)
+        w.add(INSTRUCTION, _T_STRING, [_LATCHED_QOS])
+        if ds.has_features:
+            w.add(BLOCK_POSES, _T_POSES)
+        for c in cams:
+            w.add(cam_topics[c.name], _T_IMAGE)
+        w.add(JOINT_STATES, _T_JOINTS)
+        w.add(REWARD, _T_F32)
+        w.add(SUCCESS, _T_BOOL)
+        w.add(COMMANDS, _T_F64ARRAY)
+        w.add(command_topic, _T_JOINTS)
+
+        def event(ns: int, kind: int, meta: dict, instruction: str, detail: dict | str) -> None:
+            w.write(EPISODE_EVENTS, ns, EpisodeEvent(
+                header=w.header(ns), event=kind, episode_index=int(meta["episode_index"]),
+                instruction=instruction, source=str(meta.get("source") or ""),
+                detail=detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)))
+
+        def joint_state(ns: int, values: np.ndarray) -> Any:
+            return T[_T_JOINTS](header=w.header(ns), name=list(names),
+                                position=np.asarray(values, np.float64), velocity=empty, effort=empty)
+
+        prev_end: int | None = None
+        for i in selected:
+            e = ds.load_episode(i, images=True)
+            meta = e.meta
+            where = f"{ds.root}: episode {i}"
+            ns = _stamps_ns(e, where)
+            offset = 0
+            if timeline == "auto" and prev_end is not None and ns[0] <= prev_end:
+                offset = prev_end + int(round(EPISODE_GAP_S * 1e9)) - int(ns[0])
+            ns = ns + offset
+            prev_end = int(ns[-1])
+            n = len(e)
+            success = bool(meta.get("success"))
+            exported.append({"episode_index": i, "length": n, "stamp_offset_ns": offset,
+                             "start_ns": int(ns[0]), "end_ns": int(ns[-1])})
+            for t in range(n):
+                s = int(ns[t])
+                instr = e.instructions[t]
+                if t == 0:
+                    event(s, EpisodeEvent.START, meta, instr, {
+                        "seed": meta.get("seed"), "checkpoint": meta.get("checkpoint"),
+                        "stamp_offset_s": offset * 1e-9, "length": n})
+                if t == 0 or instr != e.instructions[t - 1]:
+                    w.write(INSTRUCTION, s, T[_T_STRING](data=instr))
+                # the observation o_t
+                if e.features is not None:
+                    poses = [_pose(T, row) for row in e.features[t].astype(np.float64).reshape(-1, 7)]
+                    w.write(BLOCK_POSES, s, T[_T_POSES](header=w.header(s, BLOCK_FRAME), poses=poses))
+                for c in cams:
+                    img = e.images[c.name][t]
+                    w.write(cam_topics[c.name], s, T[_T_IMAGE](
+                        header=w.header(s, c.name), height=c.height, width=c.width,
+                        encoding=c.encoding, is_bigendian=0, step=c.width * c.channels,
+                        data=np.ascontiguousarray(img, np.uint8).reshape(-1)))
+                w.write(JOINT_STATES, s, joint_state(s, e.joint_positions[t]))
+                # reward and success of the transition that led to o_t
+                if t >= 1:
+                    w.write(REWARD, s, T[_T_F32](data=float(e.rewards[t - 1])))
+                    w.write(SUCCESS, s, T[_T_BOOL](data=success and t == n - 1))
+                # the command computed from o_t (the last row's hold command is not replayed)
+                if t < n - 1:
+                    action = e.actions[t].astype(np.float64)
+                    w.write(COMMANDS, s, T[_T_F64ARRAY](
+                        layout=T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0), data=action))
+                    w.write(command_topic, s, joint_state(s, action))
+                else:
+                    event(s, EpisodeEvent.STOP, meta, instr,
+                          "terminal" if bool(e.is_terminal[t]) else "truncated")
+                    event(s, EpisodeEvent.COMMIT, meta, e.instruction, {
+                        k: meta.get(k) for k in ("length", "success", "terminal", "return", "dropped",
+                                                 "sha256", "recorded_at")})
+        writer.set_custom_data(CUSTOM_DATA_KEY, json.dumps({
+            "dataset": str(ds.root.resolve()),
+            "dataset_fingerprint": ds.fingerprint(),
+            "spec": spec.to_dict(),
+            "spec_fingerprint": spec.fingerprint(),
+            "timeline": timeline,
+            "commander_topic": command_topic,
+            "episodes": exported,
+        }, sort_keys=True))
+
+
+def _pose(T: dict, row: np.ndarray) -> Any:
+    """x y z qw qx qy qz -> geometry_msgs/Pose."""
+    return T["geometry_msgs/msg/Pose"](
+        position=T["geometry_msgs/msg/Point"](x=float(row[0]), y=float(row[1]), z=float(row[2])),
+        orientation=T["geometry_msgs/msg/Quaternion"](
+            x=float(row[4]), y=float(row[5]), z=float(row[6]), w=float(row[3])))
+
+
+def _fsync_tree(path: Path) -> None:
+    for f in path.iterdir():
+        if f.is_file():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    _fsync_dir(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---- reading back ----------------------------------------------------------------------------
+def read_mcap_topics(bag_dir: str | os.PathLike) -> dict[str, int]:
+    """Topic -> message count of a rosbag2 directory (from its metadata)."""
+    with Reader(Path(bag_dir)) as reader:
+        return {topic: info.msgcount for topic, info in reader.topics.items()}
+
+
+def describe_bag(bag_dir: str | os.PathLike) -> dict[str, Any]:
+    """A summary for ``pac-ros`` to print: topics (type, count), time span, export info."""
+    bag = Path(bag_dir)
+    with Reader(bag) as reader:
+        count = reader.message_count
+        start = reader.start_time if count else None
+        end = reader.end_time - 1 if count else None  # rosbags' end_time is exclusive
+        topics = {topic: {"type": info.msgtype, "count": info.msgcount}
+                  for topic, info in sorted(reader.topics.items())}
+    export = None
+    meta_path = bag / "metadata.yaml"
+    if meta_path.is_file():
+        info = yaml.safe_load(meta_path.read_text()) or {}
+        custom = (info.get("rosbag2_bagfile_information") or {}).get("custom_data") or {}
+        if custom.get(CUSTOM_DATA_KEY):
+            export = json.loads(custom[CUSTOM_DATA_KEY])
+    return {
+        "path": str(bag),
+        "message_count": count,
+        "start_ns": start,
+        "end_ns": end,
+        "duration_s": 0.0 if start is None else (end - start) * 1e-9,
+        "topics": topics,
+        "export": export,
+    }
+
+
+def iter_bag_messages(bag_dir: str | os.PathLike, topics: Iterable[str] | None = None,
+                      store: Typestore | None = None) -> Iterator[tuple[str, int, Any]]:
+    """(topic, log time ns, deserialised message) in log-time order (``topics`` None = all)."""
+    store = store or make_typestore()
+    wanted = set(topics) if topics is not None else None
+    with Reader(Path(bag_dir)) as reader:
+        conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+        if not conns:
+            return
+        for conn, ns, raw in reader.messages(connections=conns):
+            yield conn.topic, ns, store.deserialize_cdr(raw, conn.msgtype)

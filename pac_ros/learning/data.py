@@ -1,0 +1,153 @@
+"""Offline transitions from an episode dataset, for the learner.
+
+Rows 0..T-2 of every episode are transitions (s_t, a_t, r_t, s_{t+1}); the last row
+is only a next observation (RLDS). discount = γ·(1 − is_terminal[t+1]): a true end
+does not bootstrap, a truncation does. Transitions never cross episodes.
+
+Images are cached once as uint8 numpy memmaps at the model's resolution, keyed by
+the dataset fingerprint (``<cache_dir>/<fingerprint>-<cam>-<H>x<W>.u8``). Sampling is
+stateless: batch ``step`` of rank ``r`` is drawn from a generator seeded by
+(seed, rank, step), so a resumed run draws exactly the batches it would have.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..model import PACConfig, tokenize
+from ..spec import Spec
+
+
+def _resize(images: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """uint8 [T,H,W,C] -> uint8 [T,h,w,C] (antialiased bilinear, as the model does)."""
+    if images.shape[1:3] == hw:
+        return images
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=True)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+class TransitionStore:
+    """All transitions of a dataset in memory (low-dim) and memmaps (images)."""
+
+    def __init__(self, dataset, model_config: PACConfig, gamma: float, cache_dir: str | Path | None = None,
+                 num_episodes: int | None = None, log=print):
+        self.spec: Spec = dataset.spec
+        self.config, self.gamma = model_config, gamma
+        n_eps = len(dataset) if num_episodes is None else min(num_episodes, len(dataset))
+        if n_eps == 0:
+            raise ValueError(f"dataset {getattr(dataset, 'root', '')} has no episodes")
+        if model_config.uses_features and not getattr(dataset, "has_features", True):
+            raise ValueError(f"obs_mode {model_config.obs_mode!r} needs block features; dataset "
+                             f"{getattr(dataset, 'root', '')} was recorded without them")
+        self.fingerprint = dataset.fingerprint() + ("" if num_episodes is None else f"-n{n_eps}")
+        joints, actions, rewards, terminal, feats, tokens, starts, lengths = [], [], [], [], [], [], [], []
+        row = 0
+        for i in range(n_eps):
+            ep = dataset.load_episode(i, images=False)
+            T = len(ep.timestamp)
+            joints.append(ep.joint_positions.astype(np.float32))
+            actions.append(self.spec.normalize_action(ep.actions, ep.joint_positions))
+            rewards.append(ep.rewards.astype(np.float32))
+            terminal.append(ep.is_terminal.astype(bool))
+            if model_config.uses_features:
+                feats.append(ep.features.astype(np.float32))
+            cache: dict[str, np.ndarray] = {}
+            tokens.append(np.stack([cache.setdefault(s, tokenize(s, model_config.max_instruction_len))
+                                    for s in ep.instructions]))
+            starts.append(row)
+            lengths.append(T)
+            row += T
+        self.n_rows = row
+        self.joints = np.concatenate(joints)
+        self.actions = np.concatenate(actions)
+        self.rewards = np.concatenate(rewards)
+        self.terminal = np.concatenate(terminal)
+        self.features = np.concatenate(feats) if feats else None
+        self.tokens = np.concatenate(tokens)
+        # transition t -> t+1 inside each episode
+        self.index = np.concatenate([np.arange(s, s + T - 1) for s, T in zip(starts, lengths) if T > 1])
+        if len(self.index) == 0:
+            raise ValueError("dataset has no transitions (every episode has a single row)")
+        self.discount = (gamma * (1.0 - self.terminal.astype(np.float32))).astype(np.float32)
+        self.n_episodes = n_eps
+        self.images: dict[str, np.ndarray] = {}
+        if model_config.uses_images:
+            cache_dir = Path(cache_dir) if cache_dir else Path(dataset.root) / ".cache"
+            self.images = self._image_cache(dataset, n_eps, cache_dir, log)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    # ---- image cache --------------------------------------------------------------
+    def _image_cache(self, dataset, n_eps: int, cache_dir: Path, log) -> dict[str, np.ndarray]:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        size = self.config.image_size
+        shapes = {c.name: ((size, size) if size else (c.height, c.width), c.channels) for c in self.spec.cameras}
+        files = {cam: cache_dir / f"{self.fingerprint}-{cam}-{hw[0]}x{hw[1]}.u8" for cam, (hw, _) in shapes.items()}
+        done = {cam: f.with_suffix(".json") for cam, f in files.items()}
+        if not all(f.is_file() and done[c].is_file() for c, f in files.items()):
+            log(f"building image cache in {cache_dir} ({self.n_rows} rows)")
+            pid = os.getpid()
+            tmp = {cam: f.with_name(f.name + f".tmp-{pid}") for cam, f in files.items()}
+            maps = {cam: np.lib.format.open_memmap(tmp[cam], mode="w+", dtype=np.uint8,
+                                                   shape=(self.n_rows, *hw, ch))
+                    for cam, (hw, ch) in shapes.items()}
+            row = 0
+            for i in range(n_eps):
+                ep = dataset.load_episode(i, images=True)
+                T = len(ep.timestamp)
+                for cam, (hw, _) in shapes.items():
+                    maps[cam][row:row + T] = _resize(ep.images[cam], hw)
+                row += T
+            for cam, m in maps.items():
+                m.flush()
+                del m
+                os.replace(tmp[cam], files[cam])
+                done[cam].write_text(json.dumps({"rows": self.n_rows, "shape": list(shapes[cam][0])}))
+        out = {}
+        for cam, f in files.items():
+            arr = np.load(f, mmap_mode="r")
+            if arr.shape[0] != self.n_rows:
+                raise ValueError(f"{f}: image cache has {arr.shape[0]} rows, dataset {self.n_rows}; delete it")
+            out[cam] = arr
+        return out
+
+    # ---- sampling -----------------------------------------------------------------
+    def obs(self, rows: np.ndarray) -> dict[str, Any]:
+        o: dict[str, Any] = {
+            "joint_positions": torch.from_numpy(self.joints[rows]),
+            "instruction_tokens": torch.from_numpy(self.tokens[rows]),
+        }
+        if self.images:
+            o["images"] = {cam: torch.from_numpy(np.ascontiguousarray(m[rows])) for cam, m in self.images.items()}
+        if self.features is not None:
+            o["features"] = torch.from_numpy(self.features[rows])
+        return o
+
+    def batch(self, idx: np.ndarray) -> dict[str, Any]:
+        """Transitions ``idx`` (positions in ``self.index``) as a learner batch."""
+        rows = self.index[idx]
+        order = np.argsort(rows, kind="stable")  # sorted reads from the memmaps
+        rows = rows[order]
+        return {
+            "obs": self.obs(rows), "next_obs": self.obs(rows + 1),
+            "action": torch.from_numpy(self.actions[rows]), "reward": torch.from_numpy(self.rewards[rows]),
+            "discount": torch.from_numpy(self.discount[rows + 1]),
+        }
+
+    def sample(self, batch_size: int, step: int, seed: int = 0, rank: int = 0) -> dict[str, Any]:
+        rng = np.random.default_rng([seed, rank, step])
+        return self.batch(rng.integers(0, len(self.index), batch_size))
+
+    def stats(self) -> dict[str, float]:
+        r = self.rewards[self.index]
+        return {"episodes": self.n_episodes, "rows": self.n_rows, "transitions": len(self.index),
+                "reward_mean": float(r.mean()), "reward_max": float(r.max()),
+                "terminal_frac": float(self.terminal.mean())}

@@ -1,0 +1,189 @@
+"""The PAC learner: online + target networks, one optimiser, one step per batch."""
+from __future__ import annotations
+
+import copy
+import math
+from contextlib import nullcontext
+from typing import Any, Mapping
+
+import torch
+import torch.distributed as dist
+
+from ..model import PACModel
+from .config import LearnerConfig
+from .losses import (categorical_projection, critic_loss, improvement_weights, kl_to_uniform, policy_loss,
+                     temperature_dual)
+
+
+def cat_obs(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict:
+    """Concatenate two observation batches along the batch axis."""
+    out = {}
+    for k, v in a.items():
+        if isinstance(v, Mapping):
+            out[k] = {c: torch.cat([v[c], b[k][c]]) for c in v}
+        elif v is not None:
+            out[k] = torch.cat([v, b[k]])
+    return out
+
+
+def obs_to(obs: Mapping[str, Any], device: torch.device) -> dict:
+    return {k: ({c: t.to(device, non_blocking=True) for c, t in v.items()} if isinstance(v, Mapping)
+                else v.to(device, non_blocking=True)) for k, v in obs.items() if v is not None}
+
+
+class Learner:
+    """Holds θ (online) and θ' (target) and the AdamW optimiser; ``step(batch)`` trains once.
+
+    Under torch.distributed (torchrun) gradients are averaged across ranks after
+    backward (data parallel); every rank holds identical parameters.
+    """
+
+    def __init__(self, model: PACModel, config: LearnerConfig, device: str | torch.device = "cpu"):
+        self.config = config
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.target = copy.deepcopy(self.model).requires_grad_(False).eval()
+        # weight decay on Linear/Conv weights only (ours)
+        mats = {id(mod.weight) for mod in self.model.modules() if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d))}
+        decay = [p for p in self.model.parameters() if id(p) in mats]
+        no_decay = [p for p in self.model.parameters() if id(p) not in mats]
+        groups = [{"params": decay, "weight_decay": config.weight_decay, "base_lr": config.lr},
+                  {"params": no_decay, "weight_decay": 0.0, "base_lr": config.lr}]
+        # log η: learned by the MPO dual when eta_kl is set, else a constant
+        self.log_eta = torch.tensor(math.log(config.eta), device=self.device,
+                                    requires_grad=config.eta_kl is not None)
+        if config.eta_kl is not None:
+            groups.append({"params": [self.log_eta], "weight_decay": 0.0, "base_lr": config.eta_lr})
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr_at(0), betas=config.adam_betas)
+        self.step_count = 0
+        self.distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if self.distributed:
+            for p in self.model.parameters():
+                dist.broadcast(p.data, 0)
+            self.hard_update()
+
+    # ---- target network ----------------------------------------------------------
+    @torch.no_grad()
+    def hard_update(self) -> None:
+        for t, p in zip(self.target.parameters(), self.model.parameters()):
+            t.copy_(p)
+
+    @torch.no_grad()
+    def polyak_update(self, tau: float) -> None:
+        tp, op = list(self.target.parameters()), list(self.model.parameters())
+        torch._foreach_lerp_(tp, op, tau)
+
+    def update_target(self) -> None:
+        """Called after each optimiser step (step_count already incremented)."""
+        if self.config.target_update == "polyak":
+            self.polyak_update(self.config.tau)
+        elif self.step_count % self.config.target_period == 0:
+            self.hard_update()
+
+    # ---- losses -------------------------------------------------------------------
+    def _autocast(self):
+        amp = self.config.amp
+        if self.device.type == "cuda" and amp in ("auto", "bf16") and torch.cuda.is_bf16_supported():
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if amp == "bf16" and self.device.type == "cpu":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def compute_losses(self, batch: Mapping[str, Any], alpha: float) -> tuple[dict, dict]:
+        """({'total','policy','critic'} loss tensors, detached metrics)."""
+        cfg, m, tgt = self.config, self.model, self.target
+        obs, next_obs = batch["obs"], batch["next_obs"]
+        action = batch["action"].float()
+        reward, discount = batch["reward"].float(), batch["discount"].float()
+        B = action.shape[0]
+        with self._autocast():
+            lat = m.encode(obs)
+            with torch.no_grad():  # θ' encodes s and s' in one pass
+                t_lat, t_next = tgt.encode(cat_obs(obs, next_obs)).split(B)
+
+            # critic: Γ_θ' = projection of r + γ(1-term)·z, a' ~ π_θ'(·|s') (sec. 3)
+            with torch.no_grad():
+                a_next = tgt.sample_actions(tgt.policy_logits(t_next), cfg.n_target_samples)
+                p_next = tgt.q_logits(t_next, a_next).float().softmax(-1).mean(1)
+                target = categorical_projection(p_next, reward, discount, m.value_support)
+                tz = reward[:, None] + discount[:, None] * m.value_support
+                clipped = (p_next * ((tz > m.value_support[-1]) | (tz < m.value_support[0]))).sum(-1).mean()
+            q_logits = m.q_logits(lat, action[:, None])[:, 0]
+            l_q = critic_loss(q_logits, target)
+
+            # actor: α·BC + (1-α)·KL(π_imp ‖ π_θ), π_imp ∝ π_θ'·exp(Q_θ/η) (sec. 3)
+            logits = m.policy_logits(lat)
+            with torch.no_grad():
+                a_s = tgt.sample_actions(tgt.policy_logits(t_lat), cfg.n_action_samples)
+                q_s = m.q_value(lat.detach(), a_s)
+                w = improvement_weights(q_s, float(self.log_eta.exp()))
+            logp_data = m.log_prob(logits, action[:, None])[:, 0]
+            logp_s = m.log_prob(logits, a_s)
+            l_pi, bc, imp = policy_loss(logp_data, logp_s, w, alpha)
+            total = l_pi + cfg.beta * l_q
+            if cfg.eta_kl is not None:
+                total = total + temperature_dual(q_s, self.log_eta, cfg.eta_kl)
+
+        with torch.no_grad():
+            qp = q_logits.float().softmax(-1)
+            metrics = {
+                "loss": total.detach(), "policy_loss": l_pi.detach(), "critic_loss": l_q.detach(),
+                "bc_nll": bc.detach(), "improvement_loss": imp.detach(),
+                "q_mean": (qp * m.value_support).sum(-1).mean(),
+                "q_entropy": -(qp * qp.clamp_min(1e-12).log()).sum(-1).mean(),
+                "q_samples_mean": q_s.mean(), "q_samples_std": q_s.std(1).mean(),
+                "target_q_mean": (target * m.value_support).sum(-1).mean(),
+                "target_clip_frac": clipped,
+                "policy_entropy": PACModel.entropy(logits).sum(-1).mean(),
+                "ess": (1.0 / (w ** 2).sum(-1)).mean() / w.shape[-1],  # effective sample size of w, in [1/N, 1]
+                "eta": self.log_eta.detach().exp(), "kl_imp": kl_to_uniform(w).mean(),
+            }
+        return {"total": total, "policy": l_pi, "critic": l_q}, metrics
+
+    # ---- one step -----------------------------------------------------------------
+    def step(self, batch: Mapping[str, Any]) -> dict[str, float]:
+        batch = self.to_device(batch)
+        self.model.train()
+        alpha = self.config.alpha(self.step_count)
+        warm = min(1.0, (self.step_count + 1) / max(1, self.config.lr_warmup_steps))
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["base_lr"] * warm
+        lr = self.config.lr * warm
+        losses, metrics = self.compute_losses(batch, alpha)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        if self.distributed:
+            self._allreduce_grads()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        if self.log_eta.grad is not None and not torch.isfinite(self.log_eta.grad):
+            self.log_eta.grad = None
+        if torch.isfinite(grad_norm):
+            self.optimizer.step()
+        self.step_count += 1
+        with torch.no_grad():
+            self.log_eta.clamp_(math.log(1e-4), math.log(1e3))
+        self.update_target()
+        out = {k: float(v) for k, v in metrics.items()}
+        out.update(alpha=alpha, lr=lr, grad_norm=float(grad_norm), skipped=float(not math.isfinite(float(grad_norm))))
+        return out
+
+    def _allreduce_grads(self) -> None:
+        grads = [p.grad for p in [*self.model.parameters(), self.log_eta] if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        i = 0
+        for g in grads:
+            g.copy_(flat[i:i + g.numel()].view_as(g))
+            i += g.numel()
+
+    def to_device(self, batch: Mapping[str, Any]) -> dict:
+        out = {}
+        for k, v in batch.items():
+            if k in ("obs", "next_obs"):
+                out[k] = obs_to(v, self.device)
+            elif isinstance(v, torch.Tensor):
+                out[k] = v.to(self.device, non_blocking=True)
+            else:
+                out[k] = v
+        return out

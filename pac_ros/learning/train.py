@@ -1,0 +1,236 @@
+"""Training loop: ``pac-ros train --config config/train_tiny.yaml`` (``main(argv)``).
+
+Seeded and exactly resumable (stateless batch sampling, optimiser/target/RNG state in
+the checkpoint), tqdm progress, TensorBoard scalars, periodic checkpoints
+(``<out_dir>/checkpoints/step_XXXXXXXX``, ``<out_dir>/latest`` names the newest),
+data parallel under ``torchrun`` (gloo on CPU, nccl on GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from ..model import PACModel
+from ..spec import Spec
+from .checkpoint import CheckpointError, checkpoint_meta, load_into_learner, read_meta, save_checkpoint
+from .config import ConfigError, TrainConfig
+from .data import TransitionStore
+from .learner import Learner
+
+EvalFn = Callable[[Path, int], dict]  # (checkpoint dir, step) -> scalars, e.g. sim success rate
+
+
+def _dist_setup(device: str) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if want_cuda else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if want_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def _latest(out_dir: Path) -> Path | None:
+    f = out_dir / "latest"
+    if not f.is_file():
+        return None
+    path = out_dir / "checkpoints" / f.read_text().strip()
+    return path if path.is_dir() else None
+
+
+def _step_seed(seed: int, rank: int, step: int) -> int:
+    return (seed * 1_000_003 + rank * 7_919 + step) % (2 ** 63)
+
+
+def _check_in_sync(learner: Learner) -> None:
+    """Data parallel sanity: every rank must hold the same parameters."""
+    s = torch.stack([sum(p.double().sum() for p in learner.model.parameters()),
+                     sum(p.double().pow(2).sum() for p in learner.model.parameters())])
+    s = s.to(learner.device)
+    lo, hi = s.clone(), s.clone()
+    dist.all_reduce(lo, dist.ReduceOp.MIN)
+    dist.all_reduce(hi, dist.ReduceOp.MAX)
+    if not torch.equal(lo, hi):
+        raise RuntimeError(f"rank {dist.get_rank()}: parameters differ across ranks ({lo.tolist()} vs {hi.tolist()})")
+
+
+def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None = None,
+          dataset=None) -> Path:
+    """Train per ``cfg``; returns the final checkpoint directory."""
+    run = cfg.run
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    rank, world, device = _dist_setup(run.device)
+    main_proc = rank == 0
+    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if main_proc else (lambda *a: None)
+    out_dir = Path(run.out_dir)
+
+    if dataset is None:
+        from pac_ros.data import Dataset  # the dataset reader (another module of this package)
+
+        robot = Spec.load(cfg.data.spec) if cfg.data.spec else None
+        dataset = Dataset(cfg.data.root, spec=robot)
+    model_cfg = cfg.model_config()
+    store = TransitionStore(dataset, model_cfg, cfg.learner.gamma, cfg.data.cache_dir, cfg.data.num_episodes,
+                            log=log) if main_proc else None
+    if world > 1:  # rank 0 builds the image cache first, the others then open it
+        dist.barrier()
+        if not main_proc:
+            store = TransitionStore(dataset, model_cfg, cfg.learner.gamma, cfg.data.cache_dir,
+                                    cfg.data.num_episodes, log=log)
+    log(f"data: {json.dumps(store.stats())}")
+
+    torch.manual_seed(run.seed)
+    model = PACModel(model_cfg, store.spec)
+    learner = Learner(model, cfg.learner, device)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"model: preset {cfg.preset} ({model_cfg.obs_mode}), {n_params / 1e6:.2f} M parameters, device {device}, "
+        f"world {world}")
+
+    start = 0
+    ckpt = None
+    if resume == "auto":
+        ckpt = _latest(out_dir)
+    elif resume:
+        ckpt = Path(resume)
+    if ckpt is not None:
+        meta = read_meta(ckpt)
+        if meta.get("dataset_fingerprint") != store.fingerprint:
+            raise CheckpointError(f"{ckpt}: trained on dataset {meta.get('dataset_fingerprint')}, "
+                                  f"this data is {store.fingerprint}; use a new run.out_dir")
+        if meta.get("model_config") != model_cfg.to_dict():
+            raise CheckpointError(f"{ckpt}: model config differs from the training config")
+        start = load_into_learner(ckpt, learner).step_count
+        log(f"resumed from {ckpt} at step {start}")
+
+    writer = None
+    if main_proc:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(out_dir / "tb"), purge_step=start if start else None)
+        except ImportError:  # pragma: no cover
+            log("tensorboard not installed: no TensorBoard scalars")
+
+    def save(step: int) -> Path:
+        name = f"step_{step:08d}"
+        meta = checkpoint_meta(learner.model, cfg.preset, cfg.to_dict(), store.fingerprint, world_size=world)
+        path = save_checkpoint(out_dir / "checkpoints" / name, learner, meta=meta,
+                               resume_json={"seed": run.seed, "world_size": world})
+        tmp = out_dir / "latest.tmp"
+        tmp.write_text(name)
+        os.replace(tmp, out_dir / "latest")
+        olds = sorted((out_dir / "checkpoints").glob("step_*"))
+        for old in olds[:-run.keep_checkpoints] if run.keep_checkpoints > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+        return path
+
+    bar = None
+    if main_proc and run.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=run.steps, initial=start, desc="train", dynamic_ncols=True, file=sys.stderr)
+    last = None
+    t0, s0 = time.perf_counter(), start
+    for step in range(start, run.steps):
+        torch.manual_seed(_step_seed(run.seed, rank, step))  # stateless: exact on resume
+        batch = store.sample(cfg.data.batch_size, step, run.seed, rank)
+        metrics = learner.step(batch)
+        done = step + 1
+        if main_proc and (done % run.log_every == 0 or done == run.steps):
+            b = learner.to_device(batch)
+            metrics.update(learner.model.attention_entropy(b["obs"], b["action"][:, None]))
+            sps = (done - s0) * cfg.data.batch_size * world / max(time.perf_counter() - t0, 1e-9)
+            metrics["samples_per_s"] = sps
+            if writer is not None:
+                for k, v in metrics.items():
+                    writer.add_scalar(f"train/{k}", v, done)
+            if bar is not None:
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", bc=f"{metrics['bc_nll']:.2f}",
+                                q=f"{metrics['q_mean']:.3f}", a=f"{metrics['alpha']:.2f}")
+        if bar is not None:
+            bar.update(1)
+        if main_proc and (done % run.checkpoint_every == 0 or done == run.steps):
+            last = save(done)
+            if eval_fn is not None:
+                for k, v in eval_fn(last, done).items():
+                    if writer is not None:
+                        writer.add_scalar(f"eval/{k}", v, done)
+    if bar is not None:
+        bar.close()
+    if writer is not None:
+        writer.close()
+    if main_proc and last is None:
+        last = _latest(out_dir) or save(learner.step_count)
+    if dist.is_initialized():
+        _check_in_sync(learner)
+        dist.barrier()
+    return last if last is not None else out_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pac-ros train", description="Train a PAC policy offline.")
+    p.add_argument("--config", required=True, help="training YAML (e.g. config/train_tiny.yaml)")
+    p.add_argument("--data", help="dataset root (overrides data.root)")
+    p.add_argument("--out", help="run directory (overrides run.out_dir)")
+    p.add_argument("--steps", type=int, help="total steps (overrides run.steps)")
+    p.add_argument("--device", help="auto | cpu | cuda (overrides run.device)")
+    p.add_argument("--seed", type=int, help="overrides run.seed")
+    p.add_argument("--resume", default="auto",
+                   help="'auto' (newest checkpoint in the run directory, if any), 'no', or a checkpoint path")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = TrainConfig.load(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.data:
+        cfg.data.root = args.data
+    if args.out:
+        cfg.run.out_dir = args.out
+    if args.steps is not None:
+        cfg.run.steps = args.steps
+    if args.device:
+        cfg.run.device = args.device
+    if args.seed is not None:
+        cfg.run.seed = args.seed
+    if args.no_progress:
+        cfg.run.progress = False
+    resume = None if args.resume in ("no", "none", "") else args.resume
+    try:
+        from pac_ros.data import DatasetError
+    except ImportError:  # pragma: no cover
+        DatasetError = CheckpointError
+    try:
+        path = train(cfg, resume=resume)
+    except (CheckpointError, ConfigError, DatasetError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Model configuration and size presets."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+OBS_MODES = ("pixels", "features", "pixels+features")
+
+
+@dataclass
+class PACConfig:
+    width: int = 128  # token width D
+    heads: int = 4
+    n_latents: int = 32  # Z
+    n_self_blocks: int = 4  # M
+    n_cross_blocks: int = 1  # latent <- input cross-attention layers
+    n_decoder_blocks: int = 1  # cross-attention layers in each decoder
+    mlp_ratio: float = 4.0
+    qk_norm: bool = True  # LayerNorm on queries/keys per head (PAC_NOTES: critic attention collapse)
+    patch_size: int = 8
+    image_size: int | None = None  # model resolution (square); None = each camera's own
+    max_instruction_len: int = 64  # byte tokens
+    obs_mode: str = "pixels"  # pixels | features | pixels+features
+    n_action_bins: int = 101  # per action dim over [-1, 1] (ours)
+    n_value_bins: int = 101  # distributional Q support (ours)
+    v_min: float = 0.0
+    v_max: float = 1.0  # largest discounted return: 1 for a sparse success reward that terminates (ours)
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode {self.obs_mode!r} not one of {OBS_MODES}")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} not divisible by heads {self.heads}")
+        if self.n_action_bins < 2 or self.n_value_bins < 2:
+            raise ValueError("n_action_bins and n_value_bins must be >= 2")
+        if not self.v_min < self.v_max:
+            raise ValueError(f"v_min {self.v_min} must be < v_max {self.v_max}")
+
+    @property
+    def uses_images(self) -> bool:
+        return "pixels" in self.obs_mode
+
+    @property
+    def uses_features(self) -> bool:
+        return "features" in self.obs_mode
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PACConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown model config key(s) {unknown}; allowed: {sorted(names)}")
+        return cls(**dict(data))
+
+    def replace(self, **kw: Any) -> "PACConfig":
+        return dataclasses.replace(self, **kw)
+
+
+# Sizes: tiny trains on a 2-core CPU; xl is ~1B parameters (the paper's largest scale).
+PRESETS: dict[str, PACConfig] = {
+    "tiny": PACConfig(width=128, heads=4, n_latents=32, n_self_blocks=4),
+    "small": PACConfig(width=256, heads=8, n_latents=64, n_self_blocks=6),
+    "base": PACConfig(width=512, heads=8, n_latents=128, n_self_blocks=8, n_decoder_blocks=2),
+    "large": PACConfig(width=1024, heads=16, n_latents=256, n_self_blocks=16, n_cross_blocks=2,
+                       n_decoder_blocks=2),
+    "xl": PACConfig(width=2048, heads=16, n_latents=256, n_self_blocks=14, n_cross_blocks=2,
+                    n_decoder_blocks=2),
+}
+
+
+def preset(name: str, **overrides: Any) -> PACConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
+    return PRESETS[name].replace(**overrides)

@@ -1,0 +1,76 @@
+"""Pre-LayerNorm attention blocks for the Perceiver backbone and decoders."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Attention(nn.Module):
+    """Multi-head attention of queries ``x`` over context ``ctx`` (optional QK-norm)."""
+
+    def __init__(self, dim: int, heads: int, qk_norm: bool = True, dropout: float = 0.0):
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.dropout = dropout
+
+    def _split(self, t: torch.Tensor) -> torch.Tensor:  # [B,N,D] -> [B,H,N,d]
+        return t.unflatten(-1, (self.heads, self.head_dim)).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        q = self.q_norm(self._split(self.q(x)))
+        k, v = self.kv(ctx).chunk(2, dim=-1)
+        k, v = self.k_norm(self._split(k)), self._split(v)
+        mask = None if pad is None else (~pad)[:, None, None, :]  # True = attend
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).flatten(-2))
+
+    @torch.no_grad()
+    def entropy(self, x: torch.Tensor, ctx: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean attention entropy (nats), for monitoring attention collapse."""
+        q = self.q_norm(self._split(self.q(x)))
+        k = self.k_norm(self._split(self.kv(ctx).chunk(2, dim=-1)[0]))
+        s = q @ k.transpose(-1, -2) / self.head_dim ** 0.5
+        if pad is not None:
+            s = s.masked_fill(pad[:, None, None, :], float("-inf"))
+        p = s.softmax(-1)
+        return -(p * p.clamp_min(1e-12).log()).sum(-1).mean()
+
+
+class MLP(nn.Sequential):
+    def __init__(self, dim: int, ratio: float, dropout: float = 0.0):
+        hidden = int(dim * ratio)
+        super().__init__(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+
+
+class CrossBlock(nn.Module):
+    """x <- x + Attn(LN(x), LN(ctx)); x <- x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, qk_norm: bool, dropout: float = 0.0):
+        super().__init__()
+        self.ln_q, self.ln_kv, self.ln_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, qk_norm, dropout)
+        self.mlp = MLP(dim, mlp_ratio, dropout)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_q(x), self.ln_kv(ctx), pad)
+        return x + self.mlp(self.ln_mlp(x))
+
+
+class SelfBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, qk_norm: bool, dropout: float = 0.0):
+        super().__init__()
+        self.ln, self.ln_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, qk_norm, dropout)
+        self.mlp = MLP(dim, mlp_ratio, dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.ln(x)
+        x = x + self.attn(h, h)
+        return x + self.mlp(self.ln_mlp(x))

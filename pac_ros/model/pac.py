@@ -1,0 +1,247 @@
+"""Perceiver-Actor-Critic network (PAC paper, Fig. 2).
+
+Modality encoders -> tokens of width D; Z learned latents cross-attend all tokens;
+M self-attention blocks on the latents. Policy decoder: one query per action dim ->
+logits over action bins. Q decoder: a query built from the encoded action -> logits
+over a fixed value support (distributional Q). The action enters only the Q decoder,
+so K candidate actions are scored against one encoding.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..spec import Spec
+from .config import PACConfig
+from .layers import CrossBlock, SelfBlock
+from .tokenizer import PAD, VOCAB_SIZE
+
+Obs = Mapping[str, object]
+
+
+class PACModel(nn.Module):
+    def __init__(self, config: PACConfig, spec: Spec):
+        super().__init__()
+        self.config, self.spec = config, spec
+        c, D = config, config.width
+        self.action_dim = spec.action_dim
+        blk = dict(heads=c.heads, mlp_ratio=c.mlp_ratio, qk_norm=c.qk_norm, dropout=c.dropout)
+
+        # proprioception: shared value MLP + joint identity embedding
+        self.register_buffer("joint_lower", torch.tensor(spec.lower, dtype=torch.float32), persistent=False)
+        self.register_buffer("joint_upper", torch.tensor(spec.upper, dtype=torch.float32), persistent=False)
+        self.joint_value = nn.Sequential(nn.Linear(1, D), nn.GELU(), nn.Linear(D, D))
+        self.joint_id = nn.Parameter(torch.zeros(spec.action_dim, D))
+
+        # images: patch embedding per camera + factorised 2-D position + camera embedding
+        self.camera_names = list(spec.camera_names) if c.uses_images else []
+        if c.uses_images and not self.camera_names:
+            raise ValueError(f"obs_mode {c.obs_mode!r} needs cameras; the spec has none")
+        self.image_hw: dict[str, tuple[int, int]] = {}
+        self.patch = nn.ModuleDict()
+        grid_h = grid_w = 0
+        for cam in spec.cameras if c.uses_images else ():
+            h, w = (c.image_size, c.image_size) if c.image_size else (cam.height, cam.width)
+            if h % c.patch_size or w % c.patch_size:
+                raise ValueError(f"camera {cam.name}: {h}x{w} not divisible by patch_size {c.patch_size}")
+            self.image_hw[cam.name] = (h, w)
+            self.patch[cam.name] = nn.Conv2d(cam.channels, D, c.patch_size, stride=c.patch_size)
+            grid_h, grid_w = max(grid_h, h // c.patch_size), max(grid_w, w // c.patch_size)
+        if self.camera_names:
+            self.pos_row = nn.Parameter(torch.zeros(grid_h, D))
+            self.pos_col = nn.Parameter(torch.zeros(grid_w, D))
+            self.camera_id = nn.Parameter(torch.zeros(len(self.camera_names), D))
+
+        # language: byte tokens + position embedding
+        self.byte_embed = nn.Embedding(VOCAB_SIZE, D)
+        self.text_pos = nn.Parameter(torch.zeros(c.max_instruction_len, D))
+
+        # privileged block features: one token per block (position + quaternion) + block id
+        self.n_feature_tokens = len(spec.blocks) if c.uses_features else 0
+        if c.uses_features:
+            self.feature_embed = nn.Linear(spec.feature_dim // len(spec.blocks), D)
+            self.feature_id = nn.Parameter(torch.zeros(self.n_feature_tokens, D))
+
+        # Perceiver backbone
+        self.latents = nn.Parameter(torch.zeros(c.n_latents, D))
+        self.cross = nn.ModuleList(CrossBlock(D, **blk) for _ in range(c.n_cross_blocks))
+        self.self_blocks = nn.ModuleList(SelfBlock(D, **blk) for _ in range(c.n_self_blocks))
+        self.ln_latents = nn.LayerNorm(D)
+
+        # policy decoder: one learned query per action dim
+        self.policy_queries = nn.Parameter(torch.zeros(spec.action_dim, D))
+        self.policy_dec = nn.ModuleList(CrossBlock(D, **blk) for _ in range(c.n_decoder_blocks))
+        self.policy_head = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, c.n_action_bins))
+
+        # Q decoder: query = learned token + MLP(action)
+        self.q_query = nn.Parameter(torch.zeros(D))
+        self.action_embed = nn.Sequential(nn.Linear(spec.action_dim, D), nn.GELU(), nn.Linear(D, D))
+        self.q_dec = nn.ModuleList(CrossBlock(D, **blk) for _ in range(c.n_decoder_blocks))
+        self.q_head = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, c.n_value_bins))
+
+        self.register_buffer("action_bins", evenly_spaced(-1.0, 1.0, c.n_action_bins), persistent=False)
+        self.register_buffer("value_support", evenly_spaced(c.v_min, c.v_max, c.n_value_bins), persistent=False)
+        self.reset_parameters()
+
+    # ---- init ---------------------------------------------------------------------
+    def reset_parameters(self) -> None:
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for name, p in self.named_parameters(recurse=False):
+            nn.init.trunc_normal_(p, std=0.02)
+        # zero heads: uniform policy and uniform return distribution at step 0 (ours)
+        for head in (self.policy_head[-1], self.q_head[-1]):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+
+    # ---- encoders -----------------------------------------------------------------
+    def tokens(self, obs: Obs) -> tuple[torch.Tensor, torch.Tensor]:
+        """All input tokens [B,N,D] and their padding mask [B,N] (True = padding)."""
+        joints = obs["joint_positions"].float()
+        B, dev = joints.shape[0], joints.device
+        x = 2.0 * (joints - self.joint_lower) / (self.joint_upper - self.joint_lower) - 1.0
+        toks = [self.joint_value(x.unsqueeze(-1)) + self.joint_id]
+        pads = [torch.zeros(B, self.action_dim, dtype=torch.bool, device=dev)]
+
+        if self.camera_names:
+            images = obs["images"]
+            for i, cam in enumerate(self.camera_names):
+                if cam not in images:
+                    raise KeyError(f"observation lacks camera {cam!r} (has {sorted(images)})")
+                img = images[cam]
+                img = img.permute(0, 3, 1, 2).float() * (1.0 / 255.0)  # uint8 BHWC -> float BCHW in [0,1]
+                img = (img - 0.5) / 0.25
+                hw = self.image_hw[cam]
+                if tuple(img.shape[-2:]) != hw:
+                    img = F.interpolate(img, size=hw, mode="bilinear", align_corners=False, antialias=True)
+                p = self.patch[cam](img)  # [B,D,gh,gw]
+                gh, gw = p.shape[-2:]
+                pos = self.pos_row[:gh, None, :] + self.pos_col[None, :gw, :]
+                p = p.flatten(2).transpose(1, 2) + pos.reshape(gh * gw, -1) + self.camera_id[i]
+                toks.append(p)
+                pads.append(torch.zeros(B, gh * gw, dtype=torch.bool, device=dev))
+
+        text = obs["instruction_tokens"].long()[:, : self.config.max_instruction_len]
+        toks.append(self.byte_embed(text) + self.text_pos[: text.shape[1]])
+        pads.append(text == PAD)
+
+        if self.n_feature_tokens:
+            feats = obs.get("features")
+            if feats is None:
+                raise KeyError(f"obs_mode {self.config.obs_mode!r} needs 'features' in the observation")
+            f = feats.float().reshape(B, self.n_feature_tokens, -1)
+            toks.append(self.feature_embed(f) + self.feature_id)
+            pads.append(torch.zeros(B, self.n_feature_tokens, dtype=torch.bool, device=dev))
+        return torch.cat(toks, 1), torch.cat(pads, 1)
+
+    def encode(self, obs: Obs) -> torch.Tensor:
+        """Observation batch -> latents [B,Z,D]."""
+        tok, pad = self.tokens(obs)
+        z = self.latents.expand(tok.shape[0], -1, -1)
+        for blk in self.cross:
+            z = blk(z, tok, pad)
+        for blk in self.self_blocks:
+            z = blk(z)
+        return self.ln_latents(z)
+
+    # ---- decoders -----------------------------------------------------------------
+    def policy_logits(self, latents: torch.Tensor) -> torch.Tensor:
+        """[B,Z,D] -> logits [B,A,n_action_bins]."""
+        q = self.policy_queries.expand(latents.shape[0], -1, -1)
+        for blk in self.policy_dec:
+            q = blk(q, latents)
+        return self.policy_head(q)
+
+    def q_logits(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """latents [B,Z,D], actions [B,K,A] in [-1,1] -> logits [B,K,n_value_bins]."""
+        if actions.dim() == 2:
+            raise ValueError("actions must be [B,K,A]; use actions[:, None] for one action")
+        q = self.q_query + self.action_embed(actions.to(latents.dtype))
+        for blk in self.q_dec:
+            q = blk(q, latents)  # the K queries attend independently: shared encoding
+        return self.q_head(q)
+
+    def q_value(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Expected return Σ_k p(z_k|s,a) z_k, [B,K]."""
+        return self.expected_value(self.q_logits(latents, actions))
+
+    def expected_value(self, q_logits: torch.Tensor) -> torch.Tensor:
+        return (q_logits.float().softmax(-1) * self.value_support).sum(-1)
+
+    @torch.no_grad()
+    def attention_entropy(self, obs: Obs, actions: torch.Tensor) -> dict[str, float]:
+        """Mean attention entropy (nats) of the input cross-attention, the last latent
+        self-attention and the Q decoder, to watch for attention collapse (PAC_NOTES)."""
+        tok, pad = self.tokens(obs)
+        z = self.latents.expand(tok.shape[0], -1, -1)
+        out = {"attn_entropy/input": 0.0}
+        for blk in self.cross:
+            out["attn_entropy/input"] = float(blk.attn.entropy(blk.ln_q(z), blk.ln_kv(tok), pad))
+            z = blk(z, tok, pad)
+        for blk in self.self_blocks:
+            h = blk.ln(z)
+            out["attn_entropy/latents"] = float(blk.attn.entropy(h, h))
+            z = blk(z)
+        z = self.ln_latents(z)
+        q = self.q_query + self.action_embed(actions.to(z.dtype))
+        for blk in self.q_dec:
+            out["attn_entropy/critic"] = float(blk.attn.entropy(blk.ln_q(q), blk.ln_kv(z)))
+            q = blk(q, z)
+        return out
+
+    # ---- action bins --------------------------------------------------------------
+    def action_to_bins(self, actions: torch.Tensor) -> torch.Tensor:
+        """Continuous actions in [-1,1] -> nearest bin index (long, same shape)."""
+        n = self.config.n_action_bins
+        idx = torch.round((actions.clamp(-1, 1) + 1.0) * 0.5 * (n - 1))
+        return idx.long().clamp(0, n - 1)
+
+    def bins_to_action(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.action_bins[idx]
+
+    def log_prob(self, logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """log π(a|s) = Σ_dims log softmax at a's bin. logits [B,A,n], actions [B,K,A] -> [B,K]."""
+        logp = logits.float().log_softmax(-1)  # [B,A,n]
+        idx = self.action_to_bins(actions)  # [B,K,A]
+        lp = logp.unsqueeze(1).expand(-1, idx.shape[1], -1, -1).gather(-1, idx.unsqueeze(-1))
+        return lp.squeeze(-1).sum(-1)
+
+    def sample_actions(self, logits: torch.Tensor, n: int, temperature: float = 1.0,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """n independent samples per state (Gumbel-max per dim): [B,A,bins] -> [B,n,A]."""
+        B, A, nb = logits.shape
+        u = torch.rand((B, n, A, nb), device=logits.device, generator=generator)
+        g = -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
+        idx = (logits.float().unsqueeze(1) / max(temperature, 1e-6) + g).argmax(-1)
+        return self.action_bins[idx]
+
+    def greedy_action(self, logits: torch.Tensor) -> torch.Tensor:
+        """Mode of each dimension: [B,A,bins] -> [B,A]."""
+        return self.action_bins[logits.argmax(-1)]
+
+    @staticmethod
+    def entropy(logits: torch.Tensor) -> torch.Tensor:
+        """Entropy over the last axis (nats)."""
+        logp = logits.float().log_softmax(-1)
+        return -(logp.exp() * logp).sum(-1)
+
+
+def evenly_spaced(lo: float, hi: float, n: int) -> torch.Tensor:
+    """n atoms from lo to hi, computed in float64 so centre and ends are exact."""
+    return (lo + torch.arange(n, dtype=torch.float64) * ((hi - lo) / (n - 1))).float()
+
+
+def count_parameters(config: PACConfig, spec: Spec) -> int:
+    """Parameter count, built on the meta device (no memory, fast even for xl)."""
+    with torch.device("meta"):
+        model = PACModel(config, spec)
+    return sum(p.numel() for p in model.parameters())

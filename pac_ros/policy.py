@@ -1,0 +1,134 @@
+"""Deployable PAC policy: load a checkpoint, act on one observation.
+
+ROS-free; the policy node wraps it. Every command goes through
+``spec.denormalize_action`` and ``spec.safe_command``, so it is finite and within
+the joint limits and step bounds whatever the network outputs.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from .learning.checkpoint import CheckpointError, load_model_state, resolve
+from .model import PACConfig, PACModel, tokenize
+from .spec import Spec, SpecError
+
+DECODING = ("greedy", "sample", "q_filter")
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Policy:
+    def __init__(self, model: PACModel, spec: Spec, device: str | torch.device = "auto",
+                 decoding: str = "greedy", temperature: float = 1.0, n_candidates: int = 16,
+                 meta: Mapping[str, Any] | None = None, seed: int | None = None):
+        if decoding not in DECODING:
+            raise ValueError(f"decoding must be one of {DECODING}, got {decoding!r}")
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.spec, self.meta = spec, dict(meta or {})
+        self.decoding, self.temperature, self.n_candidates = decoding, temperature, n_candidates
+        self.generator = torch.Generator(self.device)
+        if seed is not None:
+            self.generator.manual_seed(seed)
+
+    @classmethod
+    def load(cls, path: str | Path, spec: Spec | None = None, device: str | torch.device = "auto",
+             **kw: Any) -> "Policy":
+        """Load a checkpoint; if ``spec`` (the robot's) is given, the checkpoint's must match it."""
+        meta, weights = load_model_state(path)
+        where = resolve(path)
+        try:
+            ckpt_spec = Spec.from_dict(meta["spec"], f"{where}/meta.json: spec")
+            config = PACConfig.from_dict(meta["model_config"])
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(f"{where}/meta.json: bad model config or spec ({exc})") from exc
+        if spec is not None:
+            spec.check_compatible(ckpt_spec, what=f"checkpoint {where}")
+        model = PACModel(config, ckpt_spec)
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{where}/model.safetensors: weights do not fit the model config ({exc})") from exc
+        return cls(model, spec or ckpt_spec, device=device, meta=meta, **kw)
+
+    # ---- inputs -------------------------------------------------------------------
+    def obs_batch(self, obs: Mapping[str, Any]) -> dict:
+        """One robot observation -> the model's batch of one (validated)."""
+        spec, cfg, dev = self.spec, self.model.config, self.device
+        q = np.asarray(obs["joint_positions"], dtype=np.float64).reshape(-1)
+        if q.shape != (spec.action_dim,):
+            raise ValueError(f"joint_positions must have {spec.action_dim} values, got {q.shape[0]}")
+        batch: dict[str, Any] = {
+            "joint_positions": torch.as_tensor(np.nan_to_num(q), dtype=torch.float32, device=dev)[None],
+            "instruction_tokens": torch.as_tensor(tokenize(obs["instruction"], cfg.max_instruction_len),
+                                                  device=dev)[None],
+        }
+        if cfg.uses_images:
+            images = {}
+            for cam in spec.cameras:
+                img = obs.get("images", {}).get(cam.name)
+                if img is None:
+                    raise ValueError(f"observation lacks camera {cam.name!r}")
+                img = np.asarray(img)
+                if img.ndim == 2:
+                    img = img[..., None]
+                if img.shape != cam.shape or img.dtype != np.uint8:
+                    raise ValueError(f"camera {cam.name}: expected uint8 {cam.shape}, got {img.dtype} {img.shape}")
+                images[cam.name] = torch.as_tensor(img, device=dev)[None]
+            batch["images"] = images
+        if cfg.uses_features:
+            f = obs.get("features")
+            if f is None:
+                raise ValueError(f"obs_mode {cfg.obs_mode!r} needs 'features' ({spec.feature_dim} floats)")
+            f = np.asarray(f, dtype=np.float32).reshape(-1)
+            if f.shape != (spec.feature_dim,):
+                raise ValueError(f"features must have {spec.feature_dim} values, got {f.shape[0]}")
+            batch["features"] = torch.as_tensor(np.nan_to_num(f), device=dev)[None]
+        return batch
+
+    # ---- acting -------------------------------------------------------------------
+    @torch.inference_mode()
+    def act_normalized(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, dict]:
+        """Model action in [-1,1] (NaN where the network output is not finite) and info."""
+        m = self.model
+        lat = m.encode(self.obs_batch(obs))
+        logits = m.policy_logits(lat).float()
+        if self.decoding == "greedy":
+            action = m.greedy_action(logits)[:, None]
+        elif self.decoding == "sample":
+            action = m.sample_actions(logits, 1, self.temperature, self.generator)
+        else:  # Q-filtered: greedy + K-1 samples, scored against one encoding
+            k = max(1, self.n_candidates - 1)
+            cand = torch.cat([m.greedy_action(logits)[:, None],
+                              m.sample_actions(logits, k, self.temperature, self.generator)], 1)
+            action = cand[:, m.q_value(lat, cand).nan_to_num(float("-inf")).argmax(-1)[0]][:, None]
+        value = m.q_value(lat, action)[0, 0]
+        ok = bool(torch.isfinite(logits).all() and torch.isfinite(value))
+        a = action[0, 0].double().cpu().numpy()
+        if not ok:
+            a = np.full_like(a, np.nan)  # hold position (safe_command maps NaN to current)
+        info = {"value": float(value) if ok else float("nan"), "fallback": not ok,
+                "entropy": float(PACModel.entropy(logits).sum()) if ok else float("nan")}
+        return a, info
+
+    def act(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, dict]:
+        """Robot observation -> (joint command float64[A], info). Always finite and within limits."""
+        t0 = time.perf_counter()
+        current = np.asarray(obs["joint_positions"], dtype=np.float64).reshape(-1)
+        a, info = self.act_normalized(obs)
+        command = self.spec.safe_command(self.spec.denormalize_action(a, np.nan_to_num(current)), current)
+        info["action"] = a
+        info["latency_ms"] = (time.perf_counter() - t0) * 1e3
+        return command, info
+
+
+__all__ = ["Policy", "pick_device", "CheckpointError", "SpecError", "DECODING"]

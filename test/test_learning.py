@@ -1,0 +1,344 @@
+"""PAC learner: C51 projection, loss semantics, target updates, config, RL sanity check."""
+import numpy as np
+import pytest
+import torch
+
+from pac_ros.learning import (ConfigError, Learner, LearnerConfig, TrainConfig, categorical_projection,
+                              policy_loss)
+from pac_ros.model import PACModel, tokenize_batch
+from pac_ros.model.testing import micro_config, random_obs, small_spec
+
+torch.set_num_threads(1)
+SUPPORT = torch.linspace(0.0, 1.0, 11)
+
+
+# ---- categorical projection ---------------------------------------------------------
+def test_projection_conserves_mass():
+    torch.manual_seed(0)
+    p = torch.rand(32, 11).softmax(-1)
+    r = torch.rand(32) * 2 - 0.5
+    d = torch.rand(32)
+    out = categorical_projection(p, r, d, SUPPORT)
+    assert torch.allclose(out.sum(-1), torch.ones(32), atol=1e-6)
+    assert (out >= 0).all()
+
+
+def test_projection_exact_on_atoms():
+    p = torch.zeros(3, 11)
+    p[:, 4] = 1.0  # z = 0.4
+    r = torch.tensor([0.1, 0.0, 0.3])
+    d = torch.tensor([1.0, 0.5, 0.0])
+    out = categorical_projection(p, r, d, SUPPORT)
+    expect = torch.zeros(3, 11)
+    expect[0, 5] = 1.0  # 0.1 + 0.4
+    expect[1, 2] = 1.0  # 0.0 + 0.5*0.4
+    expect[2, 3] = 1.0  # 0.3, no bootstrap
+    assert torch.allclose(out, expect, atol=1e-6)
+
+
+def test_projection_splits_between_atoms_and_keeps_mean():
+    p = torch.zeros(1, 11)
+    p[0, 0] = 1.0
+    out = categorical_projection(p, torch.tensor([0.125]), torch.tensor([0.9]), SUPPORT)
+    assert torch.allclose(out[0, 1], torch.tensor(0.75)) and torch.allclose(out[0, 2], torch.tensor(0.25))
+    torch.manual_seed(1)
+    p = torch.rand(8, 11).softmax(-1)
+    r, d = torch.rand(8) * 0.1, torch.full((8,), 0.9)
+    out = categorical_projection(p, r, d, SUPPORT)
+    assert torch.allclose((out * SUPPORT).sum(-1), r + d * (p * SUPPORT).sum(-1), atol=1e-6)
+
+
+def test_projection_clips_at_edges():
+    p = torch.full((2, 11), 1 / 11)
+    out = categorical_projection(p, torch.tensor([5.0, -5.0]), torch.tensor([0.99, 0.99]), SUPPORT)
+    assert torch.allclose(out[0, -1], torch.tensor(1.0)) and torch.allclose(out[1, 0], torch.tensor(1.0))
+
+
+# ---- learner semantics --------------------------------------------------------------
+def make_learner(**kw):
+    torch.manual_seed(0)
+    spec = small_spec(n_arm=1, cameras=1)
+    model = PACModel(micro_config(obs_mode="pixels+features"), spec)
+    cfg = dict(lr=1e-3, lr_warmup_steps=1, amp="none", n_action_samples=4)
+    cfg.update(kw)
+    return Learner(model, LearnerConfig(**cfg)), spec
+
+
+def make_batch(spec, B=6, seed=0, discount=0.99):
+    g = torch.Generator().manual_seed(seed)
+    return {"obs": random_obs(spec, B, seed), "next_obs": random_obs(spec, B, seed + 1),
+            "action": torch.rand(B, spec.action_dim, generator=g) * 2 - 1,
+            "reward": torch.rand(B, generator=g), "discount": torch.full((B,), discount)}
+
+
+def _q_params(model):
+    return [p for n, p in model.named_parameters() if n.startswith(("q_dec", "q_head", "action_embed", "q_query"))]
+
+
+def test_alpha_one_is_exact_bc_and_q_gets_no_policy_gradient():
+    learner, spec = make_learner()
+    learner.step(make_batch(spec, seed=5))  # move the heads off zero
+    batch = learner.to_device(make_batch(spec))
+    losses, metrics = learner.compute_losses(batch, alpha=1.0)
+    m = learner.model
+    with torch.no_grad():
+        logits = m.policy_logits(m.encode(batch["obs"]))
+        bc = -m.log_prob(logits, batch["action"][:, None]).mean()
+    assert torch.equal(losses["policy"].detach(), bc)
+    learner.optimizer.zero_grad(set_to_none=True)
+    losses["policy"].backward()
+    assert all(p.grad is None or not p.grad.any() for p in _q_params(m))
+    assert m.policy_head[-1].weight.grad.abs().sum() > 0
+    # and the Q decoder does get the critic's gradient
+    learner.optimizer.zero_grad(set_to_none=True)
+    learner.compute_losses(batch, alpha=0.3)[0]["critic"].backward()
+    assert m.q_head[-1].weight.grad.abs().sum() > 0
+
+
+def test_policy_loss_mixes_bc_and_improvement():
+    lp_data = torch.tensor([-1.0, -3.0])
+    lp_s = torch.tensor([[-1.0, -2.0], [-0.5, -4.0]])
+    w = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+    loss, bc, imp = policy_loss(lp_data, lp_s, w, alpha=0.25)
+    assert torch.isclose(bc, torch.tensor(2.0)) and torch.isclose(imp, torch.tensor((1.5 + 0.5) / 2))
+    assert torch.isclose(loss, 0.25 * bc + 0.75 * imp)
+
+
+def test_no_bootstrap_when_terminal():
+    learner, spec = make_learner()
+    learner.step(make_batch(spec, seed=3))
+    batch = make_batch(spec, discount=0.0)
+    _, m1 = learner.compute_losses(learner.to_device(batch), 0.5)
+    batch2 = dict(batch, next_obs=random_obs(spec, 6, seed=42))
+    torch.manual_seed(0)
+    l2, m2 = learner.compute_losses(learner.to_device(batch2), 0.5)
+    assert m1["target_q_mean"] == pytest.approx(batch["reward"].mean().item(), abs=1e-5)
+    assert m1["critic_loss"] == pytest.approx(m2["critic_loss"].item(), abs=1e-6)
+
+
+def test_polyak_target_update():
+    learner, spec = make_learner(tau=0.1)
+    before = [t.clone() for t in learner.target.parameters()]
+    learner.step(make_batch(spec))
+    for b, t, p in zip(before, learner.target.parameters(), learner.model.parameters()):
+        assert torch.allclose(t, 0.9 * b + 0.1 * p, atol=1e-6)
+    assert not learner.target.policy_head[-1].weight.requires_grad
+
+
+def test_hard_target_update():
+    learner, spec = make_learner(target_update="hard", target_period=2)
+    t0 = [t.clone() for t in learner.target.parameters()]
+    learner.step(make_batch(spec))
+    assert all(torch.equal(a, b) for a, b in zip(t0, learner.target.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(learner.model.parameters(), learner.target.parameters()))
+    learner.step(make_batch(spec, seed=1))
+    assert all(torch.equal(a, b) for a, b in zip(learner.model.parameters(), learner.target.parameters()))
+
+
+def test_step_metrics_and_lr_warmup():
+    learner, spec = make_learner(lr_warmup_steps=4, lr=1e-3)
+    m = learner.step(make_batch(spec))
+    for key in ("loss", "policy_loss", "critic_loss", "bc_nll", "alpha", "q_mean", "q_entropy",
+                "policy_entropy", "ess", "grad_norm", "lr"):
+        assert key in m and np.isfinite(m[key]), key
+    assert m["lr"] == pytest.approx(2.5e-4) and 0 < m["ess"] <= 1
+
+
+def test_alpha_schedule():
+    c = LearnerConfig(alpha_start=1.0, alpha_final=0.2, alpha_warmup_steps=10, alpha_decay_steps=20)
+    assert c.alpha(0) == 1.0 and c.alpha(9) == 1.0
+    assert c.alpha(20) == pytest.approx(0.6) and c.alpha(30) == pytest.approx(0.2) and c.alpha(1000) == 0.2
+
+
+def test_config_yaml_and_unknown_keys(tmp_path):
+    f = tmp_path / "t.yaml"
+    f.write_text("preset: tiny\nmodel: {obs_mode: features}\nlearner: {eta: 0.2, alpha_final: 0.1}\n"
+                 "data: {root: /x, batch_size: 8}\nrun: {steps: 5}\n")
+    cfg = TrainConfig.load(f)
+    assert cfg.learner.eta == 0.2 and cfg.learner.gamma == 0.99 and cfg.model_config().obs_mode == "features"
+    assert TrainConfig.from_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
+    for bad, msg in (("learner: {etaa: 1}\n", "etaa"), ("model: {widht: 1}\n", "widht"),
+                     ("foo: 1\n", "foo"), ("learner: {target_update: soft}\n", "target_update")):
+        f.write_text(bad)
+        with pytest.raises(ConfigError, match=msg):
+            TrainConfig.load(f)
+
+
+# ---- RL sanity check: offline contextual bandit -------------------------------------
+def _bandit(spec, n, rng):
+    """Two contexts. Behaviour: 80% its mode (reward 0.2), 20% the best action (reward 1)."""
+    ctx = rng.integers(0, 2, n)
+    good = rng.random(n) < 0.2
+    mode = np.where(ctx == 0, -0.6, 0.6)
+    a = np.where(good, -mode, mode)[:, None].repeat(spec.action_dim, 1).astype(np.float32)
+    r = np.where(good, 1.0, 0.2).astype(np.float32)
+    feats = np.zeros((n, spec.feature_dim), np.float32)
+    feats[:, 0] = np.where(ctx == 0, -1.0, 1.0)
+    obs = {"joint_positions": torch.zeros(n, spec.action_dim), "features": torch.from_numpy(feats),
+           "instruction_tokens": torch.from_numpy(tokenize_batch([spec.instructions()[0]] * n, 48))}
+    return obs, torch.from_numpy(a), torch.from_numpy(r), torch.from_numpy(-mode).float()
+
+
+def _train_bandit(alpha_final, steps=260, seed=0):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    spec = small_spec(n_arm=1, cameras=0)
+    model = PACModel(micro_config(obs_mode="features"), spec)
+    learner = Learner(model, LearnerConfig(
+        lr=1e-3, lr_warmup_steps=10, alpha_warmup_steps=100, alpha_decay_steps=100, alpha_final=alpha_final,
+        tau=0.05, eta=0.05, n_action_samples=16, amp="none"))
+    obs, a, r, best = _bandit(spec, 512, rng)
+    for _ in range(steps):
+        idx = torch.from_numpy(rng.integers(0, 512, 64))
+        o = {k: v[idx] for k, v in obs.items()}
+        learner.step({"obs": o, "next_obs": o, "action": a[idx], "reward": r[idx], "discount": torch.zeros(64)})
+    with torch.no_grad():
+        o = {k: v[:16] for k, v in obs.items()}
+        greedy = model.greedy_action(model.policy_logits(model.encode(o)))
+    return greedy, best[:16]
+
+
+def test_pac_beats_bc_on_offline_bandit():
+    greedy_bc, best = _train_bandit(alpha_final=1.0)
+    mode = -best
+    assert torch.allclose(greedy_bc, mode[:, None].expand_as(greedy_bc))  # BC copies the behaviour's mode
+    greedy_pac, best = _train_bandit(alpha_final=0.2)
+    assert torch.allclose(greedy_pac, best[:, None].expand_as(greedy_pac))  # PAC finds the high-reward action
+
+
+# ---- transitions, image cache, training loop ----------------------------------------
+def _write_dataset(root, spec, lengths=(5, 4, 6), terminal=(True, False, True)):
+    from pac_ros.data import DatasetWriter
+
+    rng = np.random.default_rng(0)
+    with DatasetWriter(root, spec, features=True) as w:
+        for e, (T, term) in enumerate(zip(lengths, terminal)):
+            ep = w.begin_episode(spec.instructions()[e % 2], seed=e)
+            for t in range(T):
+                q = rng.uniform(-0.5, 0.5, spec.action_dim)
+                q[-1] = 0.02
+                a = q + rng.uniform(-0.05, 0.05, spec.action_dim)
+                img = {c.name: rng.integers(0, 256, c.shape, dtype=np.uint8) for c in spec.cameras}
+                r = 1.0 if (term and t == T - 2) else 0.0
+                ep.add_step(0.1 * (t + 1), q, img, a, r, features=rng.normal(size=spec.feature_dim))
+            w.commit(ep, terminal=term)
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    from pac_ros.data import Dataset
+
+    spec = small_spec(n_arm=1, cameras=1, size=16)
+    _write_dataset(tmp_path / "ds", spec)
+    return Dataset(tmp_path / "ds")
+
+
+def test_transitions_stay_in_episodes_and_discount(dataset, tmp_path):
+    from pac_ros.learning.data import TransitionStore
+
+    cfg = micro_config(obs_mode="pixels+features", image_size=8)
+    msgs = []
+    store = TransitionStore(dataset, cfg, gamma=0.9, cache_dir=tmp_path / "cache", log=msgs.append)
+    assert len(store) == 4 + 3 + 5 and store.n_rows == 15
+    assert set(store.index) == set(range(0, 4)) | set(range(5, 8)) | set(range(9, 14))
+    b = store.batch(np.arange(len(store)))
+    assert b["obs"]["images"]["cam0"].shape == (12, 8, 8, 3) and b["obs"]["images"]["cam0"].dtype == torch.uint8
+    ep0 = dataset.load_episode(0)
+    assert torch.allclose(b["next_obs"]["joint_positions"][0], torch.from_numpy(np.array(ep0.joint_positions[1])))
+    expect = dataset.spec.normalize_action(ep0.actions[:4], ep0.joint_positions[:4])
+    assert np.allclose(b["action"][:4].numpy(), expect)
+    disc = b["discount"].numpy()
+    assert disc[3] == 0.0 and disc[6] == pytest.approx(0.9) and disc[11] == 0.0  # terminal, truncated, terminal
+    assert np.allclose(disc[[0, 1, 2, 4, 5, 7, 8, 9, 10]], 0.9)
+    assert b["reward"].numpy()[3] == 1.0 and b["reward"].numpy()[6] == 0.0
+    assert len(msgs) == 1 and "building image cache" in msgs[0]
+    TransitionStore(dataset, cfg, gamma=0.9, cache_dir=tmp_path / "cache", log=msgs.append)
+    assert len(msgs) == 1  # cached, not rebuilt
+    s1, s2 = store.sample(8, step=3, seed=1), store.sample(8, step=3, seed=1)
+    assert torch.equal(s1["action"], s2["action"])
+
+
+def _train_yaml(tmp_path, root, out, steps):
+    f = tmp_path / f"train_{out}.yaml"
+    f.write_text(f"""
+preset: tiny
+model: {{width: 32, heads: 2, n_latents: 4, n_self_blocks: 1, mlp_ratio: 2.0, obs_mode: pixels+features,
+        patch_size: 8, n_action_bins: 11, n_value_bins: 21}}
+learner: {{lr: 1.0e-3, lr_warmup_steps: 2, n_action_samples: 4, alpha_warmup_steps: 2, alpha_decay_steps: 2,
+          amp: none}}
+data: {{root: {root}, batch_size: 8, cache_dir: {tmp_path / 'cache'}}}
+run: {{out_dir: {tmp_path / out}, steps: {steps}, log_every: 2, checkpoint_every: 3, progress: false, threads: 1}}
+""")
+    return str(f)
+
+
+def test_train_main_resume_is_exact(dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    from pac_ros.learning.train import main
+    from pac_ros.policy import Policy
+
+    root = dataset.root
+    assert main(["--config", _train_yaml(tmp_path, root, "full", 7)]) == 0
+    assert main(["--config", _train_yaml(tmp_path, root, "part", 4)]) == 0  # checkpoints at 3 and 4
+    assert main(["--config", _train_yaml(tmp_path, root, "part", 7)]) == 0  # resumes at 4
+    full = load_file(str(tmp_path / "full/checkpoints/step_00000007/model.safetensors"))
+    part = load_file(str(tmp_path / "part/checkpoints/step_00000007/model.safetensors"))
+    assert all(torch.equal(full[k], part[k]) for k in full)
+    assert (tmp_path / "full/latest").read_text() == "step_00000007"
+    assert list((tmp_path / "full/tb").iterdir())
+    pol = Policy.load(tmp_path / "full/checkpoints/step_00000007", spec=dataset.spec, device="cpu")
+    assert pol.meta["dataset_fingerprint"] == dataset.fingerprint() and pol.meta["step"] == 7
+    # bad config key -> exit code 2, clear message
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learner: {gama: 0.9}\n")
+    assert main(["--config", str(bad)]) == 2
+
+
+def test_ddp_two_processes_gloo(dataset, tmp_path):
+    """torchrun with 2 CPU processes (gloo): runs, ranks stay in sync, rank 0 checkpoints."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
+    if not os.path.exists(torchrun):
+        pytest.skip("torchrun not found")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo, OMP_NUM_THREADS="1")
+    cmd = [torchrun, "--nproc_per_node=2", "--master_port=0", "--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0",
+           "-m", "pac_ros.learning.train", "--config", _train_yaml(tmp_path, dataset.root, "ddp", 4)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "world 2" in r.stderr
+    assert (tmp_path / "ddp/checkpoints/step_00000004/model.safetensors").is_file()
+
+
+def test_temperature_dual_meets_kl_bound():
+    from pac_ros.learning.losses import kl_to_uniform, temperature_dual
+
+    torch.manual_seed(0)
+    q = torch.rand(64, 16)
+    log_eta = torch.tensor(np.log(0.01), requires_grad=True)  # too sharp: KL far above the bound
+    opt = torch.optim.Adam([log_eta], lr=0.05)
+    for _ in range(400):
+        opt.zero_grad()
+        temperature_dual(q, log_eta, 0.1).backward()
+        opt.step()
+    kl = kl_to_uniform((q / log_eta.exp()).softmax(-1)).mean()
+    assert kl.item() == pytest.approx(0.1, abs=0.01)
+
+
+def test_learned_eta_trains_and_resumes(tmp_path):
+    from pac_ros.learning import checkpoint_meta, load_into_learner, save_checkpoint
+
+    learner, spec = make_learner(eta_kl=0.1, eta_lr=0.05, eta=0.5)
+    for s in range(3):
+        m = learner.step(make_batch(spec, seed=s))
+    assert m["eta"] != pytest.approx(0.5) and np.isfinite(m["kl_imp"])
+    save_checkpoint(tmp_path / "c", learner, meta=checkpoint_meta(learner.model))
+    ref = learner.step(make_batch(spec, seed=9))
+    fresh, _ = make_learner(eta_kl=0.1, eta_lr=0.05, eta=0.5)
+    load_into_learner(tmp_path / "c", fresh)  # restores log η, its Adam state and the torch RNG
+    assert fresh.step(make_batch(spec, seed=9)) == ref

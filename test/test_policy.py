@@ -1,0 +1,147 @@
+"""Checkpoints (safetensors + JSON, exact resume) and the deployable Policy."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pac_ros.learning import (CheckpointError, Learner, LearnerConfig, checkpoint_meta, load_into_learner,
+                              save_checkpoint)
+from pac_ros.model import PACModel
+from pac_ros.model.testing import micro_config, random_obs, small_spec
+from pac_ros.policy import Policy
+from pac_ros.spec import SpecError, default_spec
+
+torch.set_num_threads(1)
+
+
+def make_learner(spec=None, obs_mode="pixels+features", seed=0):
+    torch.manual_seed(seed)
+    spec = spec or small_spec(n_arm=2, cameras=1)
+    model = PACModel(micro_config(obs_mode=obs_mode), spec)
+    return Learner(model, LearnerConfig(lr=1e-3, lr_warmup_steps=2, amp="none", n_action_samples=4, tau=0.1))
+
+
+def batch(spec, seed, B=4):
+    g = torch.Generator().manual_seed(seed)
+    return {"obs": random_obs(spec, B, seed), "next_obs": random_obs(spec, B, seed + 100),
+            "action": torch.rand(B, spec.action_dim, generator=g) * 2 - 1,
+            "reward": torch.rand(B, generator=g), "discount": torch.full((B,), 0.99)}
+
+
+def robot_obs(spec, seed=0):
+    o = random_obs(spec, 1, seed)
+    return {"images": {k: v[0].numpy() for k, v in o["images"].items()},
+            "joint_positions": o["joint_positions"][0].double().numpy(),
+            "instruction": spec.instructions()[seed % len(spec.instructions())],
+            "features": o["features"][0].numpy()}
+
+
+def saved(tmp_path, learner, name="ckpt"):
+    return save_checkpoint(tmp_path / name, learner,
+                           meta=checkpoint_meta(learner.model, "micro", {"x": 1}, "fp123"))
+
+
+def test_roundtrip_identical_outputs(tmp_path):
+    learner = make_learner()
+    spec = learner.model.spec
+    learner.step(batch(spec, 0))
+    path = saved(tmp_path, learner)
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["dataset_fingerprint"] == "fp123" and meta["step"] == 1 and meta["preset"] == "micro"
+    direct = Policy(learner.model, spec, device="cpu")
+    loaded = Policy.load(path, spec=spec, device="cpu")
+    for s in range(3):
+        c1, i1 = direct.act(robot_obs(spec, s))
+        c2, i2 = loaded.act(robot_obs(spec, s))
+        assert np.array_equal(c1, c2) and i1["value"] == i2["value"]
+    assert Policy.load(path / "model.safetensors", device="cpu").spec == spec
+
+
+def test_wrong_spec_is_a_clear_error(tmp_path):
+    path = saved(tmp_path, make_learner())
+    with pytest.raises(SpecError, match="checkpoint .*different spec"):
+        Policy.load(path, spec=default_spec(), device="cpu")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage_meta", "missing"])
+def test_corrupted_checkpoint_is_a_clear_error(tmp_path, damage):
+    path = saved(tmp_path, make_learner())
+    f = path / "model.safetensors"
+    data = f.read_bytes()
+    if damage == "truncate":
+        f.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        f.write_bytes(data[:-10] + bytes(b ^ 0xFF for b in data[-10:]))
+    elif damage == "garbage_meta":
+        f = path / "meta.json"
+        f.write_text("{not json")
+    else:
+        f.unlink()
+    with pytest.raises(CheckpointError, match=str(f)):
+        Policy.load(path, device="cpu")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        Policy.load(tmp_path / "nope", device="cpu")
+
+
+@pytest.mark.parametrize("decoding", ["greedy", "sample", "q_filter"])
+def test_act_finite_within_limits_even_with_nan_weights(decoding):
+    learner = make_learner()
+    spec = learner.model.spec
+    policy = Policy(learner.model, spec, device="cpu", decoding=decoding, n_candidates=4, seed=0)
+    for s in range(3):
+        obs = robot_obs(spec, s)
+        cmd, info = policy.act(obs)
+        assert cmd.dtype == np.float64 and cmd.shape == (spec.action_dim,)
+        assert np.isfinite(cmd).all() and (cmd >= spec.lower).all() and (cmd <= spec.upper).all()
+        assert np.all(np.abs(cmd - obs["joint_positions"]) <= spec.max_step + 1e-9)
+        assert np.isfinite(info["value"]) and info["latency_ms"] >= 0 and not info["fallback"]
+    with torch.no_grad():
+        for p in learner.model.parameters():
+            p.fill_(float("nan"))
+    obs = robot_obs(spec, 0)
+    cmd, info = policy.act(obs)
+    assert info["fallback"] and np.isfinite(cmd).all()
+    assert np.allclose(cmd, obs["joint_positions"])  # holds position
+    obs["joint_positions"][0] = np.nan  # adversarial input too
+    cmd, _ = policy.act(obs)
+    assert np.isfinite(cmd).all() and (cmd >= spec.lower).all() and (cmd <= spec.upper).all()
+
+
+def test_policy_input_errors():
+    learner = make_learner()
+    spec = learner.model.spec
+    policy = Policy(learner.model, spec, device="cpu")
+    obs = robot_obs(spec)
+    with pytest.raises(ValueError, match="joint_positions"):
+        policy.act(dict(obs, joint_positions=np.zeros(2)))
+    with pytest.raises(ValueError, match="cam0"):
+        policy.act(dict(obs, images={"cam0": np.zeros((8, 8, 3), np.uint8)}))
+    with pytest.raises(ValueError, match="features"):
+        policy.act({k: v for k, v in obs.items() if k != "features"})
+
+
+def test_default_robot_policy_act(tmp_path):
+    spec = default_spec()
+    learner = make_learner(spec=spec, obs_mode="pixels")
+    path = saved(tmp_path, learner)
+    policy = Policy.load(path, spec=spec, device="auto")
+    cmd, info = policy.act({k: v for k, v in robot_obs(spec).items() if k != "features"})
+    assert cmd.shape == (7,) and np.isfinite(cmd).all()
+
+
+def test_exact_resume(tmp_path):
+    learner = make_learner()
+    spec = learner.model.spec
+    for s in range(3):
+        learner.step(batch(spec, s))
+    path = saved(tmp_path, learner)
+    ref = [learner.step(batch(spec, s)) for s in (10, 11)]
+    fresh = make_learner(seed=123)
+    state = load_into_learner(path, fresh)
+    assert state.step_count == 3
+    got = [fresh.step(batch(spec, s)) for s in (10, 11)]
+    for a, b in zip(ref, got):
+        assert a == b
+    for p, q in zip(learner.model.parameters(), fresh.model.parameters()):
+        assert torch.equal(p, q)

@@ -1,6 +1,6 @@
-"""Simulated stacking: MuJoCo bridge + a driver (scripted expert) + recorder.
+"""Simulated stacking: MuJoCo bridge + a driver (PAC policy or scripted expert) + recorder.
 
-    ros2 launch pac_ros stacking.launch.py [driver:=expert]
+    ros2 launch pac_ros stacking.launch.py [driver:=policy|expert]
 
 The node list and the parameter file come from pac_ros.nodes.graph, which
 `pac-ros launch stacking` uses too (for machines without a ROS install).
@@ -14,15 +14,16 @@ from pac_ros.nodes.graph import graph
 
 
 def _nodes(context):
-    entries, params = graph("stacking", LaunchConfiguration("driver").perform(context))
+    entries, params, driven = graph("stacking", LaunchConfiguration("driver").perform(context))
     return [
-        Node(package="pac_ros", executable=e.executable, name=e.name, parameters=[str(params)], output="screen")
+        Node(package="pac_ros", executable=e.executable, name=e.name,
+             parameters=[str(params), driven.get(e.name, {})], output="screen")
         for e in entries
     ]
 
 
 def generate_launch_description():
     return LaunchDescription([
-        DeclareLaunchArgument("driver", default_value="expert", description="who commands the robot"),
+        DeclareLaunchArgument("driver", default_value="policy", description="who commands the robot"),
         OpaqueFunction(function=_nodes),
     ])

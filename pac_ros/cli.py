@@ -25,7 +25,8 @@ def _add_collect_args(p: argparse.ArgumentParser, episodes: int, quality: str) -
 def _collect(args: argparse.Namespace, gif: Path | None = None) -> int:
     from tqdm import tqdm
 
-    from pac_ros.collect import collect, write_gif
+    from pac_ros.collect import collect
+    from pac_ros.sim.video import write_gif
     from pac_ros.spec import Spec, default_spec
 
     spec = Spec.load(args.spec) if args.spec else default_spec()
@@ -73,6 +74,36 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return launch(args.graph, args.driver, args.param, args.episodes, args.duration, args.params_file)
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pac_ros.evaluate import evaluate
+    from pac_ros.learning.checkpoint import CheckpointError
+    from pac_ros.policy import Policy
+    from pac_ros.sim.video import write_gif
+    from pac_ros.spec import Spec, SpecError, default_spec
+
+    spec = Spec.load(args.spec) if args.spec else default_spec()
+    try:
+        policy = Policy.load(args.checkpoint, spec=spec, device=args.device, decoding=args.decoding,
+                             seed=args.seed)
+    except (CheckpointError, SpecError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    def progress(i, success, steps):
+        if args.verbose:
+            print(f"episode {i:4d} seed {args.seed + i}: {'SUCCESS' if success else 'fail'} in {steps} steps")
+
+    result = evaluate(policy, args.episodes, args.seed, spec, record_frames=args.video_episodes if args.video else 0,
+                      progress=progress)
+    print(f"checkpoint:    {args.checkpoint} ({policy.model.config.obs_mode}, {args.decoding}, {policy.device})")
+    for line in result.lines():
+        print(line)
+    if args.video and result.frames:
+        frames = [f for episode in result.frames for f in episode]
+        print(f"video:         {write_gif(frames, args.video, spec.control_rate_hz)}")
+    return 0
+
+
 def cmd_dataset_export(args: argparse.Namespace) -> int:
     from pac_ros.data import DatasetError
 
@@ -118,13 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("launch", help="start a node graph in one process (where there is no `ros2 launch`)")
     p.add_argument("graph", choices=["stacking"], help="which graph (launch/<graph>.launch.py starts the same)")
-    p.add_argument("--driver", default="expert", help="who commands the robot")
+    p.add_argument("--driver", default="policy", choices=["policy", "expert"], help="who commands the robot")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help="override a node parameter, e.g. -p recorder.dataset=outputs/run1")
     p.add_argument("--params-file", default=None, help="parameter file (default config/<graph>.yaml)")
     p.add_argument("--episodes", type=int, default=None, help="stop after the recorder committed this many")
     p.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("eval", help="seeded sim episodes with a checkpoint: success rate with a 95% CI")
+    p.add_argument("checkpoint", type=Path, help="checkpoint directory (or a run directory: its latest)")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed", type=int, default=100_000, help="first evaluation seed")
+    p.add_argument("--decoding", default="greedy", choices=["greedy", "sample", "q_filter"])
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--spec", type=Path, default=None, help="robot/task spec YAML (default config/robot.yaml)")
+    p.add_argument("--video", type=Path, default=None, help="write a GIF of the first episodes here")
+    p.add_argument("--video-episodes", type=int, default=2)
+    p.add_argument("-v", "--verbose", action="store_true", help="one line per episode")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("dataset", help="look after and convert episode datasets")
     dsub = p.add_subparsers(dest="dataset_command", required=True)

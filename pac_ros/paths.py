@@ -8,7 +8,8 @@ PACKAGE = "pac_ros"
 
 
 def share_file(folder: str, name: str) -> Path:
-    """``folder/name`` from the source tree, an ament install, or a pip install's share/."""
+    """``folder/name`` (a file or a directory) from the source tree, an ament install, or a
+    pip install's share/."""
     candidates = [Path(__file__).resolve().parent.parent / folder / name]
     try:
         from ament_index_python.packages import get_package_share_directory
@@ -18,6 +19,18 @@ def share_file(folder: str, name: str) -> Path:
         pass
     candidates.append(Path(sys.prefix) / "share" / PACKAGE / folder / name)
     for path in candidates:
-        if path.is_file():
+        if path.exists():
             return path
     raise FileNotFoundError(f"{folder}/{name} not found; looked in {[str(p) for p in candidates]}")
+
+
+def existing_or_shared(path: str | Path) -> Path:
+    """``path`` if it exists (relative to the working directory), else the package's copy
+    of it (e.g. ``models/pac_tiny_stacking`` of the source tree or install)."""
+    path = Path(path)
+    if path.exists() or path.is_absolute() or len(path.parts) < 2:
+        return path
+    try:
+        return share_file(path.parts[0], str(Path(*path.parts[1:])))
+    except FileNotFoundError:
+        return path

@@ -23,7 +23,7 @@ def test_launch_file_builds_its_nodes_from_the_shared_graph():
 
 def test_parameter_file_configures_every_node_of_the_graph():
     for driver in DRIVERS:
-        entries, params = graph("stacking", driver)
+        entries, params, driven = graph("stacking", driver)
         data = yaml.safe_load(params.read_text())
         names = {e.name for e in entries}
         assert names <= set(data), f"nodes without parameters: {names - set(data)}"
@@ -46,7 +46,7 @@ def test_real_launch_description_matches_where_launch_ros_exists():
         action.visit(context)
     opaque = description.entities[-1]
     nodes = opaque.execute(context)
-    entries, params = graph("stacking", "expert")
+    entries, params, driven = graph("stacking", "policy")
     assert [n.node_executable for n in nodes] == [e.executable for e in entries]
 
 

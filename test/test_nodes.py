@@ -201,7 +201,8 @@ def test_recorder_rejects_malformed_input_and_keeps_running(ros, tmp_path):
 def test_sigkill_of_recording_process_loses_no_committed_episode(tmp_path):
     dataset = tmp_path / "ds"
     env = dict(os.environ, ROS_DOMAIN_ID=str(ros_domain_id()), PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "pac_ros.cli", "launch", "stacking", "-p", f"recorder.dataset={dataset}",
+    cmd = [sys.executable, "-m", "pac_ros.cli", "launch", "stacking", "--driver", "expert",
+           "-p", f"recorder.dataset={dataset}",
            "-p", "expert.quality=noisy"]
     index = dataset / "meta" / "episodes.jsonl"
     for kill_after in (1, 3):

@@ -47,10 +47,13 @@ def _contig(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def resolve(path: str | Path) -> Path:
-    """A checkpoint directory from its directory, meta.json or model.safetensors path."""
+    """A checkpoint directory from its directory, meta.json or model.safetensors path, or a
+    training run directory (its ``latest`` checkpoint)."""
     path = Path(path)
     if path.is_file() and path.name in (MODEL_FILE, META_FILE, STATE_FILE, STATE_JSON):
         path = path.parent
+    if (path / "latest").is_file():
+        path = path / "checkpoints" / (path / "latest").read_text().strip()
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such checkpoint directory")
     return path

@@ -111,6 +111,8 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # torch CPU threads
     progress: bool = True
+    eval_episodes: int = 0  # > 0: evaluate each checkpoint on this many seeded sim episodes
+    eval_seed: int = 100_000  # first evaluation seed (collection seeds start at 0)
 
 
 @dataclass

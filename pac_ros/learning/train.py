@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="overrides run.seed")
     p.add_argument("--resume", default="auto",
                    help="'auto' (newest checkpoint in the run directory, if any), 'no', or a checkpoint path")
+    p.add_argument("--eval-episodes", type=int, help="evaluate each checkpoint in sim (overrides run.eval_episodes)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -213,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.run.device = args.device
     if args.seed is not None:
         cfg.run.seed = args.seed
+    if args.eval_episodes is not None:
+        cfg.run.eval_episodes = args.eval_episodes
     if args.no_progress:
         cfg.run.progress = False
     resume = None if args.resume in ("no", "none", "") else args.resume
@@ -220,8 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         from pac_ros.data import DatasetError
     except ImportError:  # pragma: no cover
         DatasetError = CheckpointError
+    eval_fn = None
+    if cfg.run.eval_episodes > 0:
+        from pac_ros.evaluate import make_eval_fn  # needs the simulator; only when asked
+
+        eval_fn = make_eval_fn(cfg.run.eval_episodes, cfg.run.eval_seed,
+                               log=lambda *a: print(*a, file=sys.stderr, flush=True))
     try:
-        path = train(cfg, resume=resume)
+        path = train(cfg, resume=resume, eval_fn=eval_fn)
     except (CheckpointError, ConfigError, DatasetError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

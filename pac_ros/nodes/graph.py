@@ -28,14 +28,29 @@ BRIDGE = NodeEntry("mujoco_bridge", "mujoco_bridge", "pac_ros.nodes.mujoco_bridg
 EXPERT = NodeEntry("expert", "expert", "pac_ros.nodes.expert:ExpertNode")
 RECORDER = NodeEntry("recorder", "recorder", "pac_ros.nodes.recorder:Recorder")
 
-DRIVERS = {"expert": EXPERT}
+POLICY = NodeEntry("policy", "policy", "pac_ros.nodes.policy:PolicyNode")
+
+
+@dataclass(frozen=True)
+class Driver:
+    """Who commands the robot, and the recorder parameters that follow from it."""
+
+    node: NodeEntry
+    recorder: dict
+
+
+DRIVERS = {
+    "expert": Driver(EXPERT, {"command_state_topic": "/expert/command", "source": "expert"}),
+    "policy": Driver(POLICY, {"command_state_topic": "/policy/command", "source": "policy"}),
+}
 GRAPHS = {"stacking": "stacking.yaml"}
 
 
-def graph(name: str = "stacking", driver: str = "expert") -> tuple[list[NodeEntry], Path]:
-    """(nodes, parameter file) of a graph; ``driver`` is who commands the robot."""
+def graph(name: str = "stacking", driver: str = "expert") -> tuple[list[NodeEntry], Path, dict[str, dict]]:
+    """(nodes, parameter file, per-node parameters set by the driver choice) of a graph."""
     if name not in GRAPHS:
         raise ValueError(f"unknown graph {name!r}; graphs: {sorted(GRAPHS)}")
     if driver not in DRIVERS:
         raise ValueError(f"unknown driver {driver!r}; drivers: {sorted(DRIVERS)}")
-    return [BRIDGE, DRIVERS[driver], RECORDER], share_file("config", GRAPHS[name])
+    chosen = DRIVERS[driver]
+    return [BRIDGE, chosen.node, RECORDER], share_file("config", GRAPHS[name]), {RECORDER.name: chosen.recorder}

@@ -31,11 +31,12 @@ def parse_overrides(items: list[str]) -> dict[str, list[str]]:
 class GraphRunner:
     """Create the graph's nodes (rclpy must be initialised) and spin them."""
 
-    def __init__(self, name: str = "stacking", driver: str = "expert", overrides: list[str] = (),
+    def __init__(self, name: str = "stacking", driver: str = "policy", overrides: list[str] = (),
                  params_file: str | Path | None = None):
-        entries, default_params = graph(name, driver)
+        entries, default_params, driven = graph(name, driver)
         self.params_file = Path(params_file) if params_file else default_params
-        extra = parse_overrides(list(overrides))
+        extra = parse_overrides([f"{node}.{k}={v}" for node, params in driven.items() for k, v in params.items()]
+                                + list(overrides))  # the user's overrides come last and win
         unknown = sorted(set(extra) - {e.name for e in entries})
         if unknown:
             raise ValueError(f"overrides for node(s) {unknown} not in graph {name!r}: "

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -78,6 +79,7 @@ class Recorder(Node):
                                  common.RELIABLE_QOS)
         self.create_subscription(Bool, p("success_topic", common.SUCCESS).value, self._on_success,
                                  common.RELIABLE_QOS)
+        self.create_subscription(DiagnosticStatus, p("status_topic", "/pac/status").value, self._on_status, 10)
         self.create_service(Trigger, "~/start", self._srv_start)
         self.create_service(Trigger, "~/stop", self._srv_stop)
         self.get_logger().info(f"recording into {self.dataset_path} ({self.writer.num_episodes} episodes there)")
@@ -157,6 +159,10 @@ class Recorder(Node):
             self.stop("new instruction (reset)")
         if self.auto_start:
             self.start()
+
+    def _on_status(self, msg: DiagnosticStatus) -> None:
+        if msg.hardware_id and self.source == "policy":
+            self.checkpoint = msg.hardware_id  # the model acting now (it may be swapped at run time)
 
     def _on_reward(self, msg: Float32) -> None:
         if self.recording:

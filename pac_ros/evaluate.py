@@ -1,0 +1,124 @@
+"""Seeded evaluation of a deployable policy in the simulated stacking world (no ROS).
+
+Used by `pac-ros eval`, by training's periodic evaluation and by the benchmarks.
+Evaluation seeds start at EVAL_SEED so they never coincide with collection seeds.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pac_ros.policy import Policy
+from pac_ros.sim.env import StackingEnv
+from pac_ros.spec import Spec
+
+EVAL_SEED = 100_000
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate (sound at 0% and 100% too)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class EvalResult:
+    seeds: list[int] = field(default_factory=list)
+    successes: list[bool] = field(default_factory=list)
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    frames: list[list[np.ndarray]] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.successes)
+
+    @property
+    def success_rate(self) -> float:
+        return float(np.mean(self.successes)) if self.successes else 0.0
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return wilson_interval(int(sum(self.successes)), self.n)
+
+    def scalars(self) -> dict[str, float]:
+        lo, hi = self.ci95
+        lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        return {
+            "success_rate": self.success_rate, "success_ci_low": lo, "success_ci_high": hi,
+            "mean_return": float(np.mean(self.returns)) if self.returns else 0.0,
+            "mean_length": float(np.mean(self.lengths)) if self.lengths else 0.0,
+            "latency_p50_ms": float(np.percentile(lat, 50)), "latency_p99_ms": float(np.percentile(lat, 99)),
+        }
+
+    def lines(self) -> list[str]:
+        s = self.scalars()
+        return [
+            f"episodes:      {self.n} (seeds {self.seeds[0]}..{self.seeds[-1]})" if self.seeds else "episodes: 0",
+            f"success rate:  {s['success_rate']:.1%}  (95% CI {s['success_ci_low']:.1%} - "
+            f"{s['success_ci_high']:.1%})",
+            f"mean return:   {s['mean_return']:.3f}",
+            f"mean length:   {s['mean_length']:.1f} steps",
+            f"policy latency p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms",
+        ]
+
+
+def evaluate(policy: Policy, episodes: int, seed: int = EVAL_SEED, spec: Spec | None = None,
+             record_frames: int = 0, progress: Callable[[int, bool, int], None] | None = None) -> EvalResult:
+    """Run ``episodes`` seeded episodes (seeds seed, seed+1, ...) with ``policy``."""
+    spec = spec or policy.spec
+    render = policy.model.config.uses_images or record_frames > 0
+    env = StackingEnv(spec, render=render)
+    result = EvalResult()
+    try:
+        for i in range(episodes):
+            obs = env.reset(seed=seed + i)
+            frames: list[np.ndarray] = []
+            ret, steps, success = 0.0, 0, False
+            while True:
+                if i < record_frames:
+                    frames.append(np.concatenate([obs["images"][c] for c in spec.camera_names], axis=1))
+                command, info = policy.act(obs)
+                result.latencies_ms.append(info["latency_ms"])
+                obs, reward, terminated, truncated, step_info = env.step(command)
+                ret += reward
+                steps += 1
+                success = success or bool(step_info["success"])
+                if terminated or truncated:
+                    break
+            if i < record_frames:
+                frames.append(np.concatenate([obs["images"][c] for c in spec.camera_names], axis=1))
+                result.frames.append(frames)
+            result.seeds.append(seed + i)
+            result.successes.append(success)
+            result.returns.append(ret)
+            result.lengths.append(steps)
+            if progress is not None:
+                progress(i, success, steps)
+    finally:
+        env.close()
+    return result
+
+
+def make_eval_fn(episodes: int, seed: int = EVAL_SEED, log=print) -> Callable[[Path, int], dict]:
+    """For training: (checkpoint, step) -> scalars of a seeded evaluation on the CPU."""
+
+    def eval_fn(checkpoint: Path, step: int) -> dict:
+        start = time.perf_counter()
+        result = evaluate(Policy.load(checkpoint, device="cpu"), episodes, seed)
+        s = result.scalars()
+        log(f"eval at step {step}: success {s['success_rate']:.1%} (95% CI {s['success_ci_low']:.1%}-"
+            f"{s['success_ci_high']:.1%}) over {episodes} episodes, {time.perf_counter() - start:.0f} s")
+        return s
+
+    return eval_fn

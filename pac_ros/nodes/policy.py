@@ -1,0 +1,273 @@
+"""policy: the PAC policy as a ROS controller.
+
+A timer at the spec's control rate takes the newest camera image(s), joint state,
+instruction (and block poses, for a features-mode model), checks each is present,
+well formed and no older than its staleness limit, runs the deployable policy (GPU
+if present, else CPU) and publishes the joint command, plus the same command stamped
+with the observation's time on ``~/command`` for the recorder. Otherwise it publishes
+the hold command (by default the last command, so a gripper keeps its grip) and
+says why on /pac/status. Every command is
+clamped to joint limits and max step by the Policy; a non-finite one is never sent.
+
+Changing the ``checkpoint`` parameter (or calling ``~/reload``) loads the new
+checkpoint on a worker thread and swaps it in at a tick boundary; a checkpoint that
+fails to load leaves the running one in place.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+
+from pac_ros.nodes import common
+from pac_ros.nodes.convert import ConversionError, array_to_command, image_to_numpy, joint_positions
+
+STATUS_TOPIC = "/pac/status"
+
+
+class PolicyNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("policy", **kwargs)
+        self.spec = common.load_spec(self)
+        p = self.declare_parameter
+        period = self.spec.control_period
+        self.device = p("device", "auto").value
+        self.decoding = p("decoding", "greedy").value
+        self.limits = {
+            "image": float(p("staleness.image", 2.5 * period).value),
+            "joint_states": float(p("staleness.joint_states", 2.5 * period).value),
+            "block_poses": float(p("staleness.block_poses", 2.5 * period).value),
+        }
+        # hold = keep the last command (a gripper keeps its grip), or go to the measured position
+        self.hold_mode = p("hold", "last_command").value
+        if self.hold_mode not in ("last_command", "current_position"):
+            raise ValueError(f"parameter hold must be 'last_command' or 'current_position', got {self.hold_mode!r}")
+        self.last_command: np.ndarray | None = None
+        self.policy = None
+        self.model_id = ""
+        self.loading = threading.Lock()
+        self.next_policy = None  # (policy, id) loaded on a worker thread, swapped in at a tick
+        self.load_error = ""
+
+        self.latest: dict[str, tuple[float, object]] = {}  # input -> (stamp, value) of its last good message
+        self.malformed: dict[str, str] = {}  # input -> why its newest message was rejected
+        self.instruction = ""
+        self.last_answered: float | None = None
+        self.ticks = self.holds = self.skipped = 0
+
+        self.command_pub = self.create_publisher(Float64MultiArray, p("command_topic", common.COMMANDS).value,
+                                                 common.RELIABLE_QOS)
+        self.stamped_pub = self.create_publisher(JointState, common.STAMPED_COMMAND, common.RELIABLE_QOS)
+        self.status_pub = self.create_publisher(DiagnosticStatus, p("status_topic", STATUS_TOPIC).value, 10)
+        for cam, topic in common.camera_topics(self, self.spec).items():
+            self.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m), common.SENSOR_QOS)
+        self.create_subscription(JointState, p("joint_states_topic", common.JOINT_STATES).value,
+                                 self._on_joints, common.SENSOR_QOS)
+        self.create_subscription(PoseArray, p("block_poses_topic", common.BLOCK_POSES).value,
+                                 self._on_poses, common.SENSOR_QOS)
+        self.create_subscription(String, p("instruction_topic", common.INSTRUCTION).value,
+                                 self._on_instruction, common.LATCHED_QOS)
+        self.create_service(Trigger, "~/reload", self._srv_reload)
+
+        checkpoint = p("checkpoint", "").value
+        if not checkpoint:
+            raise ValueError("parameter 'checkpoint' is required (a checkpoint or training run directory)")
+        self.policy, self.model_id = self._load(checkpoint)  # a bad checkpoint at start-up is fatal
+        self.add_on_set_parameters_callback(self._on_params)
+        self.timer = self.create_timer(period, self._tick)
+        cfg = self.policy.model.config
+        self.get_logger().info(f"PAC policy {self.model_id} ({cfg.obs_mode}) on {self.policy.device}, "
+                               f"{self.spec.control_rate_hz:g} Hz")
+
+    # ---- checkpoints --------------------------------------------------------------
+    def _load(self, checkpoint: str):
+        from pac_ros.paths import existing_or_shared
+        from pac_ros.policy import Policy
+
+        policy = Policy.load(existing_or_shared(checkpoint), spec=self.spec, device=self.device,
+                             decoding=self.decoding)
+        meta = policy.meta
+        model_id = f"{Path(checkpoint).resolve().name}@{meta.get('step', '?')}:{meta.get('preset', '?')}"
+        policy.act(self._dummy_observation(policy))  # warm up (allocations, kernels)
+        return policy, model_id
+
+    def _dummy_observation(self, policy) -> dict:
+        spec = self.spec
+        return {"images": {c.name: np.zeros(c.shape, np.uint8) for c in spec.cameras},
+                "joint_positions": 0.5 * (spec.lower + spec.upper), "instruction": spec.instructions()[0],
+                "features": np.zeros(spec.feature_dim)}
+
+    def _load_in_background(self, checkpoint: str) -> None:
+        def work():
+            with self.loading:
+                try:
+                    self.next_policy = self._load(checkpoint)
+                    self.load_error = ""
+                except Exception as exc:  # keep acting with the current checkpoint
+                    self.load_error = f"{checkpoint}: {exc}"
+                    self.get_logger().error(f"checkpoint not loaded, keeping {self.model_id}: {exc}")
+
+        threading.Thread(target=work, name="checkpoint-loader", daemon=True).start()
+
+    def _on_params(self, params) -> SetParametersResult:
+        for param in params:
+            if param.name == "checkpoint":
+                if not param.value:
+                    return SetParametersResult(successful=False, reason="checkpoint must not be empty")
+                self._load_in_background(param.value)
+        return SetParametersResult(successful=True)
+
+    def _srv_reload(self, request, response):
+        self._load_in_background(self.get_parameter("checkpoint").value)
+        response.success, response.message = True, "loading in the background; see /pac/status"
+        return response
+
+    # ---- inputs -------------------------------------------------------------------
+    def _keep(self, name: str, stamp, value) -> None:
+        self.latest[name] = (common.to_sec(stamp), value)
+        self.malformed.pop(name, None)
+
+    def _invalid(self, name: str, why: str) -> None:
+        """A malformed message makes its input unusable until the next good one."""
+        self.malformed[name] = why
+        self.get_logger().warning(f"{name} rejected: {why}", throttle_duration_sec=1.0)
+
+    def _on_image(self, camera: str, msg: Image) -> None:
+        cam = self.spec.cameras[self.spec.camera_names.index(camera)]
+        try:
+            if msg.encoding != cam.encoding:
+                raise ConversionError(f"encoding {msg.encoding!r}, the model wants {cam.encoding!r}")
+            image = image_to_numpy(msg)
+            if image.ndim == 2:
+                image = image[..., None]
+            if image.shape != cam.shape:
+                raise ConversionError(f"shape {image.shape}, the model wants {cam.shape}")
+        except ConversionError as exc:
+            self._invalid(f"image:{camera}", str(exc))
+            return
+        self._keep(f"image:{camera}", msg.header.stamp, image)
+
+    def _on_joints(self, msg: JointState) -> None:
+        try:
+            q = joint_positions(msg, self.spec.joint_names)
+            if not np.all(np.isfinite(q)):
+                raise ConversionError(f"non-finite positions {q.tolist()}")
+        except ConversionError as exc:
+            self._invalid("joint_states", str(exc))
+            return
+        self._keep("joint_states", msg.header.stamp, q)
+
+    def _on_poses(self, msg: PoseArray) -> None:
+        try:
+            poses = common.block_poses_array(msg, len(self.spec.blocks))
+            if not np.all(np.isfinite(poses)):
+                raise ValueError("non-finite block pose")
+        except ValueError as exc:
+            self._invalid("block_poses", str(exc))
+            return
+        self._keep("block_poses", msg.header.stamp, poses)
+
+    def _on_instruction(self, msg: String) -> None:
+        self.instruction = msg.data.strip()
+
+    # ---- control loop -------------------------------------------------------------
+    def _needed(self) -> list[tuple[str, str]]:
+        cfg = self.policy.model.config
+        needed = [("joint_states", "joint_states")]
+        if cfg.uses_images:
+            needed += [(f"image:{c}", "image") for c in self.spec.camera_names]
+        if cfg.uses_features:
+            needed.append(("block_poses", "block_poses"))
+        return needed
+
+    def check_inputs(self, now: float) -> str:
+        """'' when every input the model needs is present, well formed and fresh, else why not."""
+        if not self.instruction:
+            return "no instruction received"
+        try:
+            self.spec.parse_instruction(self.instruction)
+        except ValueError as exc:
+            return str(exc)
+        for name, kind in self._needed():
+            if name in self.malformed:
+                return f"{name}: malformed: {self.malformed[name]}"
+            if name not in self.latest:
+                return f"{name}: nothing received"
+            age = now - self.latest[name][0]
+            if age > self.limits[kind]:
+                return f"{name}: stale ({age * 1000:.0f} ms old, limit {self.limits[kind] * 1000:.0f} ms)"
+        return ""
+
+    def _tick(self) -> None:
+        if self.next_policy is not None:
+            (self.policy, self.model_id), self.next_policy = self.next_policy, None
+            self.get_logger().info(f"now acting with {self.model_id}")
+        start = time.perf_counter()
+        now = common.now_sec(self)
+        self.ticks += 1
+        joints = self.latest.get("joint_states")
+        reason = self.check_inputs(now)
+        value = float("nan")
+        if joints is not None and not reason and joints[0] == self.last_answered:
+            self.skipped += 1
+            return  # this observation was already answered (e.g. a paused clock)
+        if reason:
+            if joints is None:
+                self._status("hold", reason, value, start, None)
+                return  # no position known: nothing safe to command
+            stamp, q = joints
+            keep = self.last_command if self.hold_mode == "last_command" and self.last_command is not None else q
+            command = self.spec.safe_command(keep, q)
+            self.holds += 1
+        else:
+            stamp, q = joints
+            obs = {"joint_positions": q, "instruction": self.instruction,
+                   "images": {c: self.latest[f"image:{c}"][1] for c in self.spec.camera_names
+                              if f"image:{c}" in self.latest},
+                   "features": self.latest["block_poses"][1] if "block_poses" in self.latest else None}
+            command, info = self.policy.act(obs)
+            value = info["value"]
+            if info.get("fallback"):
+                reason = "model output not finite: holding"
+            self.last_answered = stamp
+        command = self.spec.safe_command(command, q)  # last guard: finite, within limits and max step
+        self.last_command = command
+        self.command_pub.publish(array_to_command(command))
+        stamped = JointState(name=self.spec.joint_names, position=[float(v) for v in command])
+        stamped.header.stamp = common.to_stamp(stamp)
+        self.stamped_pub.publish(stamped)
+        self._status("hold" if reason else "ok", reason, value, start, stamp)
+
+    def _status(self, mode: str, reason: str, value: float, start: float, stamp: float | None) -> None:
+        level = DiagnosticStatus.OK if mode == "ok" else DiagnosticStatus.WARN
+        if reason and mode == "hold":
+            self.get_logger().warning(f"holding: {reason}", throttle_duration_sec=2.0)
+        pairs = {"mode": mode, "reason": reason, "value": f"{value:.4f}",
+                 "latency_ms": f"{(time.perf_counter() - start) * 1000:.3f}",
+                 "observation_stamp": "" if stamp is None else f"{stamp:.6f}",
+                 "ticks": str(self.ticks), "holds": str(self.holds), "load_error": self.load_error}
+        self.status_pub.publish(DiagnosticStatus(
+            level=level, name="pac_policy", message=reason or "acting", hardware_id=self.model_id,
+            values=[KeyValue(key=k, value=v) for k, v in pairs.items()]))
+
+
+def main(args=None) -> None:
+    common.init_ros(args=args)
+    node = PolicyNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,197 @@
+"""The policy node against a scripted fake robot (sim time, deterministic), each test on its own domain."""
+import time
+
+import numpy as np
+import pytest
+import torch
+
+rclpy = pytest.importorskip("rclpy")
+from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
+from geometry_msgs.msg import PoseArray  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray, String  # noqa: E402
+
+from pac_ros.learning import Learner, LearnerConfig, checkpoint_meta, save_checkpoint  # noqa: E402
+from pac_ros.model import PACModel  # noqa: E402
+from pac_ros.model.testing import micro_config, small_spec  # noqa: E402
+from pac_ros.nodes import common  # noqa: E402
+from pac_ros.nodes.convert import joint_state, numpy_to_image  # noqa: E402
+from pac_ros.nodes.policy import PolicyNode  # noqa: E402
+from pac_ros.spec import SpecError, default_spec  # noqa: E402
+
+SPEC = default_spec()
+DT = SPEC.control_period
+
+
+def make_checkpoint(path, spec=SPEC, seed=0):
+    torch.manual_seed(seed)
+    model = PACModel(micro_config(obs_mode="pixels+features"), spec)
+    learner = Learner(model, LearnerConfig(amp="none"))
+    return save_checkpoint(path, learner, meta=checkpoint_meta(model, "micro", {}, "test"))
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    return make_checkpoint(root / "a", seed=0), make_checkpoint(root / "b", seed=1)
+
+
+class FakeRobot:
+    """Publishes sensors then /clock, one control period at a time, and keeps what the policy says."""
+
+    def __init__(self):
+        self.node = rclpy.create_node("fake_robot")
+        n = self.node
+        self.clock = n.create_publisher(Clock, "/clock", 10)
+        self.images = {c: n.create_publisher(Image, common.CAMERA_TOPIC.format(name=c), common.SENSOR_QOS)
+                       for c in SPEC.camera_names}
+        self.joints = n.create_publisher(JointState, common.JOINT_STATES, common.SENSOR_QOS)
+        self.poses = n.create_publisher(PoseArray, common.BLOCK_POSES,
+                                        common.SENSOR_QOS)
+        n.create_publisher(String, common.INSTRUCTION, common.LATCHED_QOS).publish(
+            String(data=SPEC.instructions()[0]))
+        self.commands, self.stamped, self.status = [], [], []
+        n.create_subscription(Float64MultiArray, common.COMMANDS, self.commands.append, common.RELIABLE_QOS)
+        n.create_subscription(JointState, "/policy/command", self.stamped.append, common.RELIABLE_QOS)
+        n.create_subscription(DiagnosticStatus, "/pac/status", self.status.append, 10)
+        self.q = 0.5 * (SPEC.lower + SPEC.upper)
+        self.t = 0.0
+
+    def publish(self, cameras=True, joints=True, joint_msg=None):
+        self.t = round(self.t + DT, 9)
+        stamp = common.to_stamp(self.t)
+        if cameras:
+            for cam in SPEC.cameras:
+                self.images[cam.name].publish(numpy_to_image(np.full(cam.shape, 90, np.uint8), cam.encoding, stamp))
+        if joints:
+            msg = joint_msg or joint_state(SPEC.joint_names, self.q, stamp)
+            msg.header.stamp = stamp
+            self.joints.publish(msg)
+        self.poses.publish(common.block_poses_msg(np.tile([0.4, 0, 0.02, 1, 0, 0, 0], len(SPEC.blocks)), stamp))
+        time.sleep(0.01)  # let the sensor messages land before the clock moves
+        self.clock.publish(Clock(clock=stamp))
+
+
+def run_tick(ex, robot, **kw):
+    n = len(robot.status)
+    robot.publish(**kw)
+    deadline = time.monotonic() + 10
+    while len(robot.status) == n:
+        assert time.monotonic() < deadline, "policy did not tick"
+        ex.spin_once(timeout_sec=0.01)
+    for _ in range(5):
+        ex.spin_once(timeout_sec=0.005)
+    return {kv.key: kv.value for kv in robot.status[-1].values}
+
+
+def make_graph(checkpoint, **params):
+    args = ["--ros-args", "-p", "use_sim_time:=true", "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"]
+    for k, v in params.items():
+        args += ["-p", f"{k}:={v}"]
+    policy = PolicyNode(cli_args=args)
+    robot = FakeRobot()
+    ex = SingleThreadedExecutor()
+    ex.add_node(policy)
+    ex.add_node(robot.node)
+    deadline = time.monotonic() + 5
+    while robot.node.count_subscribers(common.JOINT_STATES) == 0 or policy.count_publishers("/clock") == 0:
+        assert time.monotonic() < deadline
+        ex.spin_once(timeout_sec=0.01)
+    return policy, robot, ex
+
+
+def test_acts_once_per_tick_stamped_with_the_observation(ros, checkpoints):
+    policy, robot, ex = make_graph(checkpoints[0])
+    try:
+        for _ in range(6):
+            status = run_tick(ex, robot)
+        assert status["mode"] == "ok", status
+        assert len(robot.commands) == len(robot.stamped) >= 5
+        stamps = [common.to_sec(m.header.stamp) for m in robot.stamped]
+        assert np.allclose(np.diff(stamps), DT)  # one command per control period, stamped with its observation
+        for msg in robot.commands:
+            c = np.array(msg.data)
+            assert np.all(np.isfinite(c)) and np.all(c >= SPEC.lower) and np.all(c <= SPEC.upper)
+            assert np.all(np.abs(c - robot.q) <= SPEC.max_step + 1e-9)
+        assert robot.status[-1].hardware_id.startswith("a@")
+    finally:
+        policy.destroy_node()
+        robot.node.destroy_node()
+
+
+def test_holds_within_a_period_when_the_camera_stops_and_recovers(ros, checkpoints):
+    policy, robot, ex = make_graph(checkpoints[0], **{"staleness.image": 0.15})
+    try:
+        for _ in range(3):
+            assert run_tick(ex, robot)["mode"] == "ok"
+        acting = np.array(robot.commands[-1].data)
+        assert run_tick(ex, robot, cameras=False)["mode"] == "ok"  # one missed frame: still fresh enough
+        status = run_tick(ex, robot, cameras=False)  # one period after the first missing frame
+        assert status["mode"] == "hold" and "image:front: stale" in status["reason"]
+        held = np.array(robot.commands[-1].data)
+        assert np.array_equal(held, SPEC.safe_command(policy.last_command, robot.q))
+        assert np.all(np.isfinite(held)) and not np.array_equal(acting, np.full_like(acting, np.nan))
+        assert run_tick(ex, robot)["mode"] == "ok"  # images are back
+    finally:
+        policy.destroy_node()
+        robot.node.destroy_node()
+
+
+def test_malformed_joint_state_holds_and_says_why(ros, checkpoints):
+    policy, robot, ex = make_graph(checkpoints[0])
+    try:
+        run_tick(ex, robot)
+        bad = joint_state(SPEC.joint_names[:-1], robot.q[:-1])  # the gripper is missing
+        status = run_tick(ex, robot, joint_msg=bad)
+        assert status["mode"] == "hold" and "lacks joint(s) ['gripper']" in status["reason"]
+        nan = joint_state(SPEC.joint_names, np.full(SPEC.action_dim, np.nan))
+        status = run_tick(ex, robot, joint_msg=nan)
+        assert status["mode"] == "hold" and "non-finite" in status["reason"]
+        assert all(np.all(np.isfinite(m.data)) for m in robot.commands)
+        assert run_tick(ex, robot)["mode"] == "ok"
+    finally:
+        policy.destroy_node()
+        robot.node.destroy_node()
+
+
+def test_absurd_model_output_is_clamped(ros, checkpoints):
+    policy, robot, ex = make_graph(checkpoints[0])
+    try:
+        run_tick(ex, robot)
+        for absurd in (np.full(SPEC.action_dim, 1e6), np.full(SPEC.action_dim, -1e6),
+                       np.array([np.nan, np.inf, -np.inf, 5.0, -5.0, 0.0, 1.0])):
+            policy.policy.act = lambda obs, a=absurd: (a.copy(), {"value": 0.0})
+            run_tick(ex, robot)
+            c = np.array(robot.commands[-1].data)
+            assert np.all(np.isfinite(c)) and np.all(c >= SPEC.lower) and np.all(c <= SPEC.upper)
+            assert np.all(np.abs(c - robot.q) <= SPEC.max_step + 1e-12)
+    finally:
+        policy.destroy_node()
+        robot.node.destroy_node()
+
+
+def test_checkpoint_swap_at_run_time_and_bad_checkpoints(ros, checkpoints, tmp_path):
+    policy, robot, ex = make_graph(checkpoints[0])
+    try:
+        run_tick(ex, robot)
+        policy.set_parameters([Parameter("checkpoint", value=str(tmp_path / "missing"))])
+        deadline = time.monotonic() + 10
+        while not policy.load_error:
+            assert time.monotonic() < deadline
+            ex.spin_once(timeout_sec=0.01)
+        assert "missing" in policy.load_error and run_tick(ex, robot)["mode"] == "ok"
+        assert robot.status[-1].hardware_id.startswith("a@")  # still the old model
+        policy.set_parameters([Parameter("checkpoint", value=str(checkpoints[1]))])
+        deadline = time.monotonic() + 10
+        while not robot.status or not robot.status[-1].hardware_id.startswith("b@"):
+            assert time.monotonic() < deadline, "new checkpoint never took over"
+            run_tick(ex, robot)
+    finally:
+        policy.destroy_node()
+        robot.node.destroy_node()
+    other = make_checkpoint(tmp_path / "other", spec=small_spec(n_arm=2))
+    with pytest.raises(SpecError, match="different spec"):
+        PolicyNode(cli_args=["--ros-args", "-p", f"checkpoint:={other}", "-p", "device:=cpu"])

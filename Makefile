@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench shipped-model clean
 
 $(STAMP): requirements.txt requirements-ros.txt requirements-test.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,10 @@ $(STAMP): requirements.txt requirements-ros.txt requirements-test.txt setup.py
 
 install: $(STAMP)
 
-# The main job: the simulated stacking stack, recorded into a dataset.
+# The main job: the simulated stacking stack closed loop with the shipped PAC model
+# (bridge + policy node + recorder), recorded into outputs/demo with a GIF.
 demo: $(STAMP)
-	$(VENV)/bin/pac-ros demo --out outputs/demo
+	$(VENV)/bin/pac-ros demo --out outputs/demo --episodes 5
 
 # The whole test suite (slow end-to-end tests included).
 test: $(STAMP)
@@ -29,6 +30,15 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_foundation.py
+	$(PY) bench/bench_ros.py
+
+# Regenerate models/pac_tiny_stacking from scratch: mixed-quality data, PAC training, card.
+SHIP := outputs/shipped
+shipped-model: $(STAMP)
+	rm -rf $(SHIP)
+	$(VENV)/bin/pac-ros collect --out $(SHIP)/data --episodes 300 --quality mixed --seed 0
+	$(VENV)/bin/pac-ros train --config config/train_tiny.yaml --data $(SHIP)/data --out $(SHIP)/run
+	$(PY) scripts/ship_model.py $(SHIP)/run --out models/pac_tiny_stacking --episodes 100
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

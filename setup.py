@@ -20,6 +20,7 @@ setup(
         share("config", "*.yaml"),
         share("config", "*.xml"),
         share("models", "*.xml"),
+        share("models/pac_tiny_stacking"),
         share("msg", "*.msg"),
     ],
     install_requires=["setuptools", "numpy", "pyyaml", "mujoco", "pyarrow", "pillow", "safetensors", "tqdm"],
@@ -35,6 +36,7 @@ setup(
             "mujoco_bridge = pac_ros.nodes.mujoco_bridge:main",
             "expert = pac_ros.nodes.expert:main",
             "recorder = pac_ros.nodes.recorder:main",
+            "policy = pac_ros.nodes.policy:main",
         ],
     },
 )

@@ -54,7 +54,7 @@ def expert_quality(spec, name: str, episodes: int) -> tuple[float, float]:
     wins, lengths = 0, []
     for seed in range(episodes):
         expert = ScriptedExpert(env, ExpertConfig.preset(name), seed=seed)
-        success, steps, _, _ = run_expert_episode(env, expert, seed=10_000 + seed)
+        success, steps, _ = run_expert_episode(env, expert, seed=10_000 + seed)
         wins += success
         lengths.append(steps)
     env.close()
@@ -91,7 +91,7 @@ def main() -> None:
         print(f"  {name:8s} success {rate:6.1%}  mean length {length:6.1f} steps")
 
     with tempfile.TemporaryDirectory() as tmp:
-        summary, _ = collect(f"{tmp}/mixed", args.collect, "mixed", seed=0, spec=spec)
+        summary = collect(f"{tmp}/mixed", args.collect, "mixed", seed=0, spec=spec)
     print(f"\n== pac-ros collect --quality mixed --episodes {args.collect} (rendering + PNG + Parquet)")
     for line in summary.lines():
         print("  " + line)

@@ -22,11 +22,10 @@ def _add_collect_args(p: argparse.ArgumentParser, episodes: int, quality: str) -
                        help=f"override the preset's {knob}")
 
 
-def _collect(args: argparse.Namespace, gif: Path | None = None) -> int:
+def cmd_collect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pac_ros.collect import collect
-    from pac_ros.sim.video import write_gif
     from pac_ros.spec import Spec, default_spec
 
     spec = Spec.load(args.spec) if args.spec else default_spec()
@@ -48,24 +47,50 @@ def _collect(args: argparse.Namespace, gif: Path | None = None) -> int:
                        f"{'SUCCESS' if result.success else 'fail   '} {result.length:3d} steps  "
                        f"'{result.instruction}'")
 
-    summary, frames = collect(args.out, args.episodes, args.quality, args.seed, spec,
-                              overrides=overrides, progress=progress, keep_frames=1 if gif else 0)
+    summary = collect(args.out, args.episodes, args.quality, args.seed, spec,
+                              overrides=overrides, progress=progress)
     bar.close()
     print(f"dataset:          {args.out}")
     for line in summary.lines():
         print(line)
-    if gif is not None and frames and frames[0]:
-        print(f"video:            {write_gif(frames[0], gif, spec.control_rate_hz)}")
     return 0
 
 
-def cmd_collect(args: argparse.Namespace) -> int:
-    return _collect(args)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    args.verbose = True
-    return _collect(args, gif=args.out.parent / f"{args.out.name}_episode0.gif")
+    """The main job: the simulated stacking stack, closed loop through ROS, recorded."""
+    import numpy as np
+
+    from pac_ros.data import Dataset
+    from pac_ros.evaluate import wilson_interval
+    from pac_ros.nodes.closed_loop import run_closed_loop
+    from pac_ros.sim.video import write_gif
+    from pac_ros.spec import default_spec
+
+    dataset = args.out / "dataset"
+    print(f"stacking in sim: mujoco_bridge (lock-step) + {args.driver}"
+          + (f" ({args.checkpoint})" if args.driver == "policy" else "") + f" + recorder -> {dataset}")
+
+    def report(meta):
+        print(f"  episode {meta['episode_index']:3d}: {'SUCCESS' if meta['success'] else 'fail   '} "
+              f"in {meta['length'] - 1:3d} steps  '{meta['instruction']}'", flush=True)
+
+    try:
+        episodes = run_closed_loop(dataset, args.episodes, args.driver, args.checkpoint if args.driver == "policy"
+                                   else None, args.seed, on_episode=report, timeout=args.timeout)
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    wins = sum(bool(m["success"]) for m in episodes)
+    lo, hi = wilson_interval(wins, len(episodes))
+    print(f"success rate: {wins}/{len(episodes)} = {wins / len(episodes):.0%} (95% CI {lo:.0%} - {hi:.0%})")
+    ds = Dataset(dataset)
+    first = ds.load_episode(episodes[0]["episode_index"])
+    spec = default_spec()
+    frames = [np.concatenate([first.images[c][t] for c in spec.camera_names], axis=1)
+              for t in range(len(first.timestamp))]
+    gif = write_gif(frames, args.out / f"episode_{episodes[0]['episode_index']:06d}.gif", spec.control_rate_hz)
+    print(f"recorded episodes: {dataset} ({len(ds)} in the dataset)\nvideo: {gif}")
+    return 0
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
@@ -74,7 +99,36 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return launch(args.graph, args.driver, args.param, args.episodes, args.duration, args.params_file)
 
 
+def _eval_through_ros(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from pac_ros.evaluate import EvalResult
+    from pac_ros.nodes.closed_loop import run_closed_loop
+
+    def report(meta):
+        if args.verbose:
+            print(f"episode {meta['episode_index']:4d}: {'SUCCESS' if meta['success'] else 'fail'} "
+                  f"in {meta['length'] - 1} steps")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = args.record or Path(tmp) / "eval"
+        episodes = run_closed_loop(dataset, args.episodes, "policy", str(args.checkpoint), args.seed,
+                                   on_episode=report)
+    result = EvalResult(seeds=[args.seed + i for i in range(len(episodes))],
+                        successes=[bool(m["success"]) for m in episodes],
+                        returns=[float(m["return"]) for m in episodes],
+                        lengths=[int(m["length"]) - 1 for m in episodes])
+    print(f"checkpoint:    {args.checkpoint} (through the ROS node graph, lock-step)")
+    for line in result.lines()[:-1]:
+        print(line)
+    if args.record:
+        print(f"recorded:      {args.record}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.ros:
+        return _eval_through_ros(args)
     from pac_ros.evaluate import evaluate
     from pac_ros.learning.checkpoint import CheckpointError
     from pac_ros.policy import Policy
@@ -143,8 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="print one line per episode")
     p.set_defaults(func=cmd_collect)
 
-    p = sub.add_parser("demo", help="simulated stacking run: record episodes, print success, write a GIF")
-    _add_collect_args(p, episodes=5, quality="perfect")
+    p = sub.add_parser("demo", help="the simulated stacking stack closed loop with the shipped model, recorded")
+    p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="where the dataset and video go")
+    p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--driver", default="policy", choices=["policy", "expert"])
+    p.add_argument("--checkpoint", default="models/pac_tiny_stacking", help="the policy's checkpoint")
+    p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode (then +1 each)")
+    p.add_argument("--timeout", type=float, default=900.0, help="give up after this many wall seconds")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("launch", help="start a node graph in one process (where there is no `ros2 launch`)")
@@ -166,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", type=Path, default=None, help="robot/task spec YAML (default config/robot.yaml)")
     p.add_argument("--video", type=Path, default=None, help="write a GIF of the first episodes here")
     p.add_argument("--video-episodes", type=int, default=2)
+    p.add_argument("--ros", action="store_true",
+                   help="run through the ROS node graph (bridge + policy node + recorder) instead of in-process")
+    p.add_argument("--record", type=Path, default=None, help="with --ros: keep the recorded episodes here")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per episode")
     p.set_defaults(func=cmd_eval)
 

@@ -84,12 +84,12 @@ def run_expert_episode(
     writer: DatasetWriter | None = None,
     metadata: Mapping | None = None,
     instruction: str | None = None,
-) -> tuple[bool, int, float, list[np.ndarray]]:
+) -> tuple[bool, int, float]:
     """One seeded expert episode; committed to ``writer`` when given.
 
     Each row pairs an observation with the (safe) command computed from it; the
     last row holds the final observation (RLDS convention, see docs/dataset.md).
-    Returns (success, steps, return, front-camera frames).
+    Returns (success, steps, return).
     """
     spec = env.spec
     obs = env.reset(seed=seed, instruction=instruction)
@@ -99,7 +99,6 @@ def run_expert_episode(
         episode = writer.begin_episode(
             instruction=obs["instruction"], source="expert", seed=seed, metadata=dict(metadata or {})
         )
-    frames = []
     ret, steps, terminated, success = 0.0, 0, False, False
     while True:
         stamp = float(env.data.time)
@@ -114,8 +113,6 @@ def run_expert_episode(
                 reward=reward,
                 features=obs["features"],
             )
-        if obs["images"]:
-            frames.append(np.concatenate([obs["images"][c] for c in spec.camera_names], axis=1))
         ret += float(reward)
         steps += 1
         success = bool(info["success"]) or success
@@ -133,7 +130,7 @@ def run_expert_episode(
             features=obs["features"],
         )
         writer.commit(episode, terminal=bool(terminated), success=success)
-    return success, steps, ret, frames
+    return success, steps, ret
 
 
 def collect(
@@ -145,13 +142,11 @@ def collect(
     render: bool = True,
     overrides: Mapping[str, float] | None = None,
     progress: Callable[[EpisodeResult], None] | None = None,
-    keep_frames: int = 0,
-) -> tuple[CollectSummary, list[list[np.ndarray]]]:
+) -> CollectSummary:
     """Run ``episodes`` seeded expert episodes (seeds seed, seed+1, ...) into ``out``."""
     spec = spec or default_spec()
     env = StackingEnv(spec, render=render)
     results: list[EpisodeResult] = []
-    kept: list[list[np.ndarray]] = []
     start = time.perf_counter()
     with DatasetWriter(out, spec, features=True) as writer:
         first_index = writer.num_episodes
@@ -162,9 +157,7 @@ def collect(
             config = dataclasses.replace(ExpertConfig.preset(name), **dict(overrides or {}))
             expert = ScriptedExpert(env, config, seed=ep_seed)
             meta = {"quality": name, "mix": quality, "expert": dataclasses.asdict(config)}
-            success, steps, ret, frames = run_expert_episode(env, expert, ep_seed, writer, meta)
-            if i < keep_frames:
-                kept.append(frames)
+            success, steps, ret = run_expert_episode(env, expert, ep_seed, writer, meta)
             result = EpisodeResult(first_index + i, ep_seed, name, env.instruction, success, steps, ret)
             results.append(result)
             if progress is not None:
@@ -174,5 +167,4 @@ def collect(
     from pac_ros.data import Dataset
 
     ds = Dataset(out, spec)
-    summary = CollectSummary(results, wall, sum(e.length + 1 for e in results), ds.size_bytes())
-    return summary, kept
+    return CollectSummary(results, wall, sum(e.length + 1 for e in results), ds.size_bytes())

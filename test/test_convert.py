@@ -104,3 +104,16 @@ def test_commands():
     np.testing.assert_array_equal(command_to_array(msg, 7), np.arange(7.0))
     with pytest.raises(ConversionError, match="7 values, expected 6"):
         command_to_array(msg, 6)
+
+
+def test_matches_cv_bridge_where_a_ros_install_provides_it():
+    try:
+        from cv_bridge import CvBridge
+    except ImportError:
+        pytest.skip("ROS 2's cv_bridge is not pip-installable (ENVIRONMENT.md); compared on a ROS 2 install")
+    bridge = CvBridge()
+    for encoding, array in CASES.items():
+        ours = numpy_to_image(array, encoding)
+        np.testing.assert_array_equal(bridge.imgmsg_to_cv2(ours, "passthrough"), image_to_numpy(ours))
+        theirs = bridge.cv2_to_imgmsg(array, encoding)
+        np.testing.assert_array_equal(image_to_numpy(theirs), array)

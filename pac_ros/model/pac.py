@@ -145,7 +145,10 @@ class PACModel(nn.Module):
 
     def encode(self, obs: Obs) -> torch.Tensor:
         """Observation batch -> latents [B,Z,D]."""
-        tok, pad = self.tokens(obs)
+        return self.encode_tokens(*self.tokens(obs))
+
+    def encode_tokens(self, tok: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """Input tokens [B,N,D] (pad: True = ignore) -> latents [B,Z,D]; cost O(N·Z), not O(N²)."""
         z = self.latents.expand(tok.shape[0], -1, -1)
         for blk in self.cross:
             z = blk(z, tok, pad)

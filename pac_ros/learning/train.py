@@ -94,6 +94,8 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
 
     torch.manual_seed(run.seed)
     model = PACModel(model_cfg, store.spec)
+    model.set_normalization(torch.from_numpy(store.joints), None if store.features is None
+                            else torch.from_numpy(store.features))
     learner = Learner(model, cfg.learner, device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: preset {cfg.preset} ({model_cfg.obs_mode}), {n_params / 1e6:.2f} M parameters, device {device}, "

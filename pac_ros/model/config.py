@@ -18,6 +18,7 @@ class PACConfig:
     n_decoder_blocks: int = 1  # cross-attention layers in each decoder
     mlp_ratio: float = 4.0
     qk_norm: bool = True  # LayerNorm on queries/keys per head (PAC_NOTES: critic attention collapse)
+    state_token: bool = True  # an MLP summary token of joints (+ block features) besides per-item tokens
     patch_size: int = 8
     image_size: int | None = None  # model resolution (square); None = each camera's own
     max_instruction_len: int = 64  # byte tokens

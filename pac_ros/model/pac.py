@@ -31,8 +31,14 @@ class PACModel(nn.Module):
         blk = dict(heads=c.heads, mlp_ratio=c.mlp_ratio, qk_norm=c.qk_norm, dropout=c.dropout)
 
         # proprioception: shared value MLP + joint identity embedding
-        self.register_buffer("joint_lower", torch.tensor(spec.lower, dtype=torch.float32), persistent=False)
-        self.register_buffer("joint_upper", torch.tensor(spec.upper, dtype=torch.float32), persistent=False)
+        # input normalisation x -> (x - loc) / scale, saved with the weights; defaults map the
+        # joint limits to [-1, 1]; training sets data statistics (set_normalization)
+        lower = torch.tensor(spec.lower, dtype=torch.float32)
+        upper = torch.tensor(spec.upper, dtype=torch.float32)
+        self.register_buffer("joint_loc", (lower + upper) / 2)
+        self.register_buffer("joint_scale", (upper - lower) / 2)
+        self.register_buffer("feature_loc", torch.zeros(spec.feature_dim))
+        self.register_buffer("feature_scale", torch.ones(spec.feature_dim))
         self.joint_value = nn.Sequential(nn.Linear(1, D), nn.GELU(), nn.Linear(D, D))
         self.joint_id = nn.Parameter(torch.zeros(spec.action_dim, D))
 
@@ -64,6 +70,12 @@ class PACModel(nn.Module):
         if c.uses_features:
             self.feature_embed = nn.Linear(spec.feature_dim // len(spec.blocks), D)
             self.feature_id = nn.Parameter(torch.zeros(self.n_feature_tokens, D))
+        # one summary token of the whole low-dimensional state (joints [+ block features])
+        # through an MLP: per-joint tokens alone make the latents assemble the state by
+        # attention, which learned several times slower on a CPU budget (ours, measured)
+        state_dim = spec.action_dim + (spec.feature_dim if c.uses_features else 0)
+        self.state_token = nn.Sequential(nn.Linear(state_dim, D), nn.GELU(), nn.Linear(D, D)) \
+            if c.state_token else None
 
         # Perceiver backbone
         self.latents = nn.Parameter(torch.zeros(c.n_latents, D))
@@ -85,6 +97,20 @@ class PACModel(nn.Module):
         self.register_buffer("action_bins", evenly_spaced(-1.0, 1.0, c.n_action_bins), persistent=False)
         self.register_buffer("value_support", evenly_spaced(c.v_min, c.v_max, c.n_value_bins), persistent=False)
         self.reset_parameters()
+
+    @torch.no_grad()
+    def set_normalization(self, joints: torch.Tensor | None = None, features: torch.Tensor | None = None,
+                          min_scale: float = 1e-2) -> None:
+        """Standardise inputs with data statistics: rows of joint positions [N,A] and block
+        features [N,F] (their mean and std; std floored at ``min_scale`` so near-constant
+        inputs are not blown up into noise)."""
+        for x, loc, scale in ((joints, self.joint_loc, self.joint_scale),
+                              (features, self.feature_loc, self.feature_scale)):
+            if x is None:
+                continue
+            x = torch.as_tensor(x, dtype=torch.float64)
+            loc.copy_(x.mean(0))
+            scale.copy_(x.std(0).clamp_min(min_scale))
 
     # ---- init ---------------------------------------------------------------------
     def reset_parameters(self) -> None:
@@ -108,9 +134,10 @@ class PACModel(nn.Module):
         """All input tokens [B,N,D] and their padding mask [B,N] (True = padding)."""
         joints = obs["joint_positions"].float()
         B, dev = joints.shape[0], joints.device
-        x = 2.0 * (joints - self.joint_lower) / (self.joint_upper - self.joint_lower) - 1.0
+        x = (joints - self.joint_loc) / self.joint_scale
         toks = [self.joint_value(x.unsqueeze(-1)) + self.joint_id]
         pads = [torch.zeros(B, self.action_dim, dtype=torch.bool, device=dev)]
+        state = [x]
 
         if self.camera_names:
             images = obs["images"]
@@ -138,9 +165,13 @@ class PACModel(nn.Module):
             feats = obs.get("features")
             if feats is None:
                 raise KeyError(f"obs_mode {self.config.obs_mode!r} needs 'features' in the observation")
-            f = feats.float().reshape(B, self.n_feature_tokens, -1)
-            toks.append(self.feature_embed(f) + self.feature_id)
+            f = (feats.float() - self.feature_loc) / self.feature_scale
+            state.append(f)
+            toks.append(self.feature_embed(f.reshape(B, self.n_feature_tokens, -1)) + self.feature_id)
             pads.append(torch.zeros(B, self.n_feature_tokens, dtype=torch.bool, device=dev))
+        if self.state_token is not None:
+            toks.append(self.state_token(torch.cat(state, -1))[:, None])
+            pads.append(torch.zeros(B, 1, dtype=torch.bool, device=dev))
         return torch.cat(toks, 1), torch.cat(pads, 1)
 
     def encode(self, obs: Obs) -> torch.Tensor:

@@ -26,3 +26,13 @@ def ros():
         yield domain
     finally:
         rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def env():
+    """A stacking world without rendering, shared by a test module."""
+    from pac_ros.sim.env import StackingEnv
+
+    world = StackingEnv(render=False)
+    yield world
+    world.close()

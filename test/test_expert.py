@@ -9,13 +9,6 @@ from pac_ros.spec import default_spec
 SPEC = default_spec()
 
 
-@pytest.fixture(scope="module")
-def env():
-    e = StackingEnv(render=False)
-    yield e
-    e.close()
-
-
 def success_rate(env, config, seeds):
     expert = ScriptedExpert(env, config, seed=0)
     results = [run_episode(env, expert, s) for s in seeds]

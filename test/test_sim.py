@@ -12,13 +12,6 @@ SPEC = default_spec()
 
 
 @pytest.fixture(scope="module")
-def env():
-    e = StackingEnv(render=False)
-    yield e
-    e.close()
-
-
-@pytest.fixture(scope="module")
 def render_env():
     e = StackingEnv(render=True)
     yield e

@@ -51,19 +51,12 @@ from rosbags.rosbag2 import CompressionFormat, CompressionMode, Reader, StorageP
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from pac_ros.data.format import DatasetError
+from pac_ros.data.format import DatasetError, fsync_dir
 from pac_ros.data.reader import Dataset, Episode
 from pac_ros.paths import share_file
+from pac_ros.topics import (BLOCK_POSES, CAMERA_TOPIC, COMMANDS, EPISODE_EVENTS, INSTRUCTION, JOINT_STATES,
+                            REWARD, SUCCESS)
 
-# Topic names: the live robot's defaults (pac_ros/nodes/common.py; not imported: it needs rclpy).
-CAMERA_TOPIC = "/camera/{name}/image_raw"
-JOINT_STATES = "/joint_states"
-INSTRUCTION = "/instruction"
-COMMANDS = "/arm_controller/commands"
-REWARD = "/reward"
-SUCCESS = "/task_success"
-BLOCK_POSES = "/sim/block_poses"
-EPISODE_EVENTS = "/pac/episode_events"
 DEFAULT_COMMANDER = "/recorder_export"
 
 BLOCK_FRAME = "world"
@@ -144,7 +137,7 @@ def export_mcap(
         if out.exists() or out.is_symlink():
             raise FileExistsError(f"{out}: appeared while exporting; the export is discarded")
         os.rename(bag, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
@@ -329,20 +322,7 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-    _fsync_dir(path)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(path)
 
 
 # ---- reading back ----------------------------------------------------------------------------

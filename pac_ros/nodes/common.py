@@ -17,15 +17,9 @@ from rclpy.qos import (
 
 from pac_ros.spec import Spec, default_spec
 
-# Default topic names (every one is a parameter of the nodes that use it).
-CAMERA_TOPIC = "/camera/{name}/image_raw"
-JOINT_STATES = "/joint_states"
-INSTRUCTION = "/instruction"
-COMMANDS = "/arm_controller/commands"
-REWARD = "/reward"
-SUCCESS = "/task_success"
-BLOCK_POSES = "/sim/block_poses"
-STAMPED_COMMAND = "~/command"  # sensor_msgs/JointState: stamp = the observation's stamp
+from pac_ros.topics import (  # noqa: F401  (re-exported for the nodes)
+    BLOCK_POSES, CAMERA_TOPIC, COMMANDS, INSTRUCTION, JOINT_STATES, REWARD, STAMPED_COMMAND, STATUS, SUCCESS,
+)
 
 SENSOR_QOS = qos_profile_sensor_data  # best effort, keep last
 LATCHED_QOS = QoSProfile(
@@ -52,6 +46,22 @@ def init_ros(args=None, **kwargs) -> None:
 
     configure_dds()
     rclpy.init(args=args, **kwargs)
+
+
+def run_node(node_class, args=None) -> None:
+    """The body of every node's console entry point (`ros2 run pac_ros <node>`)."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    init_ros(args=args)
+    node = node_class()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
 
 
 def to_sec(stamp: Time) -> float:

@@ -98,12 +98,11 @@ def numpy_to_image(array: np.ndarray, encoding: str, stamp=None, frame_id: str =
     return msg
 
 
-def joint_positions(msg: JointState, names: Sequence[str]) -> np.ndarray:
+def joint_positions(msg: JointState, names: Sequence[str], finite: bool = False) -> np.ndarray:
     """Positions of ``names`` (in that order) from a JointState, matched by name.
 
-    Extra joints are ignored; missing or duplicated names and a name/position
-    length mismatch are errors. Values are returned as given (finiteness is the
-    caller's check, since a hold command needs to know).
+    Extra joints are ignored; missing or duplicated names, a name/position length
+    mismatch and (with ``finite``) a NaN or inf among the wanted values are errors.
     """
     msg_names = list(msg.name)
     positions = np.asarray(msg.position, dtype=np.float64)
@@ -123,7 +122,10 @@ def joint_positions(msg: JointState, names: Sequence[str]) -> np.ndarray:
     missing = [n for n in names if n not in index]
     if missing:
         raise ConversionError(f"joint state lacks joint(s) {missing}; it has {msg_names}")
-    return positions[[index[n] for n in names]]
+    wanted = positions[[index[n] for n in names]]
+    if finite and not np.all(np.isfinite(wanted)):
+        raise ConversionError(f"non-finite joint positions {dict(zip(names, wanted.tolist()))}")
+    return wanted
 
 
 def joint_state(names: Sequence[str], positions, stamp=None, velocities=None) -> JointState:

@@ -53,12 +53,11 @@ class ExpertNode(Node):
 
     def _on_joints(self, msg: JointState) -> None:
         try:
-            q = joint_positions(msg, self.spec.joint_names)
+            q = joint_positions(msg, self.spec.joint_names, finite=True)
         except ConversionError as exc:
             self.get_logger().warning(f"joint state rejected: {exc}", throttle_duration_sec=1.0)
             return
-        if np.all(np.isfinite(q)):
-            self.joints = (common.to_sec(msg.header.stamp), q)
+        self.joints = (common.to_sec(msg.header.stamp), q)
 
     def _on_poses(self, msg: PoseArray) -> None:
         try:
@@ -110,12 +109,4 @@ class ExpertNode(Node):
 
 
 def main(args=None) -> None:
-    common.init_ros(args=args)
-    node = ExpertNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    common.run_node(ExpertNode, args)

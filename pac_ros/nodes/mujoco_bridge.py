@@ -207,12 +207,4 @@ class MujocoBridge(Node):
 
 
 def main(args=None) -> None:
-    common.init_ros(args=args)
-    node = MujocoBridge()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    common.run_node(MujocoBridge, args)

@@ -32,9 +32,6 @@ from std_srvs.srv import Trigger
 from pac_ros.nodes import common
 from pac_ros.nodes.convert import ConversionError, array_to_command, image_to_numpy, joint_positions
 
-STATUS_TOPIC = "/pac/status"
-
-
 class PolicyNode(Node):
     def __init__(self, **kwargs):
         super().__init__("policy", **kwargs)
@@ -68,7 +65,7 @@ class PolicyNode(Node):
         self.command_pub = self.create_publisher(Float64MultiArray, p("command_topic", common.COMMANDS).value,
                                                  common.RELIABLE_QOS)
         self.stamped_pub = self.create_publisher(JointState, common.STAMPED_COMMAND, common.RELIABLE_QOS)
-        self.status_pub = self.create_publisher(DiagnosticStatus, p("status_topic", STATUS_TOPIC).value, 10)
+        self.status_pub = self.create_publisher(DiagnosticStatus, p("status_topic", common.STATUS).value, 10)
         for cam, topic in common.camera_topics(self, self.spec).items():
             self.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m), common.SENSOR_QOS)
         self.create_subscription(JointState, p("joint_states_topic", common.JOINT_STATES).value,
@@ -159,9 +156,7 @@ class PolicyNode(Node):
 
     def _on_joints(self, msg: JointState) -> None:
         try:
-            q = joint_positions(msg, self.spec.joint_names)
-            if not np.all(np.isfinite(q)):
-                raise ConversionError(f"non-finite positions {q.tolist()}")
+            q = joint_positions(msg, self.spec.joint_names, finite=True)
         except ConversionError as exc:
             self._invalid("joint_states", str(exc))
             return
@@ -262,12 +257,4 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> None:
-    common.init_ros(args=args)
-    node = PolicyNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    common.run_node(PolicyNode, args)

@@ -79,7 +79,7 @@ class Recorder(Node):
                                  common.RELIABLE_QOS)
         self.create_subscription(Bool, p("success_topic", common.SUCCESS).value, self._on_success,
                                  common.RELIABLE_QOS)
-        self.create_subscription(DiagnosticStatus, p("status_topic", "/pac/status").value, self._on_status, 10)
+        self.create_subscription(DiagnosticStatus, p("status_topic", common.STATUS).value, self._on_status, 10)
         self.create_service(Trigger, "~/start", self._srv_start)
         self.create_service(Trigger, "~/stop", self._srv_stop)
         self.get_logger().info(f"recording into {self.dataset_path} ({self.writer.num_episodes} episodes there)")
@@ -111,9 +111,7 @@ class Recorder(Node):
     def _on_joints(self, msg: JointState) -> None:
         self.received["joint_states"] += 1
         try:
-            q = joint_positions(msg, self.spec.joint_names)
-            if not np.all(np.isfinite(q)):
-                raise ConversionError(f"non-finite positions {q.tolist()}")
+            q = joint_positions(msg, self.spec.joint_names, finite=True)
         except ConversionError as exc:
             self._reject("joint state", exc)
             return
@@ -144,9 +142,7 @@ class Recorder(Node):
         if not self.recording:
             return
         try:
-            command = joint_positions(msg, self.spec.joint_names)
-            if not np.all(np.isfinite(command)):
-                raise ConversionError(f"non-finite command {command.tolist()}")
+            command = joint_positions(msg, self.spec.joint_names, finite=True)
         except ConversionError as exc:
             self._reject("stamped command", exc)
             return
@@ -286,12 +282,4 @@ class Recorder(Node):
 
 
 def main(args=None) -> None:
-    common.init_ros(args=args)
-    node = Recorder()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    common.run_node(Recorder, args)

@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-from pac_ros.sim.env import StackingEnv
 from pac_ros.sim.expert import ExpertConfig, ScriptedExpert, run_episode
 from pac_ros.spec import default_spec
 

@@ -9,7 +9,6 @@ Each instruction message starts a new episode for the expert.
 from __future__ import annotations
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
 from sensor_msgs.msg import JointState

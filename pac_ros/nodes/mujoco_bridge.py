@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock as ClockMsg

@@ -18,7 +18,7 @@ from pac_ros.nodes.launcher import GraphRunner
 
 def run_closed_loop(dataset: str | Path, episodes: int, driver: str = "policy", checkpoint: str | None = None,
                     seed: int = 0, overrides: list[str] = (), on_episode: Callable[[dict], None] | None = None,
-                    timeout: float | None = None, quiet: bool = True) -> list[dict]:
+                    timeout: float | None = None, quiet: bool = True, domain_id: int | None = None) -> list[dict]:
     """Record ``episodes`` episodes into ``dataset``; returns their index lines."""
     import rclpy
 
@@ -27,7 +27,7 @@ def run_closed_loop(dataset: str | Path, episodes: int, driver: str = "policy", 
         params.append(f"expert.seed={seed}")
     if checkpoint is not None:
         params.append(f"policy.checkpoint={checkpoint}")
-    init_ros()
+    init_ros(domain_id=domain_id)
     runner = None
     try:
         runner = GraphRunner("stacking", driver, params + list(overrides))

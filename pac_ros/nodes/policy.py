@@ -57,6 +57,7 @@ class PolicyNode(Node):
 
         self.latest: dict[str, tuple[float, object]] = {}  # input -> (stamp, value) of its last good message
         self.malformed: dict[str, str] = {}  # input -> why its newest message was rejected
+        self.arrived: dict[str, float] = {}  # input -> wall time its last good message arrived
         self.instruction = ""
         self.last_answered: float | None = None
         self.ticks = self.holds = self.skipped = 0
@@ -131,6 +132,7 @@ class PolicyNode(Node):
     # ---- inputs -------------------------------------------------------------------
     def _keep(self, name: str, stamp, value) -> None:
         self.latest[name] = (common.to_sec(stamp), value)
+        self.arrived[name] = time.perf_counter()
         self.malformed.pop(name, None)
 
     def _invalid(self, name: str, why: str) -> None:
@@ -240,14 +242,20 @@ class PolicyNode(Node):
         stamped = JointState(name=self.spec.joint_names, position=[float(v) for v in command])
         stamped.header.stamp = common.to_stamp(stamp)
         self.stamped_pub.publish(stamped)
-        self._status("hold" if reason else "ok", reason, value, start, stamp)
+        newest_input = max(self.arrived.get(name, start) for name, _ in self._needed())
+        self._status("hold" if reason else "ok", reason, value, start, stamp,
+                     input_to_command=time.perf_counter() - newest_input)
 
-    def _status(self, mode: str, reason: str, value: float, start: float, stamp: float | None) -> None:
+    def _status(self, mode: str, reason: str, value: float, start: float, stamp: float | None,
+                input_to_command: float | None = None) -> None:
+        """/pac/status: latency_ms = the tick's own time; input_to_command_ms = from the
+        arrival of the newest input the model used to the command's publication."""
         level = DiagnosticStatus.OK if mode == "ok" else DiagnosticStatus.WARN
         if reason and mode == "hold":
             self.get_logger().warning(f"holding: {reason}", throttle_duration_sec=2.0)
         pairs = {"mode": mode, "reason": reason, "value": f"{value:.4f}",
                  "latency_ms": f"{(time.perf_counter() - start) * 1000:.3f}",
+                 "input_to_command_ms": "" if input_to_command is None else f"{input_to_command * 1000:.3f}",
                  "observation_stamp": "" if stamp is None else f"{stamp:.6f}",
                  "ticks": str(self.ticks), "holds": str(self.holds), "load_error": self.load_error}
         self.status_pub.publish(DiagnosticStatus(

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from pac_ros.jsonfile import read_json_object
 from pac_ros.spec import CameraSpec, Spec, SpecError
 
 FORMAT_NAME = "pac_ros_dataset"
@@ -119,15 +120,9 @@ def make_info(spec: Spec, with_features: bool) -> dict[str, Any]:
 
 def load_info(root: Path) -> tuple[dict[str, Any], Spec]:
     path = root / INFO_PATH
-    try:
-        info = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DatasetError(f"{root}: not a pac_ros dataset (no {INFO_PATH})") from None
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: cannot read dataset info: {exc}") from exc
-    if not isinstance(info, dict) or info.get("format") != FORMAT_NAME:
-        raise DatasetError(f"{path}: not a {FORMAT_NAME} info file (format={info.get('format')!r})"
-                           if isinstance(info, dict) else f"{path}: expected a JSON object")
+    info = read_json_object(path, DatasetError, f"{root}: not a pac_ros dataset (no {INFO_PATH})", "dataset info")
+    if info.get("format") != FORMAT_NAME:
+        raise DatasetError(f"{path}: not a {FORMAT_NAME} info file (format={info.get('format')!r})")
     version = info.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise DatasetError(f"{path}: format_version {version!r} is newer than this reader "

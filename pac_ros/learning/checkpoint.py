@@ -25,6 +25,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..jsonfile import read_json_object
+
 FORMAT = "pac_ros.checkpoint/1"
 MODEL_FILE, META_FILE = "model.safetensors", "meta.json"
 STATE_FILE, STATE_JSON = "train_state.safetensors", "train_state.json"
@@ -106,15 +108,9 @@ def save_checkpoint(path: str | Path, learner, *, meta: Mapping[str, Any],
 def read_meta(path: str | Path) -> dict:
     d = resolve(path)
     f = d / META_FILE
-    try:
-        meta = json.loads(f.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{f}: missing; not a pac_ros checkpoint") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{f}: unreadable or corrupted ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{f}: format {meta.get('format') if isinstance(meta, dict) else None!r}, "
-                              f"expected {FORMAT!r}")
+    meta = read_json_object(f, CheckpointError, f"{f}: missing; not a pac_ros checkpoint", "checkpoint metadata")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{f}: format {meta.get('format')!r}, expected {FORMAT!r}")
     return meta
 
 

@@ -14,6 +14,8 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
 
 from pac_ros.spec import Spec, default_spec
 
@@ -89,6 +91,15 @@ def camera_topics(node: Node, spec: Spec) -> dict[str, str]:
         cam: node.declare_parameter(f"camera_topics.{cam}", CAMERA_TOPIC.format(name=cam)).value
         for cam in spec.camera_names
     }
+
+
+def subscribe_robot_inputs(node: Node, on_joints, on_poses, on_instruction) -> None:
+    """Joint states, block poses and the instruction, on the topics the node's parameters
+    name: the inputs every driver of the arm (expert, policy) listens to."""
+    p = node.declare_parameter
+    node.create_subscription(JointState, p("joint_states_topic", JOINT_STATES).value, on_joints, SENSOR_QOS)
+    node.create_subscription(PoseArray, p("block_poses_topic", BLOCK_POSES).value, on_poses, SENSOR_QOS)
+    node.create_subscription(String, p("instruction_topic", INSTRUCTION).value, on_instruction, LATCHED_QOS)
 
 
 def block_poses_msg(features: np.ndarray, stamp: Time, frame_id: str = "world") -> PoseArray:

@@ -41,12 +41,7 @@ class ExpertNode(Node):
         self.command_pub = self.create_publisher(Float64MultiArray, p("command_topic", common.COMMANDS).value,
                                                  common.RELIABLE_QOS)
         self.stamped_pub = self.create_publisher(JointState, common.STAMPED_COMMAND, common.RELIABLE_QOS)
-        self.create_subscription(JointState, p("joint_states_topic", common.JOINT_STATES).value,
-                                 self._on_joints, common.SENSOR_QOS)
-        self.create_subscription(PoseArray, p("block_poses_topic", common.BLOCK_POSES).value,
-                                 self._on_poses, common.SENSOR_QOS)
-        self.create_subscription(String, p("instruction_topic", common.INSTRUCTION).value,
-                                 self._on_instruction, common.LATCHED_QOS)
+        common.subscribe_robot_inputs(self, self._on_joints, self._on_poses, self._on_instruction)
         self.timer = self.create_timer(self.spec.control_period, self._tick)
         self.get_logger().info(f"scripted expert ({self.quality}) at {self.spec.control_rate_hz:g} Hz")
 

@@ -68,12 +68,7 @@ class PolicyNode(Node):
         self.status_pub = self.create_publisher(DiagnosticStatus, p("status_topic", common.STATUS).value, 10)
         for cam, topic in common.camera_topics(self, self.spec).items():
             self.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m), common.SENSOR_QOS)
-        self.create_subscription(JointState, p("joint_states_topic", common.JOINT_STATES).value,
-                                 self._on_joints, common.SENSOR_QOS)
-        self.create_subscription(PoseArray, p("block_poses_topic", common.BLOCK_POSES).value,
-                                 self._on_poses, common.SENSOR_QOS)
-        self.create_subscription(String, p("instruction_topic", common.INSTRUCTION).value,
-                                 self._on_instruction, common.LATCHED_QOS)
+        common.subscribe_robot_inputs(self, self._on_joints, self._on_poses, self._on_instruction)
         self.create_service(Trigger, "~/reload", self._srv_reload)
 
         checkpoint = p("checkpoint", "").value

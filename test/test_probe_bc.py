@@ -1,0 +1,18 @@
+"""scripts/probe_bc.py runs end to end on a tiny dataset and reports what it promises."""
+import importlib.util
+from pathlib import Path
+
+from pac_ros.collect import collect
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "probe_bc.py"
+
+
+def test_probe_bc_reports_held_out_error_and_closed_loop(tmp_path, capsys):
+    collect(tmp_path / "ds", 3, quality="perfect", seed=0)
+    spec = importlib.util.spec_from_file_location("probe_bc", SCRIPT)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    assert probe.main([str(tmp_path / "ds"), "--steps", "5", "--episodes", "1", "--hidden", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out NLL" in out and "shoulder_pan" in out
+    assert "closed loop: success" in out and "/1 =" in out

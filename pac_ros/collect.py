@@ -139,13 +139,12 @@ def collect(
     quality: str = "mixed",
     seed: int = 0,
     spec: Spec | None = None,
-    render: bool = True,
     overrides: Mapping[str, float] | None = None,
     progress: Callable[[EpisodeResult], None] | None = None,
 ) -> CollectSummary:
     """Run ``episodes`` seeded expert episodes (seeds seed, seed+1, ...) into ``out``."""
     spec = spec or default_spec()
-    env = StackingEnv(spec, render=render)
+    env = StackingEnv(spec, render=True)  # datasets hold every spec camera
     results: list[EpisodeResult] = []
     start = time.perf_counter()
     with DatasetWriter(out, spec, features=True) as writer:

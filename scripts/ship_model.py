@@ -103,7 +103,9 @@ instruction and the block poses from `/sim/block_poses`; no camera input) for th
 
 ## Limits
 Trained and evaluated in simulation only. It needs block poses, which the MuJoCo bridge
-publishes; on a real robot they would come from a pose tracker.
+publishes; on a real robot they would come from a pose tracker. Why behaviour cloning
+(and so PAC's α=1 start) does not yet learn this task from the scripted demonstrations,
+measured: `docs/learnability.md`.
 """
         (staged / "MODEL_CARD.md").write_text(card)
         if args.out.exists():

@@ -1,14 +1,20 @@
 """How learnable is a dataset by plain behaviour cloning? A fast check without PAC.
 
-    .venv/bin/python scripts/probe_bc.py data/noisy [--steps 15000] [--episodes 20]
+    .venv/bin/python scripts/probe_bc.py data/noisy [--steps 15000] [--episodes 20] [--actions joint|ee]
 
 Trains a small MLP (standardised joints + block features + a per-byte instruction code
--> categorical actions over the model's bins) on the first 90% of the transitions,
+-> categorical actions over 21 bins per dimension) on the first 90% of the transitions,
 then prints, on the held-out last 10%: the action NLL and the mean absolute error of
-the mean-decoded action per dimension (normalised units; "zero" = always predicting 0),
-and the closed-loop success in the sim on seeded evaluation episodes. If this MLP cannot
-stack, the PAC model will not either on a CPU budget: the data or the action space is
-the problem, not the network (see docs/learnability.md).
+the mean-decoded action per dimension (normalised units; beside it, always predicting
+0), and the closed-loop success in the sim on seeded evaluation episodes.
+
+``--actions joint`` is the model's action space (each joint's step in units of its max
+step). ``--actions ee`` relabels the same data as end-effector motion — the grip site's
+displacement to the next row (units of 5 cm), its yaw change (units of 0.15 rad) and
+the gripper command — adds the grip position and the blocks relative to it as inputs,
+and acts through damped-least-squares IK on the arm's MuJoCo model, pointing down.
+If the MLP cannot stack, the PAC model will not either on a CPU budget: the data or the
+action space is the problem, not the network (see docs/learnability.md).
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -29,64 +36,134 @@ from pac_ros.model import preset  # noqa: E402
 from pac_ros.model.tokenizer import VOCAB_SIZE, tokenize  # noqa: E402
 from pac_ros.sim.env import StackingEnv  # noqa: E402
 
+EE_POS_UNIT, EE_YAW_UNIT = 0.05, 0.15
+DOWN = np.array([0.0, 0.0, -1.0])
 
-class BCProbe(nn.Module):
-    def __init__(self, store: TransitionStore, bins: int, hidden: int, text_dim: int = 8):
+
+class ArmKinematics:
+    """Forward and inverse kinematics of the grip site on the sim's arm model."""
+
+    def __init__(self, env: StackingEnv):
+        self.env, self.model = env, env.model
+        self.data = mujoco.MjData(env.model)
+        self.jacp, self.jacr = np.zeros((3, env.model.nv)), np.zeros((3, env.model.nv))
+
+    def fk(self, q: np.ndarray) -> tuple[np.ndarray, float]:
+        """Grip position and hand yaw for joint positions ``q`` (arm first)."""
+        d, site = self.data, self.env.grip_site
+        d.qpos[self.env._arm_qadr] = q[:6]
+        mujoco.mj_kinematics(self.model, d)
+        x = d.site_xmat[site].reshape(3, 3)[:, 0]
+        return d.site_xpos[site].copy(), float(np.arctan2(x[1], x[0]))
+
+    def ik(self, q: np.ndarray, pos: np.ndarray, yaw: float, iterations: int = 20) -> np.ndarray:
+        env, d, site = self.env, self.data, self.env.grip_site
+        x_axis = np.array([np.cos(yaw), np.sin(yaw), 0.0])
+        R_goal = np.stack([x_axis, np.cross(DOWN, x_axis), DOWN], axis=1)
+        lower, upper = env.spec.lower[:6], env.spec.upper[:6]
+        q = np.array(q[:6], dtype=np.float64)
+        quat, err_rot = np.zeros(4), np.zeros(3)
+        for _ in range(iterations):
+            d.qpos[env._arm_qadr] = q
+            mujoco.mj_kinematics(self.model, d)
+            mujoco.mj_comPos(self.model, d)
+            mujoco.mju_mat2Quat(quat, (R_goal @ d.site_xmat[site].reshape(3, 3).T).reshape(-1))
+            mujoco.mju_quat2Vel(err_rot, quat, 1.0)
+            err = np.concatenate([pos - d.site_xpos[site], err_rot])
+            if np.linalg.norm(err) < 1e-4:
+                break
+            mujoco.mj_jacSite(self.model, d, self.jacp, self.jacr, site)
+            J = np.vstack([self.jacp[:, env._arm_dofadr], self.jacr[:, env._arm_dofadr]])
+            q = np.clip(q + J.T @ np.linalg.solve(J @ J.T + 1e-3 * np.eye(6), err), lower, upper)
+        return q
+
+
+class Probe:
+    """Inputs and labels of one action space, and the command an action becomes."""
+
+    def __init__(self, spec, mode: str, kin: ArmKinematics):
+        self.spec, self.mode, self.kin = spec, mode, kin
+
+    def inputs(self, joints: np.ndarray, features: np.ndarray) -> np.ndarray:
+        x = [joints, features]
+        if self.mode == "ee":
+            grip = np.array([self.kin.fk(q)[0] for q in joints])
+            blocks = features.reshape(len(features), -1, 7)[:, :, :3]
+            x += [grip, (blocks - grip[:, None]).reshape(len(grip), -1)]
+        return np.concatenate(x, 1).astype(np.float32)
+
+    def labels(self, store: TransitionStore) -> np.ndarray:
+        rows = store.index
+        if self.mode == "joint":
+            return store.actions[rows].astype(np.float32)
+        now = [self.kin.fk(q) for q in store.joints[rows]]
+        nxt = [self.kin.fk(q) for q in store.joints[rows + 1]]
+        dp = np.array([b[0] - a[0] for a, b in zip(now, nxt)]) / EE_POS_UNIT
+        dyaw = np.array([(b[1] - a[1] + np.pi) % (2 * np.pi) - np.pi for a, b in zip(now, nxt)]) / EE_YAW_UNIT
+        gripper = store.actions[rows, -1]
+        return np.clip(np.concatenate([dp, dyaw[:, None], gripper[:, None]], 1), -1, 1).astype(np.float32)
+
+    def command(self, action: np.ndarray, q: np.ndarray) -> np.ndarray:
+        if self.mode == "joint":
+            return self.spec.denormalize_action(action, q)
+        grip, yaw = self.kin.fk(q)
+        arm = self.kin.ik(q, grip + action[:3] * EE_POS_UNIT, yaw + action[3] * EE_YAW_UNIT)
+        gripper = self.spec.denormalize_action(np.r_[np.zeros(6), action[4]], q)[-1]
+        return np.r_[arm, gripper]
+
+
+class MLP(nn.Module):
+    def __init__(self, x: np.ndarray, text_len: int, dims: int, bins: int, hidden: int, text_dim: int = 8):
         super().__init__()
-        spec, L = store.spec, store.tokens.shape[1]
-        joints, feats = torch.from_numpy(store.joints), torch.from_numpy(store.features)
-        self.register_buffer("j_loc", joints.mean(0))
-        self.register_buffer("j_scale", joints.std(0).clamp_min(1e-2))
-        self.register_buffer("f_loc", feats.mean(0))
-        self.register_buffer("f_scale", feats.std(0).clamp_min(1e-2))
+        t = torch.from_numpy(x)
+        self.register_buffer("loc", t.mean(0))
+        self.register_buffer("scale", t.std(0).clamp_min(1e-2))
         self.register_buffer("centres", torch.linspace(-1.0, 1.0, bins))
         self.text = nn.Embedding(VOCAB_SIZE, text_dim)
-        self.dims, self.bins = spec.action_dim, bins
-        self.net = nn.Sequential(nn.Linear(spec.action_dim + spec.feature_dim + L * text_dim, hidden), nn.GELU(),
-                                 nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, spec.action_dim * bins))
+        self.dims, self.bins = dims, bins
+        self.net = nn.Sequential(nn.Linear(x.shape[1] + text_len * text_dim, hidden), nn.GELU(),
+                                 nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, dims * bins))
 
-    def forward(self, obs: dict) -> torch.Tensor:
-        x = torch.cat([(obs["joint_positions"].float() - self.j_loc) / self.j_scale,
-                       (obs["features"].float() - self.f_loc) / self.f_scale,
-                       self.text(obs["instruction_tokens"].long()).flatten(1)], -1)
-        return self.net(x).view(-1, self.dims, self.bins)
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([(x - self.loc) / self.scale, self.text(tokens).flatten(1)], -1)
+        return self.net(h).view(-1, self.dims, self.bins)
 
-    def bin_of(self, action: torch.Tensor) -> torch.Tensor:
-        return torch.round((action.clamp(-1, 1) + 1) * 0.5 * (self.bins - 1)).long()
+    def nll(self, logits: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        idx = torch.round((action.clamp(-1, 1) + 1) * 0.5 * (self.bins - 1)).long()
+        return -logits.log_softmax(-1).gather(-1, idx[..., None]).sum(-2).mean()
 
     def mean_action(self, logits: torch.Tensor) -> torch.Tensor:
         return (logits.softmax(-1) * self.centres).sum(-1)
 
-    def nll(self, logits: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return -logits.log_softmax(-1).gather(-1, self.bin_of(action)[..., None]).sum(-2).mean()
 
-
-def closed_loop(model: BCProbe, spec, episodes: int, seed: int) -> tuple[int, float]:
-    env = StackingEnv(spec, render=False)
-    successes, lengths = 0, []
-    try:
-        for i in range(episodes):
-            obs = env.reset(seed=seed + i)
-            while True:
-                o = {"joint_positions": torch.as_tensor(obs["joint_positions"])[None],
-                     "features": torch.as_tensor(obs["features"])[None],
-                     "instruction_tokens": torch.from_numpy(tokenize(obs["instruction"], model.text_len))[None]}
-                with torch.no_grad():
-                    a = model.mean_action(model(o))[0].double().numpy()
-                cur = obs["joint_positions"]
-                obs, _, terminated, truncated, info = env.step(spec.safe_command(spec.denormalize_action(a, cur), cur))
-                if terminated or truncated:
-                    break
-            successes += bool(info["success"])
-            lengths.append(info["step"])
-    finally:
-        env.close()
-    return successes, float(np.mean(lengths)) if lengths else 0.0
+def closed_loop(net: MLP, probe: Probe, env: StackingEnv, text_len: int, episodes: int,
+                seed: int) -> tuple[int, int, float]:
+    """(successes, episodes in which the instructed top block was grasped at least once, mean length)."""
+    spec = env.spec
+    successes, grasped, lengths = 0, 0, []
+    for i in range(episodes):
+        obs = env.reset(seed=seed + i)
+        held = False
+        while True:
+            q = obs["joint_positions"]
+            x = torch.from_numpy(probe.inputs(q[None], obs["features"][None]))
+            tokens = torch.from_numpy(tokenize(obs["instruction"], text_len))[None]
+            with torch.no_grad():
+                a = net.mean_action(net(x, tokens))[0].double().numpy()
+            obs, _, terminated, truncated, info = env.step(spec.safe_command(probe.command(a, q), q))
+            held = held or env.is_grasped(env.target_pair[0])
+            if terminated or truncated:
+                break
+        successes += bool(info["success"])
+        grasped += held
+        lengths.append(info["step"])
+    return successes, grasped, float(np.mean(lengths)) if lengths else 0.0
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data")
+    parser.add_argument("--actions", choices=["joint", "ee"], default="joint")
     parser.add_argument("--steps", type=int, default=15000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=512)
@@ -103,36 +180,43 @@ def main(argv=None) -> int:
     n_train = int(len(store) * 0.9)
     if n_train < 1 or n_train == len(store):
         raise SystemExit(f"{args.data}: too few transitions ({len(store)}) for a 90/10 split")
-    model = BCProbe(store, args.bins, args.hidden)
-    model.text_len = store.tokens.shape[1]
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    held = store.batch(np.arange(n_train, len(store)))
+    env = StackingEnv(dataset.spec, render=False)
+    probe = Probe(dataset.spec, args.actions, ArmKinematics(env))
+    rows = store.index
+    x = probe.inputs(store.joints[rows], store.features[rows])
+    y = probe.labels(store)
+    tokens = store.tokens[rows]
+    text_len = tokens.shape[1]
+    X, Y, T = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(tokens)
+    net = MLP(x[:n_train], text_len, y.shape[1], args.bins, args.hidden)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
-        rows = np.random.default_rng([args.seed, step]).integers(0, n_train, args.batch)
-        batch = store.batch(rows)
-        loss = model.nll(model(batch["obs"]), batch["action"])
+        i = torch.from_numpy(np.random.default_rng([args.seed, step]).integers(0, n_train, args.batch))
+        loss = net.nll(net(X[i], T[i]), Y[i])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     with torch.no_grad():
-        logits = model(held["obs"])
-        nll = float(model.nll(logits, held["action"]))
-        mae = (model.mean_action(logits) - held["action"]).abs().mean(0).numpy()
-        zero = held["action"].abs().mean(0).numpy()
+        logits = net(X[n_train:], T[n_train:])
+        nll = float(net.nll(logits, Y[n_train:]))
+        mae = (net.mean_action(logits) - Y[n_train:]).abs().mean(0).numpy()
+        zero = Y[n_train:].abs().mean(0).numpy()
+    names = dataset.spec.joint_names if args.actions == "joint" else ["dx", "dy", "dz", "dyaw", "gripper"]
     print(f"dataset {args.data}: {store.n_episodes} episodes, {n_train} training / {len(store) - n_train} held-out "
-          f"transitions; {args.steps} steps in {time.perf_counter() - start:.0f} s")
-    print(f"held-out NLL {nll:.2f} nats over {store.spec.action_dim} dims")
-    names = store.spec.joint_names
+          f"transitions; {args.actions} actions; {args.steps} steps in {time.perf_counter() - start:.0f} s")
+    print(f"held-out NLL {nll:.2f} nats over {len(names)} dims")
     print("held-out mean |action error| per dim (normalised units), model vs predicting zero:")
     for name, m, z in zip(names, mae, zero):
         print(f"  {name:14s} {m:6.3f}  {z:6.3f}")
     print(f"  {'mean':14s} {mae.mean():6.3f}  {zero.mean():6.3f}")
     if args.episodes:
-        ok, length = closed_loop(model, store.spec, args.episodes, EVAL_SEED)
+        ok, grasped, length = closed_loop(net, probe, env, text_len, args.episodes, EVAL_SEED)
         lo, hi = wilson_interval(ok, args.episodes)
         print(f"closed loop: success {ok}/{args.episodes} = {ok / args.episodes:.0%} (95% CI {lo:.0%}-{hi:.0%}), "
-              f"mean length {length:.0f} steps (seeds {EVAL_SEED}..{EVAL_SEED + args.episodes - 1})")
+              f"mean length {length:.0f} steps (seeds {EVAL_SEED}..{EVAL_SEED + args.episodes - 1}); "
+              f"grasped the instructed block at least once in {grasped}/{args.episodes}")
+    env.close()
     return 0
 
 

@@ -2,17 +2,21 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from pac_ros.collect import collect
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "probe_bc.py"
 
 
-def test_probe_bc_reports_held_out_error_and_closed_loop(tmp_path, capsys):
+@pytest.mark.parametrize("actions", ["joint", "ee"])
+def test_probe_bc_reports_held_out_error_and_closed_loop(tmp_path, capsys, actions):
     collect(tmp_path / "ds", 3, quality="perfect", seed=0)
     spec = importlib.util.spec_from_file_location("probe_bc", SCRIPT)
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
-    assert probe.main([str(tmp_path / "ds"), "--steps", "5", "--episodes", "1", "--hidden", "16"]) == 0
+    argv = [str(tmp_path / "ds"), "--steps", "5", "--episodes", "1", "--hidden", "16", "--actions", actions]
+    assert probe.main(argv) == 0
     out = capsys.readouterr().out
-    assert "held-out NLL" in out and "shoulder_pan" in out
-    assert "closed loop: success" in out and "/1 =" in out
+    assert "held-out NLL" in out and ("shoulder_pan" if actions == "joint" else "dyaw") in out
+    assert "closed loop: success" in out and "/1 =" in out and "grasped the instructed block" in out

@@ -81,11 +81,13 @@ class ArmKinematics:
 class Probe:
     """Inputs and labels of one action space, and the command an action becomes."""
 
-    def __init__(self, spec, mode: str, kin: ArmKinematics):
-        self.spec, self.mode, self.kin = spec, mode, kin
+    def __init__(self, spec, mode: str, kin: ArmKinematics, history: bool = False):
+        self.spec, self.mode, self.kin, self.history = spec, mode, kin, history
 
-    def inputs(self, joints: np.ndarray, features: np.ndarray) -> np.ndarray:
+    def inputs(self, joints: np.ndarray, features: np.ndarray, previous: np.ndarray) -> np.ndarray:
         x = [joints, features]
+        if self.history:
+            x.append(joints - previous)
         if self.mode == "ee":
             grip = np.array([self.kin.fk(q)[0] for q in joints])
             blocks = features.reshape(len(features), -1, 7)[:, :, :3]
@@ -143,10 +145,11 @@ def closed_loop(net: MLP, probe: Probe, env: StackingEnv, text_len: int, episode
     successes, grasped, lengths = 0, 0, []
     for i in range(episodes):
         obs = env.reset(seed=seed + i)
-        held = False
+        held, previous = False, obs["joint_positions"]
         while True:
             q = obs["joint_positions"]
-            x = torch.from_numpy(probe.inputs(q[None], obs["features"][None]))
+            x = torch.from_numpy(probe.inputs(q[None], obs["features"][None], previous[None]))
+            previous = q
             tokens = torch.from_numpy(tokenize(obs["instruction"], text_len))[None]
             with torch.no_grad():
                 a = net.mean_action(net(x, tokens))[0].double().numpy()
@@ -164,6 +167,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data")
     parser.add_argument("--actions", choices=["joint", "ee"], default="joint")
+    parser.add_argument("--history", action="store_true",
+                        help="also input each joint's motion since the previous tick (what joint velocities tell)")
     parser.add_argument("--steps", type=int, default=15000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=512)
@@ -181,9 +186,12 @@ def main(argv=None) -> int:
     if n_train < 1 or n_train == len(store):
         raise SystemExit(f"{args.data}: too few transitions ({len(store)}) for a 90/10 split")
     env = StackingEnv(dataset.spec, render=False)
-    probe = Probe(dataset.spec, args.actions, ArmKinematics(env))
+    probe = Probe(dataset.spec, args.actions, ArmKinematics(env), args.history)
     rows = store.index
-    x = probe.inputs(store.joints[rows], store.features[rows])
+    in_episode = np.zeros(store.n_rows + 1, dtype=bool)
+    in_episode[rows + 1] = True  # row r has a predecessor in its own episode
+    previous = np.where(in_episode[rows][:, None], store.joints[np.maximum(rows - 1, 0)], store.joints[rows])
+    x = probe.inputs(store.joints[rows], store.features[rows], previous)
     y = probe.labels(store)
     tokens = store.tokens[rows]
     text_len = tokens.shape[1]
@@ -204,7 +212,7 @@ def main(argv=None) -> int:
         zero = Y[n_train:].abs().mean(0).numpy()
     names = dataset.spec.joint_names if args.actions == "joint" else ["dx", "dy", "dz", "dyaw", "gripper"]
     print(f"dataset {args.data}: {store.n_episodes} episodes, {n_train} training / {len(store) - n_train} held-out "
-          f"transitions; {args.actions} actions; {args.steps} steps in {time.perf_counter() - start:.0f} s")
+          f"transitions; {args.actions} actions{' + history' if args.history else ''}; {args.steps} steps in {time.perf_counter() - start:.0f} s")
     print(f"held-out NLL {nll:.2f} nats over {len(names)} dims")
     print("held-out mean |action error| per dim (normalised units), model vs predicting zero:")
     for name, m, z in zip(names, mae, zero):

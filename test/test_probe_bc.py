@@ -9,13 +9,13 @@ from pac_ros.collect import collect
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "probe_bc.py"
 
 
-@pytest.mark.parametrize("actions", ["joint", "ee"])
-def test_probe_bc_reports_held_out_error_and_closed_loop(tmp_path, capsys, actions):
+@pytest.mark.parametrize("actions,extra", [("joint", []), ("ee", []), ("joint", ["--history"])])
+def test_probe_bc_reports_held_out_error_and_closed_loop(tmp_path, capsys, actions, extra):
     collect(tmp_path / "ds", 3, quality="perfect", seed=0)
     spec = importlib.util.spec_from_file_location("probe_bc", SCRIPT)
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
-    argv = [str(tmp_path / "ds"), "--steps", "5", "--episodes", "1", "--hidden", "16", "--actions", actions]
+    argv = [str(tmp_path / "ds"), "--steps", "5", "--episodes", "1", "--hidden", "16", "--actions", actions, *extra]
     assert probe.main(argv) == 0
     out = capsys.readouterr().out
     assert "held-out NLL" in out and ("shoulder_pan" if actions == "joint" else "dyaw") in out

@@ -138,21 +138,34 @@ class MLP(nn.Module):
         return (logits.softmax(-1) * self.centres).sum(-1)
 
 
+def chunk_labels(y: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Labels of transitions i..i+k-1 side by side; past the episode's end the last one repeats."""
+    out, last = [y], y
+    for j in range(1, k):
+        nxt = np.minimum(np.arange(len(rows)) + j, len(rows) - 1)
+        same = rows[nxt] == rows + j  # transitions are contiguous within an episode
+        last = np.where(same[:, None], y[nxt], last)
+        out.append(last)
+    return np.concatenate(out, 1)
+
+
 def closed_loop(net: MLP, probe: Probe, env: StackingEnv, text_len: int, episodes: int,
-                seed: int) -> tuple[int, int, float]:
+                seed: int, chunk: int = 1) -> tuple[int, int, float]:
     """(successes, episodes in which the instructed top block was grasped at least once, mean length)."""
     spec = env.spec
     successes, grasped, lengths = 0, 0, []
     for i in range(episodes):
         obs = env.reset(seed=seed + i)
-        held, previous = False, obs["joint_positions"]
+        held, previous, plan = False, obs["joint_positions"], []
         while True:
             q = obs["joint_positions"]
-            x = torch.from_numpy(probe.inputs(q[None], obs["features"][None], previous[None]))
+            if not plan:  # a new chunk of `chunk` actions, executed in turn
+                x = torch.from_numpy(probe.inputs(q[None], obs["features"][None], previous[None]))
+                tokens = torch.from_numpy(tokenize(obs["instruction"], text_len))[None]
+                with torch.no_grad():
+                    plan = list(net.mean_action(net(x, tokens))[0].double().numpy().reshape(chunk, -1))
             previous = q
-            tokens = torch.from_numpy(tokenize(obs["instruction"], text_len))[None]
-            with torch.no_grad():
-                a = net.mean_action(net(x, tokens))[0].double().numpy()
+            a = plan.pop(0)
             obs, _, terminated, truncated, info = env.step(spec.safe_command(probe.command(a, q), q))
             held = held or env.is_grasped(env.target_pair[0])
             if terminated or truncated:
@@ -169,6 +182,7 @@ def main(argv=None) -> int:
     parser.add_argument("--actions", choices=["joint", "ee"], default="joint")
     parser.add_argument("--history", action="store_true",
                         help="also input each joint's motion since the previous tick (what joint velocities tell)")
+    parser.add_argument("--chunk", type=int, default=1, help="actions predicted per decision, executed in turn")
     parser.add_argument("--steps", type=int, default=15000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=512)
@@ -193,6 +207,10 @@ def main(argv=None) -> int:
     previous = np.where(in_episode[rows][:, None], store.joints[np.maximum(rows - 1, 0)], store.joints[rows])
     x = probe.inputs(store.joints[rows], store.features[rows], previous)
     y = probe.labels(store)
+    names = dataset.spec.joint_names if args.actions == "joint" else ["dx", "dy", "dz", "dyaw", "gripper"]
+    if args.chunk > 1:
+        y = chunk_labels(y, rows, args.chunk)
+        names = [f"{n}@{j}" for j in range(args.chunk) for n in names]
     tokens = store.tokens[rows]
     text_len = tokens.shape[1]
     X, Y, T = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(tokens)
@@ -210,16 +228,15 @@ def main(argv=None) -> int:
         nll = float(net.nll(logits, Y[n_train:]))
         mae = (net.mean_action(logits) - Y[n_train:]).abs().mean(0).numpy()
         zero = Y[n_train:].abs().mean(0).numpy()
-    names = dataset.spec.joint_names if args.actions == "joint" else ["dx", "dy", "dz", "dyaw", "gripper"]
     print(f"dataset {args.data}: {store.n_episodes} episodes, {n_train} training / {len(store) - n_train} held-out "
-          f"transitions; {args.actions} actions{' + history' if args.history else ''}; {args.steps} steps in {time.perf_counter() - start:.0f} s")
+          f"transitions; {args.actions} actions{' + history' if args.history else ''}, chunk {args.chunk}; {args.steps} steps in {time.perf_counter() - start:.0f} s")
     print(f"held-out NLL {nll:.2f} nats over {len(names)} dims")
     print("held-out mean |action error| per dim (normalised units), model vs predicting zero:")
     for name, m, z in zip(names, mae, zero):
         print(f"  {name:14s} {m:6.3f}  {z:6.3f}")
     print(f"  {'mean':14s} {mae.mean():6.3f}  {zero.mean():6.3f}")
     if args.episodes:
-        ok, grasped, length = closed_loop(net, probe, env, text_len, args.episodes, EVAL_SEED)
+        ok, grasped, length = closed_loop(net, probe, env, text_len, args.episodes, EVAL_SEED, args.chunk)
         lo, hi = wilson_interval(ok, args.episodes)
         print(f"closed loop: success {ok}/{args.episodes} = {ok / args.episodes:.0%} (95% CI {lo:.0%}-{hi:.0%}), "
               f"mean length {length:.0f} steps (seeds {EVAL_SEED}..{EVAL_SEED + args.episodes - 1}); "

@@ -9,7 +9,7 @@ from pac_ros.collect import collect
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "probe_bc.py"
 
 
-@pytest.mark.parametrize("actions,extra", [("joint", []), ("ee", []), ("joint", ["--history"])])
+@pytest.mark.parametrize("actions,extra", [("joint", []), ("ee", []), ("joint", ["--history"]), ("ee", ["--chunk", "3"])])
 def test_probe_bc_reports_held_out_error_and_closed_loop(tmp_path, capsys, actions, extra):
     collect(tmp_path / "ds", 3, quality="perfect", seed=0)
     spec = importlib.util.spec_from_file_location("probe_bc", SCRIPT)
@@ -19,4 +19,6 @@ def test_probe_bc_reports_held_out_error_and_closed_loop(tmp_path, capsys, actio
     assert probe.main(argv) == 0
     out = capsys.readouterr().out
     assert "held-out NLL" in out and ("shoulder_pan" if actions == "joint" else "dyaw") in out
+    if "--chunk" in extra:
+        assert "dyaw@2" in out
     assert "closed loop: success" in out and "/1 =" in out and "grasped the instructed block" in out

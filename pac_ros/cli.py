@@ -158,6 +158,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_info(args: argparse.Namespace) -> int:
+    import json
+
+    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data.info import format_summary, summarize
+
+    try:
+        summary = summarize(Dataset(args.dataset))
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2) if args.json else "\n".join(format_summary(summary)))
+    return 0
+
+
 def cmd_dataset_export(args: argparse.Namespace) -> int:
     from pac_ros.data import DatasetError
 
@@ -233,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dataset", help="look after and convert episode datasets")
     dsub = p.add_subparsers(dest="dataset_command", required=True)
+    i = dsub.add_parser("info", help="episodes, steps, success, returns, sources, instructions, rates, size")
+    i.add_argument("dataset", type=Path, help="dataset directory")
+    i.add_argument("--json", action="store_true", help="print the summary as JSON")
+    i.set_defaults(func=cmd_dataset_info)
     e = dsub.add_parser("export", help="write episodes in another format (mcap: a rosbag2 MCAP directory)")
     e.add_argument("dataset", type=Path, help="dataset directory")
     e.add_argument("--format", default="mcap", choices=["mcap"])

@@ -173,6 +173,18 @@ def cmd_dataset_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_validate(args: argparse.Namespace) -> int:
+    from pac_ros.data.validate import validate
+
+    report = validate(args.dataset, images=not args.no_images)
+    for problem in report.problems:
+        print(problem)
+    per_k = report.seconds / max(report.steps, 1) * 1000
+    print(f"{report.root}: {report.episodes} episodes, {report.steps} steps checked in {report.seconds:.2f} s "
+          f"({per_k:.3f} s per 1000 steps): " + ("OK" if report.ok else f"{len(report.problems)} problem(s)"))
+    return 0 if report.ok else 1
+
+
 def cmd_dataset_export(args: argparse.Namespace) -> int:
     from pac_ros.data import DatasetError
 
@@ -252,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("dataset", type=Path, help="dataset directory")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
     i.set_defaults(func=cmd_dataset_info)
+    v = dsub.add_parser("validate", help="check every committed episode against the index and spec "
+                                         "(exit 1 listing the problems)")
+    v.add_argument("dataset", type=Path, help="dataset directory")
+    v.add_argument("--no-images", action="store_true", help="skip decoding the camera images")
+    v.set_defaults(func=cmd_dataset_validate)
     e = dsub.add_parser("export", help="write episodes in another format (mcap: a rosbag2 MCAP directory)")
     e.add_argument("dataset", type=Path, help="dataset directory")
     e.add_argument("--format", default="mcap", choices=["mcap"])

@@ -1,0 +1,109 @@
+"""Check every committed episode against the index and the spec: `pac-ros dataset validate`.
+
+Reading an episode already checks its sha256, row count, columns, task indices and
+image decoding (reader.load_episode); on top of that each episode must have strictly
+increasing stamps, finite values, joint values within the spec's limits, exactly one
+first row (row 0) and one last row (the final row), and an index line that agrees with
+its file (success/return). Files under data/ that no index line names are orphans
+(e.g. the leftovers of a crash before a commit); a torn last index line is reported.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pac_ros.data import format as fmt
+from pac_ros.data.format import DatasetError
+from pac_ros.data.reader import Dataset, Episode
+
+# Commands must lie within the limits. Measured positions may pass them under contact
+# (the sim's fingers open up to ~6 mm past the gripper's 40 mm), so observations are only
+# flagged beyond a quarter of the joint's range: wrong units or joint order, not physics.
+COMMAND_TOLERANCE = 1e-6
+OBSERVATION_SLACK = 0.25
+
+
+@dataclass
+class ValidationReport:
+    root: Path
+    episodes: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def episode_problems(ds: Dataset, ep: Episode) -> list[str]:
+    """What is wrong with one loaded episode (an empty list if nothing)."""
+    meta, spec = ep.meta, ds.spec
+    where = f"{ds.root / meta['file']}"
+    out: list[str] = []
+    T = len(ep.timestamp)
+    if T and not np.all(np.diff(ep.timestamp) > 0):
+        first = int(np.argmax(np.diff(ep.timestamp) <= 0)) + 1
+        out.append(f"{where}: timestamp not strictly increasing at row {first}")
+    arrays = {"timestamp": ep.timestamp, "observation.state": ep.joint_positions, "action": ep.actions,
+              "next.reward": ep.rewards}
+    if ep.features is not None:
+        arrays["observation.environment_state"] = ep.features
+    for name, arr in arrays.items():
+        rows = np.where(~np.isfinite(arr.reshape(T, -1)).all(1))[0]
+        if len(rows):
+            out.append(f"{where}: {name} not finite in {len(rows)} row(s), first row {int(rows[0])}")
+    slack = OBSERVATION_SLACK * (spec.upper - spec.lower)
+    for name, arr, tol in (("observation.state", ep.joint_positions, slack), ("action", ep.actions, COMMAND_TOLERANCE)):
+        lo, hi = spec.lower - tol, spec.upper + tol
+        a = np.nan_to_num(arr.astype(np.float64), nan=0.0)
+        bad = np.where(((a < lo) | (a > hi)).any(1))[0]
+        if len(bad):
+            out.append(f"{where}: {name} outside the spec's joint limits{'' if name == 'action' else ' (with slack)'} in {len(bad)} row(s), "
+                       f"first row {int(bad[0])}")
+    if T and (not ep.is_first[0] or ep.is_first[1:].any()):
+        out.append(f"{where}: is_first must be true at row 0 only")
+    if T and (not ep.is_last[-1] or ep.is_last[:-1].any()):
+        out.append(f"{where}: is_last must be true at the final row only")
+    if ep.is_terminal[:-1].any():
+        out.append(f"{where}: is_terminal set before the final row")
+    if "return" in meta and T:
+        ret = float(np.sum(ep.rewards[:-1], dtype=np.float64))
+        if not np.isclose(ret, float(meta["return"]), rtol=1e-5, atol=1e-5):
+            out.append(f"{where}: index return {meta['return']} but the rewards sum to {ret}")
+    return out
+
+
+def validate(root: str | Path, images: bool = True) -> ValidationReport:
+    """Check a dataset; never modifies it. ``images=False`` skips PNG decoding (faster)."""
+    start = time.perf_counter()
+    report = ValidationReport(Path(root))
+    try:
+        ds = Dataset(root)
+    except DatasetError as exc:
+        report.problems.append(str(exc))
+        return report
+    _, _, torn = fmt.read_jsonl(ds.root / fmt.EPISODES_PATH)
+    if torn:
+        report.problems.append(f"{ds.root / fmt.EPISODES_PATH}: torn last line ({len(torn)} bytes) "
+                               "from an interrupted commit; `repair` would drop it")
+    report.episodes = len(ds)
+    for i in range(len(ds)):
+        try:
+            ep = ds.load_episode(i, images=images)
+        except DatasetError as exc:
+            report.problems.append(str(exc))
+            continue
+        report.steps += len(ep.timestamp)
+        report.problems.extend(episode_problems(ds, ep))
+    named = {(ds.root / e["file"]).resolve() for e in ds.episodes}
+    data_dir = ds.root / "data"
+    if data_dir.is_dir():
+        for f in sorted(data_dir.rglob("*")):
+            if f.is_file() and f.resolve() not in named:
+                report.problems.append(f"{f}: orphan file, not named by {fmt.EPISODES_PATH}")
+    report.seconds = time.perf_counter() - start
+    return report

@@ -185,6 +185,26 @@ def cmd_dataset_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_dataset_repair(args: argparse.Namespace) -> int:
+    from pac_ros.data import DatasetError
+    from pac_ros.data.repair import repair
+
+    try:
+        report = repair(args.dataset, rebuild=args.rebuild_index)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for action in report.actions:
+        print(action)
+    v = report.validation
+    print(f"{report.root}: " + ("nothing to repair; " if not report.actions else "")
+          + f"{v.episodes} episodes, {v.steps} steps: "
+          + ("valid" if v.ok else f"{len(v.problems)} problem(s) repair cannot mend:"))
+    for problem in v.problems:
+        print(f"  {problem}")
+    return 0 if report.ok else 1
+
+
 def cmd_dataset_export(args: argparse.Namespace) -> int:
     from pac_ros.data import DatasetError
 
@@ -269,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("dataset", type=Path, help="dataset directory")
     v.add_argument("--no-images", action="store_true", help="skip decoding the camera images")
     v.set_defaults(func=cmd_dataset_validate)
+    r = dsub.add_parser("repair", help="cut torn index lines, clear temp files, quarantine orphans, rebuild "
+                                       "an unreadable index from the episode files; never deletes an episode")
+    r.add_argument("dataset", type=Path, help="dataset directory")
+    r.add_argument("--rebuild-index", action="store_true",
+                   help="rebuild meta/episodes.jsonl and meta/tasks.jsonl from the episode files even if readable")
+    r.set_defaults(func=cmd_dataset_repair)
     e = dsub.add_parser("export", help="write episodes in another format (mcap: a rosbag2 MCAP directory)")
     e.add_argument("dataset", type=Path, help="dataset directory")
     e.add_argument("--format", default="mcap", choices=["mcap"])

@@ -36,3 +36,21 @@ def env():
     world = StackingEnv(render=False)
     yield world
     world.close()
+
+
+@pytest.fixture(scope="session")
+def collected(tmp_path_factory):
+    """A small expert dataset (4 mixed-quality episodes, seed 0), collected once; read-only."""
+    from pac_ros.collect import collect
+
+    root = tmp_path_factory.mktemp("collected") / "ds"
+    collect(root, 4, quality="mixed", seed=0)
+    return root
+
+
+@pytest.fixture
+def collected_copy(collected, tmp_path):
+    """A private copy of ``collected`` for a test to damage."""
+    import shutil
+
+    return shutil.copytree(collected, tmp_path / "ds")

@@ -4,14 +4,12 @@ import json
 import numpy as np
 
 from pac_ros.cli import main
-from pac_ros.collect import collect
 from pac_ros.data import Dataset
 from pac_ros.data.info import format_summary, summarize
 
 
-def test_summary_agrees_with_the_episodes(tmp_path, capsys):
-    root = tmp_path / "ds"
-    collect(root, 4, quality="mixed", seed=3)
+def test_summary_agrees_with_the_episodes(collected, capsys):
+    root = collected
     ds = Dataset(root)
     s = summarize(ds)
     loaded = [ds.load_episode(i, images=False) for i in range(len(ds))]

@@ -6,22 +6,18 @@ import numpy as np
 import pytest
 
 from pac_ros.cli import main
-from pac_ros.collect import collect
 from pac_ros.data import Dataset
 from pac_ros.data.repair import repair
 
 
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory):
-    root = tmp_path_factory.mktemp("r") / "ds"
-    collect(root, 4, quality="mixed", seed=0)
-    return root
+@pytest.fixture
+def clean(collected):
+    return collected
 
 
 @pytest.fixture
-def ds(clean, tmp_path):
-    shutil.copytree(clean, tmp_path / "ds")
-    return tmp_path / "ds"
+def ds(collected_copy):
+    return collected_copy
 
 
 def index_lines(root):

@@ -1,6 +1,5 @@
 """`pac-ros dataset validate`: a clean dataset passes; each kind of damage is named."""
 import json
-import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -8,21 +7,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from pac_ros.cli import main
-from pac_ros.collect import collect
 from pac_ros.data.validate import validate
 
 
-@pytest.fixture(scope="module")
-def clean(tmp_path_factory):
-    root = tmp_path_factory.mktemp("v") / "ds"
-    collect(root, 3, quality="perfect", seed=0)
-    return root
+@pytest.fixture
+def clean(collected):
+    return collected
 
 
 @pytest.fixture
-def ds(clean, tmp_path):
-    shutil.copytree(clean, tmp_path / "ds")
-    return tmp_path / "ds"
+def ds(collected_copy):
+    return collected_copy
 
 
 def episode_file(root, i=1):
@@ -54,7 +49,7 @@ def set_column(name, fn):
 
 def test_clean_dataset_passes(clean, capsys):
     report = validate(clean)
-    assert report.ok and report.episodes == 3 and report.steps > 0, report.problems
+    assert report.ok and report.episodes == 4 and report.steps > 0, report.problems
     assert main(["dataset", "validate", str(clean)]) == 0
     assert "OK" in capsys.readouterr().out
 

@@ -205,6 +205,65 @@ def cmd_dataset_repair(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _write_selection(out: Path, parts) -> int:
+    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data.select import write_selection
+
+    try:
+        n = write_selection(out, parts)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ds = Dataset(out)
+    print(f"{out}: {n} episodes, {ds.total_steps} steps, "
+          f"{sum(bool(e['success']) for e in ds.episodes)} successes")
+    return 0
+
+
+def cmd_dataset_filter(args: argparse.Namespace) -> int:
+    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data.select import select
+
+    try:
+        ds = Dataset(args.dataset)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    success = {"success": True, "failure": False, None: None}[args.outcome]
+    picked = select(ds, success, args.source, args.instruction, args.start, args.stop)
+    if not picked:
+        print(f"error: no episode of {args.dataset} matches", file=sys.stderr)
+        return 2
+    return _write_selection(args.out, [(ds, picked)])
+
+
+def cmd_dataset_merge(args: argparse.Namespace) -> int:
+    from pac_ros.data import Dataset, DatasetError
+
+    try:
+        sources = [Dataset(d) for d in args.datasets]
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return _write_selection(args.out, [(ds, list(range(len(ds)))) for ds in sources])
+
+
+def cmd_dataset_split(args: argparse.Namespace) -> int:
+    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data.select import split_indices
+
+    try:
+        ds = Dataset(args.dataset)
+        train, val = split_indices(len(ds), args.val_fraction, args.seed)
+    except (DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not val:
+        print(f"error: {args.dataset} has {len(ds)} episode(s); a split needs at least 2", file=sys.stderr)
+        return 2
+    return _write_selection(args.train, [(ds, train)]) or _write_selection(args.val, [(ds, val)])
+
+
 def cmd_dataset_export(args: argparse.Namespace) -> int:
     from pac_ros.data import DatasetError
 
@@ -295,6 +354,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rebuild-index", action="store_true",
                    help="rebuild meta/episodes.jsonl and meta/tasks.jsonl from the episode files even if readable")
     r.set_defaults(func=cmd_dataset_repair)
+    f = dsub.add_parser("filter", help="a new dataset of the episodes that match (all criteria given)")
+    f.add_argument("dataset", type=Path, help="source dataset")
+    f.add_argument("--out", type=Path, required=True, help="new dataset directory")
+    f.add_argument("--outcome", choices=["success", "failure"], default=None)
+    f.add_argument("--source", default=None, help="e.g. expert, policy, teleop")
+    f.add_argument("--instruction", default=None, help="episodes that used this instruction")
+    f.add_argument("--start", type=int, default=0, help="first episode index considered")
+    f.add_argument("--stop", type=int, default=None, help="episode index where the range ends (exclusive)")
+    f.set_defaults(func=cmd_dataset_filter)
+    m = dsub.add_parser("merge", help="one dataset of all episodes of several with the same spec")
+    m.add_argument("datasets", type=Path, nargs="+", help="source datasets, copied in this order")
+    m.add_argument("--out", type=Path, required=True, help="new dataset directory")
+    m.set_defaults(func=cmd_dataset_merge)
+    sp = dsub.add_parser("split", help="training and validation datasets, split by episode (seeded)")
+    sp.add_argument("dataset", type=Path, help="source dataset")
+    sp.add_argument("--train", type=Path, required=True, help="new training dataset directory")
+    sp.add_argument("--val", type=Path, required=True, help="new validation dataset directory")
+    sp.add_argument("--val-fraction", type=float, default=0.1)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(func=cmd_dataset_split)
     e = dsub.add_parser("export", help="write episodes in another format (mcap: a rosbag2 MCAP directory)")
     e.add_argument("dataset", type=Path, help="dataset directory")
     e.add_argument("--format", default="mcap", choices=["mcap"])

@@ -374,17 +374,8 @@ class DatasetWriter:
     def _commit_locked(self, ep: EpisodeBuffer, terminal: bool, success: bool, dropped: int) -> int:
         idx, start, T = self._next_episode, self._next_index, len(ep)
         tasks = list(dict.fromkeys(ep._instr))
-        new = [t for t in tasks if t not in self._task_ids]
-        if new:  # task lines first: every committed row's task_index is then resolvable
-            lines = "".join(json.dumps({"task_index": len(self._tasks) + i, "task": t}) + "\n"
-                            for i, t in enumerate(new))
-            self._append_safely(self._tasks_fd, lines.encode(), fmt.TASKS_PATH)
-            for t in new:
-                self._task_ids[t] = len(self._tasks)
-                self._tasks.append(t)
-
+        self._add_tasks(tasks)
         rel = fmt.episode_file(idx)
-        final = self.root / rel
         rewards = np.asarray(ep._r, np.float32)
         stamps = ep._ts
         duration = stamps[-1] - stamps[0]
@@ -409,7 +400,22 @@ class DatasetWriter:
             "metadata": ep.metadata,
             "recorded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
-        data = self._serialize(ep, idx, start, line)
+        return self._store(self._serialize(ep, idx, start, line), line)
+
+    def _add_tasks(self, tasks: list[str]) -> None:
+        new = [t for t in tasks if t not in self._task_ids]
+        if new:  # task lines first: every committed row's task_index is then resolvable
+            lines = "".join(json.dumps({"task_index": len(self._tasks) + i, "task": t}) + "\n"
+                            for i, t in enumerate(new))
+            self._append_safely(self._tasks_fd, lines.encode(), fmt.TASKS_PATH)
+            for t in new:
+                self._task_ids[t] = len(self._tasks)
+                self._tasks.append(t)
+
+    def _store(self, data: bytes, line: dict[str, Any]) -> int:
+        """Write an episode file atomically, then its index line (the commit point)."""
+        idx, T = line["episode_index"], line["length"]
+        final = self.root / line["file"]
         line["sha256"] = hashlib.sha256(data).hexdigest()
         line["bytes"] = len(data)
 
@@ -481,6 +487,45 @@ class DatasetWriter:
             use_dictionary=["task_index"],
         )
         return sink.getvalue().to_pybytes()
+
+    def copy_episode(self, source, i: int) -> int:
+        """Append episode ``i`` of the Dataset ``source`` (same spec) without decoding it:
+        its rows are renumbered and its task ids mapped into this dataset. Returns its index here."""
+        fmt.check_spec(self.spec, source.spec, source.root)
+        if bool(source.has_features) != bool(self.has_features):
+            raise DatasetError(f"{source.root}: features={source.has_features}, this dataset features="
+                               f"{self.has_features}; cannot copy episodes between them")
+        old = source.episodes[i]
+        path = source.root / old["file"]
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != old["sha256"]:
+            raise DatasetError(f"{path}: sha256 does not match its index line; validate/repair the source first")
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise DatasetError(f"{path}: not a readable parquet file: {exc}") from exc
+        with self._lock:
+            self._check_open()
+            idx, start, T = self._next_episode, self._next_index, table.num_rows
+            src_ids = table.column("task_index").to_numpy()
+            texts = [source.tasks[t] for t in dict.fromkeys(src_ids.tolist())]
+            self._add_tasks(texts)
+            new_ids = np.array([self._task_ids[source.tasks[t]] for t in src_ids], np.int64)
+            line = dict(old, episode_index=idx, file=fmt.episode_file(idx), index_from=start)
+            line.pop("sha256", None)
+            line.pop("bytes", None)
+            for name, values in (("episode_index", np.full(T, idx, np.int64)),
+                                 ("index", np.arange(start, start + T, dtype=np.int64)), ("task_index", new_ids)):
+                table = table.set_column(table.schema.get_field_index(name), name, pa.array(values))
+            meta = dict(table.schema.metadata or {})
+            meta[fmt.EPISODE_META_KEY] = json.dumps(line, allow_nan=False).encode()
+            table = table.replace_schema_metadata(meta)
+            images = [fmt.image_column(c.name) for c in self.spec.cameras]
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression={k: ("none" if k in images else "zstd")
+                                                     for k in table.column_names},
+                           use_dictionary=["task_index"])
+            return self._store(sink.getvalue().to_pybytes(), line)
 
     def _append_safely(self, fd: int | None, data: bytes, what: str) -> None:
         size = os.fstat(fd).st_size

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -264,6 +265,28 @@ def cmd_dataset_split(args: argparse.Namespace) -> int:
     return _write_selection(args.train, [(ds, train)]) or _write_selection(args.val, [(ds, val)])
 
 
+def cmd_dataset_stats(args: argparse.Namespace) -> int:
+    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data.stats import compute_stats, write_stats
+
+    try:
+        ds = Dataset(args.dataset)
+        if args.dry_run:
+            stats = compute_stats(ds)
+        else:
+            path = write_stats(ds)
+            stats = json.loads(path.read_text())
+            print(f"wrote {path}")
+    except (DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, d in stats["features"].items():
+        print(f"{name} ({d['count']} rows)")
+        for key in ("min", "max", "mean", "std", "q01", "q99"):
+            print(f"  {key:5s} " + " ".join(f"{v:9.4f}" for v in d[key]))
+    return 0
+
+
 def cmd_dataset_export(args: argparse.Namespace) -> int:
     from pac_ros.data import DatasetError
 
@@ -374,6 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--val-fraction", type=float, default=0.1)
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_dataset_split)
+    st = dsub.add_parser("stats", help="per-feature statistics (min/max/mean/std/quantiles) into meta/stats.json, "
+                                       "which training uses for input standardisation")
+    st.add_argument("dataset", type=Path, help="dataset directory")
+    st.add_argument("--dry-run", action="store_true", help="print them without writing meta/stats.json")
+    st.set_defaults(func=cmd_dataset_stats)
     e = dsub.add_parser("export", help="write episodes in another format (mcap: a rosbag2 MCAP directory)")
     e.add_argument("dataset", type=Path, help="dataset directory")
     e.add_argument("--format", default="mcap", choices=["mcap"])

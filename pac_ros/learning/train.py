@@ -94,8 +94,7 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
 
     torch.manual_seed(run.seed)
     model = PACModel(model_cfg, store.spec)
-    model.set_normalization(torch.from_numpy(store.joints), None if store.features is None
-                            else torch.from_numpy(store.features))
+    set_input_statistics(model, dataset, store, cfg.data.num_episodes, log)
     learner = Learner(model, cfg.learner, device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: preset {cfg.preset} ({model_cfg.obs_mode}), {n_params / 1e6:.2f} M parameters, device {device}, "
@@ -197,6 +196,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-episodes", type=int, help="evaluate each checkpoint in sim (overrides run.eval_episodes)")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def set_input_statistics(model: PACModel, dataset, store: TransitionStore, num_episodes: int | None, log) -> None:
+    """Standardise inputs with the dataset's meta/stats.json when it describes exactly the
+    episodes trained on, else with statistics computed from the loaded rows (same numbers)."""
+    from pac_ros.data.stats import load_stats
+
+    stats = load_stats(dataset) if num_episodes is None else None
+    if stats is not None:
+        f = stats["features"]
+        state = f["observation.state"]
+        env = f.get("observation.environment_state") if store.features is not None else None
+        model.set_normalization_stats((state["mean"], state["std"]), env and (env["mean"], env["std"]))
+        log(f"input statistics from {dataset.root}/meta/stats.json")
+        return
+    model.set_normalization(torch.from_numpy(store.joints), None if store.features is None
+                            else torch.from_numpy(store.features))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,6 +112,20 @@ class PACModel(nn.Module):
             loc.copy_(x.mean(0))
             scale.copy_(x.std(0).clamp_min(min_scale))
 
+    @torch.no_grad()
+    def set_normalization_stats(self, joints: tuple | None = None, features: tuple | None = None,
+                                min_scale: float = 1e-2) -> None:
+        """As set_normalization, from precomputed (mean, std) pairs (e.g. a dataset's meta/stats.json)."""
+        for ms, loc, scale in ((joints, self.joint_loc, self.joint_scale),
+                               (features, self.feature_loc, self.feature_scale)):
+            if ms is None:
+                continue
+            mean, std = (torch.as_tensor(v, dtype=torch.float64) for v in ms)
+            if mean.shape != loc.shape or std.shape != scale.shape:
+                raise ValueError(f"statistics of shape {tuple(mean.shape)}, the model expects {tuple(loc.shape)}")
+            loc.copy_(mean)
+            scale.copy_(std.clamp_min(min_scale))
+
     # ---- init ---------------------------------------------------------------------
     def reset_parameters(self) -> None:
         for m in self.modules():

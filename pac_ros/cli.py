@@ -362,48 +362,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dataset", help="look after and convert episode datasets")
     dsub = p.add_subparsers(dest="dataset_command", required=True)
-    i = dsub.add_parser("info", help="episodes, steps, success, returns, sources, instructions, rates, size")
-    i.add_argument("dataset", type=Path, help="dataset directory")
+
+    def dataset_command(name: str, help: str, func, what: str = "dataset directory") -> argparse.ArgumentParser:
+        q = dsub.add_parser(name, help=help)
+        q.add_argument("dataset", type=Path, help=what)
+        q.set_defaults(func=func)
+        return q
+
+    i = dataset_command("info", "episodes, steps, success, returns, sources, instructions, rates, size",
+                        cmd_dataset_info)
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
-    i.set_defaults(func=cmd_dataset_info)
-    v = dsub.add_parser("validate", help="check every committed episode against the index and spec "
-                                         "(exit 1 listing the problems)")
-    v.add_argument("dataset", type=Path, help="dataset directory")
+    v = dataset_command("validate", "check every committed episode against the index and spec (exit 1 listing "
+                        "the problems)", cmd_dataset_validate)
     v.add_argument("--no-images", action="store_true", help="skip decoding the camera images")
-    v.set_defaults(func=cmd_dataset_validate)
-    r = dsub.add_parser("repair", help="cut torn index lines, clear temp files, quarantine orphans, rebuild "
-                                       "an unreadable index from the episode files; never deletes an episode")
-    r.add_argument("dataset", type=Path, help="dataset directory")
+    r = dataset_command("repair", "cut torn index lines, clear temp files, quarantine orphans, rebuild an "
+                        "unreadable index from the episode files; never deletes an episode", cmd_dataset_repair)
     r.add_argument("--rebuild-index", action="store_true",
                    help="rebuild meta/episodes.jsonl and meta/tasks.jsonl from the episode files even if readable")
-    r.set_defaults(func=cmd_dataset_repair)
-    f = dsub.add_parser("filter", help="a new dataset of the episodes that match (all criteria given)")
-    f.add_argument("dataset", type=Path, help="source dataset")
+    f = dataset_command("filter", "a new dataset of the episodes that match (all criteria given)",
+                        cmd_dataset_filter, "source dataset")
     f.add_argument("--out", type=Path, required=True, help="new dataset directory")
     f.add_argument("--outcome", choices=["success", "failure"], default=None)
     f.add_argument("--source", default=None, help="e.g. expert, policy, teleop")
     f.add_argument("--instruction", default=None, help="episodes that used this instruction")
     f.add_argument("--start", type=int, default=0, help="first episode index considered")
     f.add_argument("--stop", type=int, default=None, help="episode index where the range ends (exclusive)")
-    f.set_defaults(func=cmd_dataset_filter)
     m = dsub.add_parser("merge", help="one dataset of all episodes of several with the same spec")
     m.add_argument("datasets", type=Path, nargs="+", help="source datasets, copied in this order")
     m.add_argument("--out", type=Path, required=True, help="new dataset directory")
     m.set_defaults(func=cmd_dataset_merge)
-    sp = dsub.add_parser("split", help="training and validation datasets, split by episode (seeded)")
-    sp.add_argument("dataset", type=Path, help="source dataset")
+    sp = dataset_command("split", "training and validation datasets, split by episode (seeded)",
+                         cmd_dataset_split, "source dataset")
     sp.add_argument("--train", type=Path, required=True, help="new training dataset directory")
     sp.add_argument("--val", type=Path, required=True, help="new validation dataset directory")
     sp.add_argument("--val-fraction", type=float, default=0.1)
     sp.add_argument("--seed", type=int, default=0)
-    sp.set_defaults(func=cmd_dataset_split)
-    st = dsub.add_parser("stats", help="per-feature statistics (min/max/mean/std/quantiles) into meta/stats.json, "
-                                       "which training uses for input standardisation")
-    st.add_argument("dataset", type=Path, help="dataset directory")
+    st = dataset_command("stats", "per-feature statistics (min/max/mean/std/quantiles) into meta/stats.json, "
+                         "which training uses for input standardisation", cmd_dataset_stats)
     st.add_argument("--dry-run", action="store_true", help="print them without writing meta/stats.json")
-    st.set_defaults(func=cmd_dataset_stats)
-    e = dsub.add_parser("export", help="write episodes in another format (mcap: a rosbag2 MCAP directory)")
-    e.add_argument("dataset", type=Path, help="dataset directory")
+    e = dataset_command("export", "write episodes in another format (mcap: a rosbag2 MCAP directory)",
+                        cmd_dataset_export)
     e.add_argument("--format", default="mcap", choices=["mcap"])
     e.add_argument("--out", type=Path, required=True, help="output directory (must not exist)")
     e.add_argument("--episodes", type=int, nargs="+", default=None, help="episode indices (default all)")
@@ -412,7 +410,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--timeline", default="auto", choices=["auto", "recorded"],
                    help="auto shifts episodes whose stamps overlap the previous one")
     e.add_argument("--compress", action="store_true", help="zstd-compress the MCAP chunks")
-    e.set_defaults(func=cmd_dataset_export)
 
     p = sub.add_parser("train", help="offline PAC training (see --help of the subcommand)", add_help=False)
     p.set_defaults(func=None)

@@ -287,6 +287,36 @@ def cmd_dataset_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_plot(args: argparse.Namespace) -> int:
+    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data.plots import plot_dataset
+
+    try:
+        paths = plot_dataset(Dataset(args.dataset), args.out, args.episode)
+    except (DatasetError, ValueError, IndexError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_dataset_video(args: argparse.Namespace) -> int:
+    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data.plots import episode_frames
+    from pac_ros.sim.video import write_gif
+
+    try:
+        ds = Dataset(args.dataset)
+        frames = episode_frames(ds, args.episode)
+    except (DatasetError, ValueError, IndexError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or Path(f"episode_{args.episode:06d}.gif")
+    print(f"wrote {write_gif(frames, out, ds.spec.control_rate_hz)} ({len(frames)} frames)")
+    return 0
+
+
 def cmd_dataset_export(args: argparse.Namespace) -> int:
     from pac_ros.data import DatasetError
 
@@ -400,6 +430,14 @@ def build_parser() -> argparse.ArgumentParser:
     st = dataset_command("stats", "per-feature statistics (min/max/mean/std/quantiles) into meta/stats.json, "
                          "which training uses for input standardisation", cmd_dataset_stats)
     st.add_argument("--dry-run", action="store_true", help="print them without writing meta/stats.json")
+    pl = dataset_command("plot", "PNGs: success by source, length and return histograms, an episode's joints",
+                         cmd_dataset_plot)
+    pl.add_argument("--out", type=Path, required=True, help="directory for the PNG files")
+    pl.add_argument("--episode", type=int, default=0, help="episode whose joint trajectories are plotted")
+    vi = dataset_command("video", "a GIF of an episode's cameras with instruction and reward written on",
+                         cmd_dataset_video)
+    vi.add_argument("--episode", type=int, default=0)
+    vi.add_argument("--out", type=Path, default=None, help="GIF path (default episode_<i>.gif)")
     e = dataset_command("export", "write episodes in another format (mcap: a rosbag2 MCAP directory)",
                         cmd_dataset_export)
     e.add_argument("--format", default="mcap", choices=["mcap"])

@@ -62,7 +62,8 @@ def episode_problems(ds: Dataset, ep: Episode) -> list[str]:
         a = np.nan_to_num(arr.astype(np.float64), nan=0.0)
         bad = np.where(((a < lo) | (a > hi)).any(1))[0]
         if len(bad):
-            out.append(f"{where}: {name} outside the spec's joint limits{'' if name == 'action' else ' (with slack)'} in {len(bad)} row(s), "
+            slack_note = "" if name == "action" else " (with slack)"
+            out.append(f"{where}: {name} outside the spec's joint limits{slack_note} in {len(bad)} row(s), "
                        f"first row {int(bad[0])}")
     if T and (not ep.is_first[0] or ep.is_first[1:].any()):
         out.append(f"{where}: is_first must be true at row 0 only")

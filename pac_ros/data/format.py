@@ -10,6 +10,7 @@ import io
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,17 @@ def atomic_write(final: Path, data: bytes) -> None:
             pass
         raise
     fsync_dir(final.parent)
+
+
+def quarantine(root: Path, path: Path) -> Path:
+    """Move a file out of the dataset's way into <root>/quarantine/ (never deleted); returns where."""
+    qdir = root / QUARANTINE_DIR
+    qdir.mkdir(exist_ok=True)
+    dest = qdir / f"{path.name}.{time.time_ns()}"
+    os.replace(path, dest)
+    fsync_dir(path.parent)
+    fsync_dir(qdir)
+    return dest
 
 
 # ---- images ----------------------------------------------------------------------------

@@ -56,26 +56,16 @@ class _Collect(logging.Handler):
 
 
 def _quarantine(root: Path, path: Path, why: str, actions: list[str]) -> None:
-    qdir = root / fmt.QUARANTINE_DIR
-    qdir.mkdir(exist_ok=True)
-    dest = qdir / f"{path.name}.{time.time_ns()}"
-    os.replace(path, dest)
-    fmt.fsync_dir(path.parent)
-    fmt.fsync_dir(qdir)
-    actions.append(f"{path}: {why}; moved to {dest}")
+    actions.append(f"{path}: {why}; moved to {fmt.quarantine(root, path)}")
 
 
 def _replace_file(path: Path, text: str, actions: list[str]) -> None:
+    """Write ``path`` anew, keeping the file it replaces beside it."""
     if path.exists():
         keep = path.with_name(f"{path.name}.replaced-{time.time_ns()}")
         os.replace(path, keep)
         actions.append(f"{path}: kept the old file as {keep.name}")
-    tmp = path.with_name(path.name + fmt.TMP_SUFFIX)
-    tmp.write_text(text)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fmt.fsync_dir(path.parent)
+    fmt.atomic_write(path, text.encode())
 
 
 def _scan(root: Path, actions: list[str]) -> dict[int, tuple[Path, dict, list[int]]]:

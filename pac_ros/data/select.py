@@ -13,7 +13,7 @@ import numpy as np
 
 from pac_ros.data.format import DatasetError
 from pac_ros.data.reader import Dataset
-from pac_ros.data.writer import DatasetWriter
+from pac_ros.data.writer import DatasetWriter, check_copyable
 
 
 def select(ds: Dataset, success: bool | None = None, source: str | None = None, instruction: str | None = None,
@@ -37,13 +37,11 @@ def write_selection(out: str | Path, parts: Iterable[tuple[Dataset, list[int]]])
     if not parts:
         raise DatasetError("no source datasets given")
     first = parts[0][0]
-    for ds, _ in parts[1:]:
-        if ds.spec.fingerprint() != first.spec.fingerprint():
-            raise DatasetError(f"{ds.root}: spec {ds.spec.name} ({ds.spec.fingerprint()}) differs from "
-                               f"{first.root}'s {first.spec.name} ({first.spec.fingerprint()}); cannot merge")
-        if ds.has_features != first.has_features:
-            raise DatasetError(f"{ds.root}: block features {ds.has_features}, {first.root}: {first.has_features}; "
-                               "cannot merge")
+    for ds, _ in parts[1:]:  # before anything is written
+        try:
+            check_copyable(first.spec, first.has_features, ds)
+        except DatasetError as exc:
+            raise DatasetError(f"{exc}; cannot merge it with {first.root}") from exc
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f"{out}: exists and is not empty; choose a new directory")

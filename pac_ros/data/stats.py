@@ -9,7 +9,6 @@ stale, and training then computes them afresh). std is the sample std (ddof=1), 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +48,7 @@ def compute_stats(ds: Dataset) -> dict[str, Any]:
 def write_stats(ds: Dataset) -> Path:
     stats = compute_stats(ds)
     path = ds.root / STATS_PATH
-    tmp = path.with_name(path.name + fmt.TMP_SUFFIX)
-    tmp.write_text(json.dumps(stats, indent=1, allow_nan=False))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fmt.fsync_dir(path.parent)
+    fmt.atomic_write(path, json.dumps(stats, indent=1, allow_nan=False).encode())
     return path
 
 

@@ -15,7 +15,6 @@ import math
 import numbers
 import os
 import threading
-import time
 import weakref
 from pathlib import Path
 from typing import Any, Mapping
@@ -272,12 +271,7 @@ class DatasetWriter:
             if p.name.endswith(fmt.TMP_SUFFIX):
                 self._remove(p, "unfinished temp file")
             elif p.suffix == ".parquet" and rel not in indexed:
-                qdir = self.root / fmt.QUARANTINE_DIR
-                qdir.mkdir(exist_ok=True)
-                dest = qdir / f"{p.name}.{time.time_ns()}"
-                os.replace(p, dest)
-                fmt.fsync_dir(p.parent)
-                fmt.fsync_dir(qdir)
+                dest = fmt.quarantine(self.root, p)
                 log.warning("%s: episode file no index line names (an interrupted commit); "
                             "moved to %s", p, dest)
         missing = [f for f in sorted(indexed) if not (self.root / f).exists()]
@@ -479,22 +473,20 @@ class DatasetWriter:
             b"pac_ros.format": f"{fmt.FORMAT_NAME} {fmt.FORMAT_VERSION}".encode(),
             fmt.EPISODE_META_KEY: json.dumps(line, allow_nan=False).encode(),
         })
-        table = pa.Table.from_arrays([cols[k] for k in feats], schema=schema)
+        return self._parquet_bytes(pa.Table.from_arrays([cols[k] for k in feats], schema=schema))
+
+    def _parquet_bytes(self, table: pa.Table) -> bytes:
+        """An episode table as a Parquet file: PNG columns stored as they are, the rest zstd."""
+        images = {fmt.image_column(c.name) for c in self.spec.cameras}
         sink = pa.BufferOutputStream()
-        pq.write_table(
-            table, sink,
-            compression={k: ("none" if k in images else "zstd") for k in feats},
-            use_dictionary=["task_index"],
-        )
+        pq.write_table(table, sink, compression={k: ("none" if k in images else "zstd") for k in table.column_names},
+                       use_dictionary=["task_index"])
         return sink.getvalue().to_pybytes()
 
     def copy_episode(self, source, i: int) -> int:
         """Append episode ``i`` of the Dataset ``source`` (same spec) without decoding it:
         its rows are renumbered and its task ids mapped into this dataset. Returns its index here."""
-        fmt.check_spec(self.spec, source.spec, source.root)
-        if bool(source.has_features) != bool(self.has_features):
-            raise DatasetError(f"{source.root}: features={source.has_features}, this dataset features="
-                               f"{self.has_features}; cannot copy episodes between them")
+        check_copyable(self.spec, self.has_features, source)
         old = source.episodes[i]
         path = source.root / old["file"]
         data = path.read_bytes()
@@ -519,13 +511,7 @@ class DatasetWriter:
                 table = table.set_column(table.schema.get_field_index(name), name, pa.array(values))
             meta = dict(table.schema.metadata or {})
             meta[fmt.EPISODE_META_KEY] = json.dumps(line, allow_nan=False).encode()
-            table = table.replace_schema_metadata(meta)
-            images = [fmt.image_column(c.name) for c in self.spec.cameras]
-            sink = pa.BufferOutputStream()
-            pq.write_table(table, sink, compression={k: ("none" if k in images else "zstd")
-                                                     for k in table.column_names},
-                           use_dictionary=["task_index"])
-            return self._store(sink.getvalue().to_pybytes(), line)
+            return self._store(self._parquet_bytes(table.replace_schema_metadata(meta)), line)
 
     def _append_safely(self, fd: int | None, data: bytes, what: str) -> None:
         size = os.fstat(fd).st_size
@@ -590,6 +576,14 @@ class DatasetWriter:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._next_episode} episodes"
         return f"DatasetWriter({str(self.root)!r}, {state})"
+
+
+def check_copyable(spec: Spec, has_features: bool, source) -> None:
+    """Episodes of the Dataset ``source`` can go into a dataset of ``spec`` / ``has_features``."""
+    fmt.check_spec(spec, source.spec, source.root)
+    if bool(source.has_features) != bool(has_features):
+        raise DatasetError(f"{source.root}: block features {bool(source.has_features)}, the destination's "
+                           f"{bool(has_features)}; cannot copy episodes between them")
 
 
 def _unlink_quiet(path: Path) -> None:

@@ -17,6 +17,13 @@ def _quantiles(values: list[float]) -> dict[str, float] | None:
             "p90": float(np.percentile(v, 90)), "max": float(v.max())}
 
 
+def source_label(episode: dict[str, Any]) -> str:
+    """Where an episode came from: its source, with the acting checkpoint or the expert quality."""
+    label = episode.get("source") or "unknown"
+    detail = episode.get("checkpoint") or (episode.get("metadata") or {}).get("quality")
+    return f"{label} ({detail})" if detail else label
+
+
 def summarize(ds: Dataset) -> dict[str, Any]:
     """Counts, success, returns, sources, instructions, cameras, rates, drops and size, as plain JSON types."""
     eps = ds.episodes
@@ -24,11 +31,7 @@ def summarize(ds: Dataset) -> dict[str, Any]:
     successes = sum(bool(e.get("success")) for e in eps)
     by_source: dict[str, dict[str, Any]] = {}
     for e in eps:
-        key = e.get("source") or "unknown"
-        detail = e.get("checkpoint") or (e.get("metadata") or {}).get("quality")
-        if detail:
-            key += f" ({detail})"
-        s = by_source.setdefault(key, {"episodes": 0, "successes": 0})
+        s = by_source.setdefault(source_label(e), {"episodes": 0, "successes": 0})
         s["episodes"] += 1
         s["successes"] += bool(e.get("success"))
     rates = [e["achieved_rate_hz"] for e in eps if e.get("achieved_rate_hz")]

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pac_ros.data.info import source_label
 from pac_ros.data.reader import Dataset
 
 
@@ -30,9 +31,7 @@ def plot_dataset(ds: Dataset, out: str | Path, episode: int = 0) -> list[Path]:
 
     sources: dict[str, list[bool]] = {}
     for e in eps:
-        key = e.get("source") or "unknown"
-        detail = e.get("checkpoint") or (e.get("metadata") or {}).get("quality")
-        sources.setdefault(f"{key} ({detail})" if detail else key, []).append(bool(e.get("success")))
+        sources.setdefault(source_label(e), []).append(bool(e.get("success")))
     names = sorted(sources)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     rates = [np.mean(sources[n]) for n in names]

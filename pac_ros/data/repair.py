@@ -89,12 +89,14 @@ def _scan(root: Path, actions: list[str]) -> dict[int, tuple[Path, dict, list[in
     return found
 
 
-def rebuild_index(root: str | Path, keep: list[dict] | None = None, keep_tasks: list[str] | None = None) -> list[str]:
+def rebuild_index(root: str | Path, actions: list[str], keep: list[dict] | None = None,
+                  keep_tasks: list[str] | None = None) -> bool:
     """Index the episode files: ``keep`` lines stay as they are (their hashes still catch a changed
     file) and the complete episode files that follow them without a gap are added (a commit
     interrupted between writing the file and its index line); with no ``keep`` every line comes
-    from the files. Files after a gap are quarantined. Returns what was done."""
-    root, actions = Path(root), []
+    from the files. Files after a gap are quarantined. What was done goes to ``actions``;
+    returns whether the index was rewritten."""
+    root = Path(root)
     found = _scan(root, actions)
     lines = list(keep or [])
     n = len(lines)
@@ -104,7 +106,7 @@ def rebuild_index(root: str | Path, keep: list[dict] | None = None, keep_tasks: 
         _quarantine(root, found.pop(idx)[0], f"episode {idx} follows a gap at episode {n}", actions)
     added = [found[i][1] for i in range(len(lines), n)]
     if keep is not None and not added:
-        return actions
+        return False
 
     tasks: dict[int, str] = dict(enumerate(keep_tasks or []))
     for idx in sorted(found):
@@ -125,7 +127,7 @@ def rebuild_index(root: str | Path, keep: list[dict] | None = None, keep_tasks: 
     else:
         actions.append(f"{root}: recovered episode(s) {len(lines)}..{n - 1}, complete files an interrupted "
                        "commit had not indexed")
-    return actions
+    return True
 
 
 def repair(root: str | Path, rebuild: bool = False) -> RepairReport:
@@ -140,14 +142,11 @@ def repair(root: str | Path, rebuild: bool = False) -> RepairReport:
             report.actions.append(f"index unreadable ({exc}); rebuilding it from the episode files")
             rebuild = True
     if rebuild:
-        report.actions += rebuild_index(root)
-        report.rebuilt_index = True
+        report.rebuilt_index = rebuild_index(root, report.actions)
     else:
         indexed = {e["file"] for e in ds.episodes}
         if any(f.relative_to(root).as_posix() not in indexed for f in (root / "data").rglob("*.parquet")):
-            done = rebuild_index(root, keep=ds.episodes, keep_tasks=list(ds.tasks))
-            report.actions += done
-            report.rebuilt_index = any("recovered episode" in a for a in done)
+            report.rebuilt_index = rebuild_index(root, report.actions, keep=ds.episodes, keep_tasks=list(ds.tasks))
     logger = logging.getLogger("pac_ros.data")
     handler = _Collect(report.actions)
     logger.addHandler(handler)

@@ -104,13 +104,13 @@ class PACModel(nn.Module):
         """Standardise inputs with data statistics: rows of joint positions [N,A] and block
         features [N,F] (their mean and std; std floored at ``min_scale`` so near-constant
         inputs are not blown up into noise)."""
-        for x, loc, scale in ((joints, self.joint_loc, self.joint_scale),
-                              (features, self.feature_loc, self.feature_scale)):
+        def mean_std(x):
             if x is None:
-                continue
+                return None
             x = torch.as_tensor(x, dtype=torch.float64)
-            loc.copy_(x.mean(0))
-            scale.copy_(x.std(0).clamp_min(min_scale))
+            return x.mean(0), x.std(0)
+
+        self.set_normalization_stats(mean_std(joints), mean_std(features), min_scale)
 
     @torch.no_grad()
     def set_normalization_stats(self, joints: tuple | None = None, features: tuple | None = None,

@@ -160,16 +160,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_info(args: argparse.Namespace) -> int:
-    import json
-
-    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data import Dataset
     from pac_ros.data.info import format_summary, summarize
 
-    try:
-        summary = summarize(Dataset(args.dataset))
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    summary = summarize(Dataset(args.dataset))
     print(json.dumps(summary, indent=2) if args.json else "\n".join(format_summary(summary)))
     return 0
 
@@ -187,14 +181,9 @@ def cmd_dataset_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_repair(args: argparse.Namespace) -> int:
-    from pac_ros.data import DatasetError
     from pac_ros.data.repair import repair
 
-    try:
-        report = repair(args.dataset, rebuild=args.rebuild_index)
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    report = repair(args.dataset, rebuild=args.rebuild_index)
     for action in report.actions:
         print(action)
     v = report.validation
@@ -207,14 +196,10 @@ def cmd_dataset_repair(args: argparse.Namespace) -> int:
 
 
 def _write_selection(out: Path, parts) -> int:
-    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data import Dataset
     from pac_ros.data.select import write_selection
 
-    try:
-        n = write_selection(out, parts)
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    n = write_selection(out, parts)
     ds = Dataset(out)
     print(f"{out}: {n} episodes, {ds.total_steps} steps, "
           f"{sum(bool(e['success']) for e in ds.episodes)} successes")
@@ -222,14 +207,10 @@ def _write_selection(out: Path, parts) -> int:
 
 
 def cmd_dataset_filter(args: argparse.Namespace) -> int:
-    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data import Dataset
     from pac_ros.data.select import select
 
-    try:
-        ds = Dataset(args.dataset)
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    ds = Dataset(args.dataset)
     success = {"success": True, "failure": False, None: None}[args.outcome]
     picked = select(ds, success, args.source, args.instruction, args.start, args.stop)
     if not picked:
@@ -239,24 +220,20 @@ def cmd_dataset_filter(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_merge(args: argparse.Namespace) -> int:
-    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data import Dataset
 
-    try:
-        sources = [Dataset(d) for d in args.datasets]
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    sources = [Dataset(d) for d in args.datasets]
     return _write_selection(args.out, [(ds, list(range(len(ds)))) for ds in sources])
 
 
 def cmd_dataset_split(args: argparse.Namespace) -> int:
-    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data import Dataset
     from pac_ros.data.select import split_indices
 
     try:
         ds = Dataset(args.dataset)
         train, val = split_indices(len(ds), args.val_fraction, args.seed)
-    except (DatasetError, ValueError) as exc:
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not val:
@@ -266,7 +243,7 @@ def cmd_dataset_split(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_stats(args: argparse.Namespace) -> int:
-    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data import Dataset
     from pac_ros.data.stats import compute_stats, write_stats
 
     try:
@@ -277,7 +254,7 @@ def cmd_dataset_stats(args: argparse.Namespace) -> int:
             path = write_stats(ds)
             stats = json.loads(path.read_text())
             print(f"wrote {path}")
-    except (DatasetError, ValueError) as exc:
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for name, d in stats["features"].items():
@@ -288,12 +265,12 @@ def cmd_dataset_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_plot(args: argparse.Namespace) -> int:
-    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data import Dataset
     from pac_ros.data.plots import plot_dataset
 
     try:
         paths = plot_dataset(Dataset(args.dataset), args.out, args.episode)
-    except (DatasetError, ValueError, IndexError) as exc:
+    except (ValueError, IndexError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for path in paths:
@@ -302,14 +279,14 @@ def cmd_dataset_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_video(args: argparse.Namespace) -> int:
-    from pac_ros.data import Dataset, DatasetError
+    from pac_ros.data import Dataset
     from pac_ros.data.plots import episode_frames
     from pac_ros.sim.video import write_gif
 
     try:
         ds = Dataset(args.dataset)
         frames = episode_frames(ds, args.episode)
-    except (DatasetError, ValueError, IndexError) as exc:
+    except (ValueError, IndexError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path(f"episode_{args.episode:06d}.gif")
@@ -318,7 +295,6 @@ def cmd_dataset_video(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_export(args: argparse.Namespace) -> int:
-    from pac_ros.data import DatasetError
 
     if args.format != "mcap":
         print(f"error: export format {args.format!r} is not available yet", file=sys.stderr)
@@ -328,7 +304,7 @@ def cmd_dataset_export(args: argparse.Namespace) -> int:
     try:
         bag = export_mcap(args.dataset, args.out, episodes=args.episodes, commander=args.commander,
                           timeline=args.timeline, compress=args.compress)
-    except (DatasetError, FileExistsError, FileNotFoundError, IndexError, ValueError) as exc:
+    except (FileExistsError, FileNotFoundError, IndexError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     info = describe_bag(bag)
@@ -464,6 +440,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from pac_ros.data import DatasetError
+
+        if isinstance(exc, DatasetError):  # bad or missing dataset: the message names it
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -35,53 +34,15 @@ from pac_ros.learning.data import TransitionStore  # noqa: E402
 from pac_ros.model import preset  # noqa: E402
 from pac_ros.model.tokenizer import VOCAB_SIZE, tokenize  # noqa: E402
 from pac_ros.sim.env import StackingEnv  # noqa: E402
+from pac_ros.sim.kinematics import GripKinematics  # noqa: E402
 
 EE_POS_UNIT, EE_YAW_UNIT = 0.05, 0.15
-DOWN = np.array([0.0, 0.0, -1.0])
-
-
-class ArmKinematics:
-    """Forward and inverse kinematics of the grip site on the sim's arm model."""
-
-    def __init__(self, env: StackingEnv):
-        self.env, self.model = env, env.model
-        self.data = mujoco.MjData(env.model)
-        self.jacp, self.jacr = np.zeros((3, env.model.nv)), np.zeros((3, env.model.nv))
-
-    def fk(self, q: np.ndarray) -> tuple[np.ndarray, float]:
-        """Grip position and hand yaw for joint positions ``q`` (arm first)."""
-        d, site = self.data, self.env.grip_site
-        d.qpos[self.env._arm_qadr] = q[:6]
-        mujoco.mj_kinematics(self.model, d)
-        x = d.site_xmat[site].reshape(3, 3)[:, 0]
-        return d.site_xpos[site].copy(), float(np.arctan2(x[1], x[0]))
-
-    def ik(self, q: np.ndarray, pos: np.ndarray, yaw: float, iterations: int = 20) -> np.ndarray:
-        env, d, site = self.env, self.data, self.env.grip_site
-        x_axis = np.array([np.cos(yaw), np.sin(yaw), 0.0])
-        R_goal = np.stack([x_axis, np.cross(DOWN, x_axis), DOWN], axis=1)
-        lower, upper = env.spec.lower[:6], env.spec.upper[:6]
-        q = np.array(q[:6], dtype=np.float64)
-        quat, err_rot = np.zeros(4), np.zeros(3)
-        for _ in range(iterations):
-            d.qpos[env._arm_qadr] = q
-            mujoco.mj_kinematics(self.model, d)
-            mujoco.mj_comPos(self.model, d)
-            mujoco.mju_mat2Quat(quat, (R_goal @ d.site_xmat[site].reshape(3, 3).T).reshape(-1))
-            mujoco.mju_quat2Vel(err_rot, quat, 1.0)
-            err = np.concatenate([pos - d.site_xpos[site], err_rot])
-            if np.linalg.norm(err) < 1e-4:
-                break
-            mujoco.mj_jacSite(self.model, d, self.jacp, self.jacr, site)
-            J = np.vstack([self.jacp[:, env._arm_dofadr], self.jacr[:, env._arm_dofadr]])
-            q = np.clip(q + J.T @ np.linalg.solve(J @ J.T + 1e-3 * np.eye(6), err), lower, upper)
-        return q
 
 
 class Probe:
     """Inputs and labels of one action space, and the command an action becomes."""
 
-    def __init__(self, spec, mode: str, kin: ArmKinematics, history: bool = False):
+    def __init__(self, spec, mode: str, kin: GripKinematics, history: bool = False):
         self.spec, self.mode, self.kin, self.history = spec, mode, kin, history
 
     def inputs(self, joints: np.ndarray, features: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -109,7 +70,7 @@ class Probe:
         if self.mode == "joint":
             return self.spec.denormalize_action(action, q)
         grip, yaw = self.kin.fk(q)
-        arm = self.kin.ik(q, grip + action[:3] * EE_POS_UNIT, yaw + action[3] * EE_YAW_UNIT)
+        arm = self.kin.ik(q[:6], grip + action[:3] * EE_POS_UNIT, yaw + action[3] * EE_YAW_UNIT, iterations=20)
         gripper = self.spec.denormalize_action(np.r_[np.zeros(6), action[4]], q)[-1]
         return np.r_[arm, gripper]
 
@@ -200,7 +161,7 @@ def main(argv=None) -> int:
     if n_train < 1 or n_train == len(store):
         raise SystemExit(f"{args.data}: too few transitions ({len(store)}) for a 90/10 split")
     env = StackingEnv(dataset.spec, render=False)
-    probe = Probe(dataset.spec, args.actions, ArmKinematics(env), args.history)
+    probe = Probe(dataset.spec, args.actions, GripKinematics(env), args.history)
     rows = store.index
     in_episode = np.zeros(store.n_rows + 1, dtype=bool)
     in_episode[rows + 1] = True  # row r has a predecessor in its own episode
@@ -229,7 +190,8 @@ def main(argv=None) -> int:
         mae = (net.mean_action(logits) - Y[n_train:]).abs().mean(0).numpy()
         zero = Y[n_train:].abs().mean(0).numpy()
     print(f"dataset {args.data}: {store.n_episodes} episodes, {n_train} training / {len(store) - n_train} held-out "
-          f"transitions; {args.actions} actions{' + history' if args.history else ''}, chunk {args.chunk}; {args.steps} steps in {time.perf_counter() - start:.0f} s")
+          f"transitions; {args.actions} actions{' + history' if args.history else ''}, chunk {args.chunk}; "
+          f"{args.steps} steps in {time.perf_counter() - start:.0f} s")
     print(f"held-out NLL {nll:.2f} nats over {len(names)} dims")
     print("held-out mean |action error| per dim (normalised units), model vs predicting zero:")
     for name, m, z in zip(names, mae, zero):

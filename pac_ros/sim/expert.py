@@ -15,6 +15,7 @@ import mujoco
 import numpy as np
 
 from pac_ros.sim.env import BLOCK_HALF, BLOCK_SIZE, StackingEnv
+from pac_ros.sim.kinematics import GripKinematics
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,6 @@ RETREAT_Z = 0.20
 PLACE_GAP = 0.004  # held block's bottom this far above the bottom block's top when releasing
 SPEED = 0.05  # max set-point move per control step
 OPEN, CLOSED = 0.04, 0.0
-DOWN = np.array([0.0, 0.0, -1.0])
 
 
 class ScriptedExpert:
@@ -63,9 +63,7 @@ class ScriptedExpert:
         self.config = config if config is not None else ExpertConfig()
         self.seed = int(seed)
         self.spec = env.spec
-        self._ik_data = mujoco.MjData(env.model)
-        self._jacp = np.zeros((3, env.model.nv))
-        self._jacr = np.zeros((3, env.model.nv))
+        self._kin = GripKinematics(env)
         self._episode = 0
         self.reset()
 
@@ -212,33 +210,11 @@ class ScriptedExpert:
     # ---- inverse kinematics --------------------------------------------------------
     def _ik(self, goal: np.ndarray, yaw: float, q_arm: np.ndarray) -> np.ndarray:
         """Arm joints that put the grip site one bounded step toward ``goal``, pointing down at ``yaw``."""
-        env, m, d = self.env, self.env.model, self._ik_data
-        grip = env.grip_position()
+        grip = self.env.grip_position()
         delta = goal - grip
         dist = np.linalg.norm(delta)
         target = goal if dist <= SPEED else grip + delta * (SPEED / dist)
-        x_axis = np.array([np.cos(yaw), np.sin(yaw), 0.0])
-        R_goal = np.stack([x_axis, np.cross(DOWN, x_axis), DOWN], axis=1)
-        lower, upper = self.spec.lower[:-1], self.spec.upper[:-1]
-        qadr, dofadr, site = env._arm_qadr, env._arm_dofadr, env.grip_site
-        d.qpos[:] = env.data.qpos
-        q = np.array(q_arm, dtype=np.float64)
-        quat, err_rot = np.zeros(4), np.zeros(3)
-        for _ in range(15):
-            d.qpos[qadr] = q
-            mujoco.mj_kinematics(m, d)
-            mujoco.mj_comPos(m, d)
-            R = d.site_xmat[site].reshape(3, 3)
-            mujoco.mju_mat2Quat(quat, (R_goal @ R.T).reshape(-1))
-            mujoco.mju_quat2Vel(err_rot, quat, 1.0)
-            err = np.concatenate([target - d.site_xpos[site], err_rot])
-            if np.linalg.norm(err) < 1e-4:
-                break
-            mujoco.mj_jacSite(m, d, self._jacp, self._jacr, site)
-            J = np.vstack([self._jacp[:, dofadr], self._jacr[:, dofadr]])
-            dq = J.T @ np.linalg.solve(J @ J.T + 1e-3 * np.eye(6), err)
-            q = np.clip(q + dq, lower, upper)
-        return q
+        return self._kin.ik(q_arm, target, yaw)
 
 
 def _block_yaw(quat: np.ndarray) -> float:

@@ -248,12 +248,9 @@ def cmd_dataset_stats(args: argparse.Namespace) -> int:
 
     try:
         ds = Dataset(args.dataset)
-        if args.dry_run:
-            stats = compute_stats(ds)
-        else:
-            path = write_stats(ds)
-            stats = json.loads(path.read_text())
-            print(f"wrote {path}")
+        stats = compute_stats(ds)
+        if not args.dry_run:
+            print(f"wrote {write_stats(ds, stats)}")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

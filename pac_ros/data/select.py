@@ -1,7 +1,8 @@
 """New datasets from chosen episodes of others: `pac-ros dataset filter | merge | split`.
 
 Episodes are copied file-level (DatasetWriter.copy_episode: renumbered, task ids
-remapped, images not re-encoded), so a copy reads back bit-identical to its source.
+remapped, images not re-encoded), so a copy's rows and images read back identical to
+its source's.
 The output directory must be new or empty; sources must share the spec.
 """
 from __future__ import annotations

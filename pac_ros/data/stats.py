@@ -29,6 +29,8 @@ def _describe(x: np.ndarray) -> dict[str, list[float]]:
 
 
 def compute_stats(ds: Dataset) -> dict[str, Any]:
+    if not len(ds):
+        raise ValueError(f"{ds.root}: no episodes to describe")
     cols: dict[str, list[np.ndarray]] = {"observation.state": [], "action": [], "next.reward": []}
     if ds.has_features:
         cols["observation.environment_state"] = []
@@ -39,14 +41,13 @@ def compute_stats(ds: Dataset) -> dict[str, Any]:
         cols["next.reward"].append(ep.rewards)
         if ds.has_features:
             cols["observation.environment_state"].append(ep.features)
-    if not len(ds):
-        raise ValueError(f"{ds.root}: no episodes to describe")
     return {"fingerprint": ds.fingerprint(), "episodes": len(ds), "steps": ds.total_steps,
             "features": {k: _describe(np.concatenate(v)) for k, v in cols.items()}}
 
 
-def write_stats(ds: Dataset) -> Path:
-    stats = compute_stats(ds)
+def write_stats(ds: Dataset, stats: dict[str, Any] | None = None) -> Path:
+    """Store ``stats`` (computed here if not given) as the dataset's meta/stats.json."""
+    stats = compute_stats(ds) if stats is None else stats
     path = ds.root / STATS_PATH
     fmt.atomic_write(path, json.dumps(stats, indent=1, allow_nan=False).encode())
     return path

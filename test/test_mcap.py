@@ -271,3 +271,278 @@ def test_failure_midway_leaves_no_bag(tmp_path, spec, monkeypatch):
     with pytest.raises(DatasetError, match="simulated"):
         bagx.export_mcap(tmp_path / "ds", tmp_path / "bag")
     assert not (tmp_path / "bag").exists() and no_leftovers(tmp_path)
+
+
+# ---- import ------------------------------------------------------------------------------------
+def assert_same_episodes(got: Dataset, want: Dataset, want_meta=None) -> None:
+    """Every row and the index metadata the import carries. Stamps go through integer ns in a
+    bag, so they match to 1 ns (the float64 of ns / 1e9). The last row's action is not a
+    transition and is not in the bag: the import writes the recorder's hold command there.
+    Everything else is bit-exact."""
+    assert len(got) == len(want)
+    assert got.has_features == want.has_features
+    spec = got.spec
+    for i in range(len(want)):
+        a, b = want.load_episode(i), got.load_episode(i)
+        assert len(a) == len(b), f"episode {i}"
+        np.testing.assert_allclose(b.timestamp, a.timestamp, rtol=0, atol=1e-9)
+        for field in ("joint_positions", "rewards", "is_first", "is_last", "is_terminal", "features"):
+            np.testing.assert_array_equal(getattr(b, field), getattr(a, field), err_msg=f"episode {i} {field}")
+        np.testing.assert_array_equal(b.actions[:-1], a.actions[:-1])
+        q = b.joint_positions[-1].astype(np.float64)
+        np.testing.assert_array_equal(b.actions[-1], spec.safe_command(q, q).astype(np.float32))
+        assert b.images.keys() == a.images.keys()
+        for cam in a.images:
+            np.testing.assert_array_equal(b.images[cam], a.images[cam])
+        assert b.instructions == a.instructions
+        for key in ("success", "terminal", "return", "source", "checkpoint", "seed", "length", "tasks"):
+            assert b.meta[key] == a.meta[key], f"episode {i} {key}"
+        assert b.meta["metadata"]["import"]["bag_episode_index"] == i
+
+
+def test_import_round_trip_of_collected_episodes(collected, tmp_path):
+    """Sim episodes that all start at t = 0, shifted apart by the export and back by the import."""
+    bag = bagx.export_mcap(collected, tmp_path / "bag")
+    report = bagx.import_mcap(bag, tmp_path / "ds", default_spec())
+    want, got = Dataset(collected), Dataset(tmp_path / "ds", default_spec())
+    assert (report.out, report.episodes, report.steps) == (tmp_path / "ds", len(want), want.total_steps)
+    assert_same_episodes(got, want)
+    assert got.episodes[0]["metadata"]["recording"]["dropped_commands"] == 0
+    assert any("START/STOP" in n for n in report.notes)
+    assert any("/arm_controller/commands" in n and "not carried" in n for n in report.notes)
+    assert no_leftovers(tmp_path)
+
+    # unshifted, the same episodes overlap in time and their messages interleave: refused
+    bag = bagx.export_mcap(collected, tmp_path / "overlapping", timeline="recorded")
+    with pytest.raises(DatasetError, match=r"episode 1 starts at 0\.\d+ s, inside the episode before it"):
+        bagx.import_mcap(bag, tmp_path / "ds2", default_spec())
+    assert not (tmp_path / "ds2").exists() and no_leftovers(tmp_path)
+
+
+def test_import_round_trip_instruction_change_features_and_mono(tmp_path, spec):
+    write_dataset(tmp_path / "src", spec)  # a policy episode with a checkpoint and an instruction change
+    bag = bagx.export_mcap(tmp_path / "src", tmp_path / "bag", commander=COMMANDER)
+    report = bagx.import_mcap(bag, tmp_path / "ds", spec)
+    got = Dataset(tmp_path / "ds", spec)
+    assert_same_episodes(got, Dataset(tmp_path / "src"))
+    assert got.episodes[1]["checkpoint"] == "pac@42" and got.episodes[1]["tasks"] == spec.instructions()[1:3]
+    assert got.episodes[1]["metadata"]["import"]["command_topic"] == COMMANDER + "/command"
+    assert report.notes[0].startswith("episodes bounded by /pac/episode_events")
+
+
+class BagBuilder:
+    """A rosbag2/MCAP written with rosbags directly (no pac_ros exporter), as `ros2 bag record` would."""
+
+    def __init__(self, path: Path):
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        self.store = bagx.make_typestore()
+        self.T = self.store.types
+        self.writer = Writer(path, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP)
+        self.writer.open()
+        self.conns: dict[str, tuple] = {}
+
+    def write(self, topic: str, msgtype: str, log_ns: int, msg) -> None:
+        if topic not in self.conns:
+            self.conns[topic] = (self.writer.add_connection(topic, msgtype, typestore=self.store), msgtype)
+        conn, msgtype = self.conns[topic]
+        self.writer.write(conn, log_ns, self.store.serialize_cdr(msg, msgtype))
+
+    def header(self, ns: int, frame_id: str = ""):
+        stamp = self.T["builtin_interfaces/msg/Time"](sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+        return self.T["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
+
+    def image(self, ns: int, array: np.ndarray, encoding: str):
+        return self.T["sensor_msgs/msg/Image"](
+            header=self.header(ns), height=array.shape[0], width=array.shape[1], encoding=encoding, is_bigendian=0,
+            step=array.shape[1] * (array.shape[2] if array.ndim == 3 else 1), data=array.reshape(-1))
+
+    def joints(self, ns: int, names, values):
+        empty = np.zeros(0)
+        return self.T["sensor_msgs/msg/JointState"](header=self.header(ns), name=list(names),
+                                                    position=np.asarray(values, np.float64), velocity=empty,
+                                                    effort=empty)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+MS = 1_000_000
+WALL_NS = 1_700_000_000 * 1_000_000_000
+
+
+def write_robot_bag(path: Path, spec: Spec, stamps_ns, *, instructions=None, success_tick=None, bad_image_tick=None,
+                    command_topic="/policy/command", types=None):
+    """What a bridge- or robot-driven session records, tick by tick: images, joint state, the reward
+    and success of the step just taken, then the stamped command (5 ms later). Log times are the
+    recording machine's wall clock (from WALL_NS, one tick apart), not the stamps' clock.
+    ``instructions`` maps tick -> instruction published before that tick's observation.
+    Returns per tick (stamp ns, joints, images, command, reward) as written."""
+    rng = np.random.default_rng(1)
+    types = types or {}
+    b = BagBuilder(path)
+    ticks = []
+    for t, stamp in enumerate(stamps_ns):
+        ns = WALL_NS + t * 100 * MS  # log time; the messages carry ``stamp``
+        if instructions and t in instructions:
+            b.write("/instruction", "std_msgs/msg/String", ns, b.T["std_msgs/msg/String"](data=instructions[t]))
+        if t == 0:
+            status = b.T["diagnostic_msgs/msg/DiagnosticStatus"](level=0, name="pac", message="ok",
+                                                                 hardware_id="pac@7", values=[])
+            b.write("/pac/status", "diagnostic_msgs/msg/DiagnosticStatus", ns, status)
+        q = rng.uniform(spec.lower, spec.upper).astype(np.float32)
+        images = {c.name: rng.integers(0, 256, c.shape, dtype=np.uint8) for c in spec.cameras}
+        for c in spec.cameras:
+            img = images[c.name]
+            if t == bad_image_tick and c.name == spec.camera_names[0]:
+                img = img[: c.height // 2]  # the wrong size
+            b.write(f"/camera/{c.name}/image_raw", "sensor_msgs/msg/Image", ns + MS, b.image(stamp, img, c.encoding))
+        js_type = types.get("/joint_states", "sensor_msgs/msg/JointState")
+        js = b.joints(stamp, spec.joint_names, q) if js_type.endswith("JointState") else b.T[js_type](data="q")
+        b.write("/joint_states", js_type, ns + MS, js)
+        reward = float(np.float32(t / 8))
+        if t:
+            b.write("/reward", "std_msgs/msg/Float32", ns + 2 * MS, b.T["std_msgs/msg/Float32"](data=reward))
+            b.write("/task_success", "std_msgs/msg/Bool", ns + 2 * MS, b.T["std_msgs/msg/Bool"](data=t == success_tick))
+        if t == 2 and js_type == "sensor_msgs/msg/JointState":  # an extra one the live recorder rejects
+            b.write("/joint_states", js_type, ns + 3 * MS, b.joints(stamp + 3 * MS, ["nope"], [0.0]))
+        command = rng.uniform(spec.lower, spec.upper).astype(np.float32)
+        b.write(command_topic, "sensor_msgs/msg/JointState", ns + 5 * MS, b.joints(stamp, spec.joint_names, command))
+        ticks.append((stamp, q, images, command, reward))
+    b.close()
+    return ticks
+
+
+def test_import_bag_without_episode_events(tmp_path, spec):
+    """Episodes cut as the live recorder cuts them: instruction, success, bag end; rejects counted."""
+    instr = spec.instructions()
+    stamps = [1_000_000_000 + t * 100 * MS for t in range(11)]  # a clock that never restarts
+    ticks = write_robot_bag(tmp_path / "bag", spec, stamps, instructions={0: instr[0], 6: instr[1]},
+                            success_tick=5, bad_image_tick=8)
+    report = bagx.import_mcap(tmp_path / "bag", tmp_path / "ds", spec)
+    ds = Dataset(tmp_path / "ds", spec)
+    assert (report.episodes, report.steps) == (2, 10) and len(ds) == 2 and not ds.has_features
+
+    # episode 0: ticks 0..5, success at 5 (its command is not a step); reward of tick t+1 on row t
+    e = ds.load_episode(0)
+    rows = [ticks[t] for t in range(6)]
+    np.testing.assert_allclose(e.timestamp, [ns * 1e-9 for ns, *_ in rows], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(e.joint_positions, np.stack([q for _, q, *_ in rows]))
+    np.testing.assert_array_equal(e.actions[:-1], np.stack([c for *_, c, _ in rows[:-1]]))
+    np.testing.assert_array_equal(e.actions[-1], spec.safe_command(rows[-1][1], rows[-1][1]).astype(np.float32))
+    np.testing.assert_array_equal(e.rewards, [r for *_, r in ticks[1:6]] + [0.0])
+    for cam in spec.camera_names:
+        np.testing.assert_array_equal(e.images[cam], np.stack([images[cam] for _, _, images, *_ in rows]))
+    meta = ds.episodes[0]
+    assert meta["success"] and meta["terminal"] and meta["instruction"] == instr[0]
+    assert (meta["source"], meta["checkpoint"]) == ("policy", "pac@7")  # commander name; /pac/status model
+    assert meta["metadata"]["stop_reason"] == "success"
+
+    # episode 1: ticks 6..10 without 8 (its front image was the wrong size, so its command found no
+    # observation); the bag's end leaves it truncated, with tick 10 the final observation
+    e = ds.load_episode(1)
+    kept = [6, 7, 9, 10]
+    np.testing.assert_allclose(e.timestamp, [ticks[t][0] * 1e-9 for t in kept], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(e.actions[:-1], np.stack([ticks[t][3] for t in kept[:-1]]))
+    meta = ds.episodes[1]
+    assert not meta["success"] and not meta["terminal"] and meta["instruction"] == instr[1]
+    assert meta["metadata"]["stop_reason"] == "end of the bag" and meta["dropped"] == 1
+
+    notes = "\n".join(report.notes)
+    assert "no /pac/episode_events" in notes and "commands from /policy/command" in notes
+    assert "1 of 11 messages on /camera/front/image_raw rejected, first: shape (16, 40, 3)" in notes
+    assert "1 of 12 messages on /joint_states rejected, first: joint state lacks joint(s)" in notes
+    assert "dropped commands: 1" in notes
+
+
+def test_import_bag_without_instructions_splits_at_clock_jumps(tmp_path, spec):
+    """Two runs whose clock restarts at 0 and no instruction topic: one episode per run."""
+    stamps = [t * 100 * MS for t in range(15)] + [t * 100 * MS for t in range(4)]  # back 1.4 s
+    ticks = write_robot_bag(tmp_path / "bag", spec, stamps, command_topic="/teleop/command")
+    with pytest.raises(DatasetError, match="no /pac/episode_events and no /instruction messages"):
+        bagx.import_mcap(tmp_path / "bag", tmp_path / "ds", spec)
+    report = bagx.import_mcap(tmp_path / "bag", tmp_path / "ds", spec, instruction="stack them")
+    ds = Dataset(tmp_path / "ds", spec)
+    # The jump shows on the joint state; the images of that tick, logged just before it, were
+    # older than the newest images then and were dropped as late, as the live recorder drops
+    # them, so the second run's first row is lost.
+    assert [m["length"] for m in ds.episodes] == [15, 3] and report.steps == 18
+    assert [m["metadata"]["stop_reason"] for m in ds.episodes] == ["clock jumped backwards", "end of the bag"]
+    assert all(m["source"] == "teleop" and m["checkpoint"] is None and m["tasks"] == ["stack them"]
+               for m in ds.episodes)
+    np.testing.assert_array_equal(ds.load_episode(0).joint_positions, np.stack([q for _, q, *_ in ticks[:15]]))
+    np.testing.assert_array_equal(ds.load_episode(1).joint_positions, np.stack([q for _, q, *_ in ticks[16:]]))
+    assert "late messages: 2" in report.notes and "dropped commands: 1" in report.notes
+
+
+def test_import_rejects_unusable_bags(tmp_path, spec):
+    instr = {0: spec.instructions()[0]}
+    stamps = [1_000_000_000 + t * 100 * MS for t in range(4)]
+
+    def fails(name: str, match: str, **kwargs) -> None:
+        bag = tmp_path / name
+        write_robot_bag(bag, spec, stamps, instructions=instr, **kwargs)
+        with pytest.raises(DatasetError, match=match):
+            bagx.import_mcap(bag, tmp_path / f"{name}_ds", spec)
+        assert not (tmp_path / f"{name}_ds").exists()
+
+    fails("wrong_type", r"topic /joint_states has messages of type std_msgs/msg/String; the import reads "
+          r"sensor_msgs/msg/JointState", types={"/joint_states": "std_msgs/msg/String"})
+    fails("no_command", r"no stamped command topic", command_topic="/policy/commands")
+
+    # a spec whose front camera is bigger than the bag's: every image is rejected
+    d = copy.deepcopy(spec.to_dict())
+    d["cameras"][0]["width"] = 64
+    write_robot_bag(tmp_path / "small_images", spec, stamps, instructions=instr)
+    with pytest.raises(DatasetError, match=r"all 4 messages on /camera/front/image_raw were rejected, e\.g\. "
+                       r"shape \(32, 40, 3\), the spec wants \(32, 64, 3\)"):
+        bagx.import_mcap(tmp_path / "small_images", tmp_path / "x", Spec.from_dict(d))
+
+    # a camera topic missing
+    d = copy.deepcopy(spec.to_dict())
+    d["cameras"].append({"name": "side", "width": 8, "height": 8, "encoding": "rgb8"})
+    with pytest.raises(DatasetError, match=r"required topic /camera/side/image_raw \(sensor_msgs/msg/Image, an "
+                       r"observation input\) is missing; topics: "):
+        bagx.import_mcap(tmp_path / "small_images", tmp_path / "x", Spec.from_dict(d))
+
+    with pytest.raises(DatasetError, match="no such rosbag2 directory"):
+        bagx.import_mcap(tmp_path / "nope", tmp_path / "x", spec)
+    (tmp_path / "notabag").mkdir()
+    with pytest.raises(DatasetError, match="not a readable rosbag2 bag"):
+        bagx.import_mcap(tmp_path / "notabag", tmp_path / "x", spec)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    with pytest.raises(DatasetError, match="already exists and is not an empty directory"):
+        bagx.import_mcap(tmp_path / "small_images", tmp_path / "taken", spec)
+    assert not (tmp_path / "x").exists() and no_leftovers(tmp_path)
+
+
+def test_import_counts_undecodable_messages(tmp_path, spec, monkeypatch):
+    """A message whose bytes do not deserialise is skipped and counted, like one lost on the wire."""
+    from rosbags.rosbag2 import Writer
+
+    real_write = Writer.write
+
+    def garble(self, conn, ns, data):  # the rewards from tick 4 on lose all but 3 bytes
+        return real_write(self, conn, ns, data[:3] if conn.topic == "/reward" and ns > WALL_NS + 350 * MS else data)
+
+    monkeypatch.setattr(Writer, "write", garble)
+    write_robot_bag(tmp_path / "bag", spec, [1_000_000_000 + t * 100 * MS for t in range(6)],
+                    instructions={0: spec.instructions()[0]})
+    monkeypatch.undo()
+    report = bagx.import_mcap(tmp_path / "bag", tmp_path / "ds", spec)
+    assert report.episodes == 1 and report.steps == 6
+    assert "2 messages on /reward could not be deserialised and were skipped" in report.notes
+    np.testing.assert_array_equal(Dataset(tmp_path / "ds").load_episode(0).rewards, [1 / 8, 2 / 8, 3 / 8, 0, 0, 0])
+
+
+def test_cli_import(collected, tmp_path, capsys):
+    from pac_ros.cli import main
+
+    bagx.export_mcap(collected, tmp_path / "bag")
+    assert main(["dataset", "import", str(tmp_path / "bag"), "--format", "mcap", "--out", str(tmp_path / "ds")]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'ds'}: 4 episodes" in out and "note: episodes bounded by" in out
+    assert_same_episodes(Dataset(tmp_path / "ds"), Dataset(collected))
+    assert main(["dataset", "import", str(tmp_path / "nope"), "--format", "mcap", "--out", str(tmp_path / "x")]) == 2
+    assert "no such rosbag2 directory" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from rclpy.qos import (
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
+from pac_ros.data.messages import block_poses_array  # noqa: F401  (re-exported for the nodes)
 from pac_ros.spec import Spec, default_spec
 
 from pac_ros.topics import (  # noqa: F401  (re-exported for the nodes)
@@ -115,14 +116,3 @@ def block_poses_msg(features: np.ndarray, stamp: Time, frame_id: str = "world") 
         )
         msg.poses.append(pose)
     return msg
-
-
-def block_poses_array(msg: PoseArray, n_blocks: int) -> np.ndarray:
-    if len(msg.poses) != n_blocks:
-        raise ValueError(f"block poses: expected {n_blocks} poses, got {len(msg.poses)}")
-    rows = [
-        [p.position.x, p.position.y, p.position.z, p.orientation.w, p.orientation.x, p.orientation.y,
-         p.orientation.z]
-        for p in msg.poses
-    ]
-    return np.asarray(rows, dtype=np.float64).reshape(-1)

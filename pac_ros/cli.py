@@ -293,6 +293,18 @@ def cmd_dataset_video(args: argparse.Namespace) -> int:
 
 def cmd_dataset_export(args: argparse.Namespace) -> int:
 
+    if args.format == "lerobot":
+        from pac_ros.data.lerobot import export_lerobot
+
+        try:
+            report = export_lerobot(args.dataset, args.out, episodes=args.episodes)
+        except (FileExistsError, FileNotFoundError, IndexError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for note in report.notes:
+            print(f"note: {note}")
+        print(report.summary())
+        return 0
     if args.format != "mcap":
         print(f"error: export format {args.format!r} is not available yet", file=sys.stderr)
         return 2
@@ -308,6 +320,27 @@ def cmd_dataset_export(args: argparse.Namespace) -> int:
     print(f"wrote {bag}: {info['message_count']} messages over {info['duration_s']:.1f} s")
     for topic, t in sorted(info["topics"].items()):
         print(f"  {topic:32s} {t['type']:32s} {t['count']:6d}")
+    return 0
+
+
+IMPORTERS = {  # --format -> (module, function(source, out, spec) -> ConversionReport)
+    "lerobot": ("pac_ros.data.lerobot", "import_lerobot"),
+    "mcap": ("pac_ros.data.mcap", "import_mcap"),
+}
+
+
+def cmd_dataset_import(args: argparse.Namespace) -> int:
+    import importlib
+
+    from pac_ros.spec import Spec, default_spec
+
+    module, function = IMPORTERS[args.format]
+    convert = getattr(importlib.import_module(module), function)
+    spec = Spec.load(args.spec) if args.spec else default_spec()
+    report = convert(args.source, args.out, spec)
+    for note in report.notes:
+        print(f"note: {note}")
+    print(report.summary())
     return 0
 
 
@@ -413,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     vi.add_argument("--out", type=Path, default=None, help="GIF path (default episode_<i>.gif)")
     e = dataset_command("export", "write episodes in another format (mcap: a rosbag2 MCAP directory)",
                         cmd_dataset_export)
-    e.add_argument("--format", default="mcap", choices=["mcap"])
+    e.add_argument("--format", default="mcap", choices=["mcap", "lerobot"])
     e.add_argument("--out", type=Path, required=True, help="output directory (must not exist)")
     e.add_argument("--episodes", type=int, nargs="+", default=None, help="episode indices (default all)")
     e.add_argument("--commander", default="/recorder_export",
@@ -421,6 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--timeline", default="auto", choices=["auto", "recorded"],
                    help="auto shifts episodes whose stamps overlap the previous one")
     e.add_argument("--compress", action="store_true", help="zstd-compress the MCAP chunks")
+    im = dsub.add_parser("import", help="a new dataset from another format (lerobot: a LeRobotDataset v2.1/v3.0 "
+                         "directory; mcap: a rosbag2 MCAP recording of the standard topics)")
+    im.add_argument("source", type=Path, help="LeRobot dataset directory or rosbag2 directory")
+    im.add_argument("--format", required=True, choices=sorted(IMPORTERS))
+    im.add_argument("--out", type=Path, required=True, help="new dataset directory (must not exist or be empty)")
+    im.add_argument("--spec", type=Path, default=None, help="robot/task spec YAML (default config/robot.yaml)")
+    im.set_defaults(func=cmd_dataset_import)
 
     p = sub.add_parser("train", help="offline PAC training (see --help of the subcommand)", add_help=False)
     p.set_defaults(func=None)

@@ -1,6 +1,6 @@
-"""Scripted stacking expert: a phase machine over privileged simulator state.
+"""Scripted stacking expert: a state-feedback controller over privileged simulator state.
 
-Cartesian set-points for the grip site move toward each phase's goal at a bounded
+Cartesian set-points for the grip site move toward the current goal at a bounded
 speed; damped-least-squares inverse kinematics on MuJoCo Jacobians turns them into
 joint targets, with the gripper pointing down and its yaw aligned to the block. Its
 quality knobs (noise, wrong block, early release, pauses) give datasets of chosen
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from pac_ros.sim.env import BLOCK_HALF, BLOCK_SIZE, StackingEnv
+from pac_ros.sim.env import BLOCK_HALF, BLOCK_SIZE, HOME_ARM, StackingEnv
 from pac_ros.sim.kinematics import GripKinematics
 
 
@@ -48,22 +48,32 @@ PRESETS = {
 }
 
 # Geometry of the script (m). The grip site sits between the pads, 25 mm above the tips.
-HOVER = 0.08  # grip height above a block's centre before descending
+HOVER = 0.18  # highest grip height above a block's centre on the way to it
 GRASP_DZ = 0.01  # grip height above the block centre when closing
-CARRY_Z = 0.13  # grip height while carrying
+CARRY_Z = 0.13  # highest grip height while carrying
 RETREAT_Z = 0.20
 PLACE_GAP = 0.004  # held block's bottom this far above the bottom block's top when releasing
 SPEED = 0.05  # max set-point move per control step
+# Funnels: the set-point's height above its target grows with the remaining error, so the
+# hand descends only as it lines up (m of height per m of xy error, per rad of yaw error).
+FUNNEL_XY, FUNNEL_YAW = 3.0, 0.3
 OPEN, CLOSED = 0.04, 0.0
 
 
 class ScriptedExpert:
+    """A feedback controller whose command depends only on the current state (no phase
+    machine, no step counters, no target that flips with the hand's own yaw), so a policy
+    can learn it from observations: reach through a funnel above the top block, close
+    when lined up, carry through a funnel above the bottom block, open when placed.
+    ``phase`` names what it is doing, for logs and metadata."""
+
     def __init__(self, env: StackingEnv, config: ExpertConfig | None = None, seed: int = 0):
         self.env = env
         self.config = config if config is not None else ExpertConfig()
         self.seed = int(seed)
         self.spec = env.spec
         self._kin = GripKinematics(env)
+        self._reference_yaw = self._kin.fk(HOME_ARM)[1]
         self._episode = 0
         self.reset()
 
@@ -84,13 +94,10 @@ class ScriptedExpert:
             else:
                 top, bottom = bottom, top
         self.pair = (top, bottom)
-        self.phase = "approach"
-        self.phase_steps = 0
+        self.phase = "reach"
         self.gripper_cmd = OPEN
+        self.release_steps = 0  # an injected early release in progress
         self.wrong = self.pair != self.env.target_pair
-
-    def _set_phase(self, phase: str) -> None:
-        self.phase, self.phase_steps = phase, 0
 
     # ---- acting --------------------------------------------------------------------
     def act(self) -> np.ndarray:
@@ -113,7 +120,7 @@ class ScriptedExpert:
         return np.clip(command, self.spec.lower, self.spec.upper)
 
     def _plan(self) -> tuple[np.ndarray, float]:
-        """Advance the phase machine; the grip set-point and hand yaw to aim for."""
+        """The grip set-point and hand yaw to aim for now, and the gripper command."""
         env = self.env
         top, bottom = self.pair
         grip = env.grip_position()
@@ -121,87 +128,67 @@ class ScriptedExpert:
         p_top, q_top = env.block_pose(top)
         p_bot, q_bot = env.block_pose(bottom)
         opening = env.joint_positions()[-1]
-        self.phase_steps += 1
-        phase = self.phase
-
-        if phase in ("lift", "carry", "lower") and not self._holding(top, grip):
+        if self.release_steps > 0:
+            self.release_steps -= 1
+            self.phase, self.gripper_cmd = "drop", OPEN
+            return grip + [0.0, 0.0, 0.01], hand_yaw
+        if self._placed(p_top, p_bot):
             self.gripper_cmd = OPEN
-            self._set_phase("approach")
-            phase = "approach"
-        if phase in ("lift", "carry") and self.config.drop_prob and self.rng.random() < self.config.drop_prob:
-            self.gripper_cmd = OPEN  # early release
-            self._set_phase("approach")
-            phase = "approach"
+            if opening < OPEN - 0.008:
+                self.phase = "release"
+                return grip, hand_yaw
+            self.phase = "retreat"
+            return np.array([grip[0], grip[1], RETREAT_Z]), hand_yaw
+        if self._holding(p_top, grip, opening):
+            if self.config.drop_prob and p_top[2] > BLOCK_HALF + 0.02 and self.rng.random() < self.config.drop_prob:
+                self.release_steps = 3
+            self.phase, self.gripper_cmd = "carry", CLOSED
+            return self._carry(grip, hand_yaw, p_top, q_top, p_bot, q_bot)
+        # reach the top block and close on it
+        yaw_goal = self._grasp_yaw(_block_yaw(q_top))
+        yaw_err = abs(_wrap(yaw_goal - hand_yaw))
+        xy_err = float(np.linalg.norm(grip[:2] - p_top[:2]))
+        grasp_z = p_top[2] + GRASP_DZ
+        at_grasp = xy_err < 0.01 and abs(grip[2] - grasp_z) < 0.008 and yaw_err < 0.15
+        if at_grasp and opening < BLOCK_HALF - 0.006:  # closed on nothing: open and back off
+            self.phase, self.gripper_cmd = "regrasp", OPEN
+            return grip + [0.0, 0.0, 0.02], yaw_goal
+        self.phase = "grasp" if at_grasp else "reach"
+        self.gripper_cmd = CLOSED if at_grasp else OPEN
+        z = grasp_z + min(HOVER - GRASP_DZ, _funnel(xy_err, yaw_err))
+        return np.array([p_top[0], p_top[1], z]), yaw_goal
 
-        yaw_top = _aligned_yaw(_block_yaw(q_top), hand_yaw)
-        if phase == "approach":
-            self.gripper_cmd = OPEN
-            goal = p_top + [0.0, 0.0, HOVER]
-            if np.linalg.norm(grip[:2] - p_top[:2]) > 0.03:
-                goal[2] = max(goal[2], grip[2])  # no lower while still travelling
-            err = grip - (p_top + [0, 0, HOVER])
-            if np.linalg.norm(err[:2]) < 0.012 and abs(err[2]) < 0.02 and abs(_wrap(yaw_top - hand_yaw)) < 0.1:
-                self._set_phase("descend")
-            return goal, yaw_top
-        if phase == "descend":
-            goal = p_top + [0.0, 0.0, GRASP_DZ]
-            xy_err = np.linalg.norm(grip[:2] - p_top[:2])
-            if xy_err > 0.025:
-                self._set_phase("approach")
-            elif xy_err < 0.01 and abs(grip[2] - goal[2]) < 0.008 and abs(_wrap(yaw_top - hand_yaw)) < 0.15:
-                self._set_phase("close")
-            return goal, yaw_top
-        if phase == "close":
-            self.gripper_cmd = CLOSED
-            goal = p_top + [0.0, 0.0, GRASP_DZ]
-            if self.phase_steps >= 3:
-                if opening < BLOCK_HALF - 0.006:  # closed on nothing
-                    self.gripper_cmd = OPEN
-                    self._set_phase("approach")
-                else:
-                    self._set_phase("lift")
-            return goal, hand_yaw
-        # carrying: align the held block's yaw with the bottom block's
-        held_yaw = _block_yaw(q_top)
-        delta = _wrap_quarter(_block_yaw(q_bot) - held_yaw)
-        carry_yaw = hand_yaw + delta
-        offset = grip - p_top  # grip site relative to the held block
-        if phase == "lift":
-            goal = np.array([grip[0], grip[1], CARRY_Z])
-            if grip[2] > CARRY_Z - 0.015:
-                self._set_phase("carry")
-            return goal, hand_yaw
-        if phase == "carry":
-            goal = np.array([p_bot[0] + offset[0], p_bot[1] + offset[1], CARRY_Z])
-            if np.linalg.norm(goal[:2] - grip[:2]) < 0.006 and abs(delta) < 0.1:
-                self._set_phase("lower")
-            return goal, carry_yaw
-        if phase == "lower":
-            z = p_bot[2] + BLOCK_SIZE + PLACE_GAP + offset[2]
-            goal = np.array([p_bot[0] + offset[0], p_bot[1] + offset[1], z])
-            if np.linalg.norm(goal[:2] - grip[:2]) > 0.015:
-                self._set_phase("carry")
-            elif abs(grip[2] - z) < 0.004 or p_top[2] - p_bot[2] < BLOCK_SIZE + PLACE_GAP:
-                self._set_phase("open")
-            return goal, carry_yaw
-        if phase == "open":
-            self.gripper_cmd = OPEN
-            if self.phase_steps >= 2:
-                self._set_phase("retreat")
-            return grip, hand_yaw
-        if phase == "retreat":
-            goal = np.array([grip[0], grip[1], RETREAT_Z])
-            if grip[2] > RETREAT_Z - 0.02:
-                self._set_phase("check")
-            return goal, hand_yaw
-        # check: done when the own pair is stacked, else start over
-        if self.phase_steps > 5 and not env.is_stacked(top, bottom):
-            self._set_phase("approach")
-        return np.array([grip[0], grip[1], RETREAT_Z]), hand_yaw
+    def _carry(self, grip, hand_yaw, p_top, q_top, p_bot, q_bot) -> tuple[np.ndarray, float]:
+        """Lift, then move the held block over the bottom one while turning it to match, lowering as it lines up."""
+        offset = grip - p_top
+        turn = _wrap(_block_yaw(q_bot) - _block_yaw(q_top))
+        turn = (turn + np.pi / 2) % np.pi - np.pi / 2  # a half turn of a cube looks the same
+        place_z = p_bot[2] + BLOCK_SIZE + PLACE_GAP + offset[2]
+        target_xy = p_bot[:2] + offset[:2]
+        xy_err = float(np.linalg.norm(target_xy - grip[:2]))
+        z = place_z + min(CARRY_Z - place_z, _funnel(xy_err, abs(turn)))
+        if xy_err > 0.03:  # far from the target: move across only as the block clears the table
+            clear = float(np.clip((p_top[2] - BLOCK_HALF - 0.01) / 0.04, 0.0, 1.0))
+            xy = grip[:2] + clear * (target_xy - grip[:2])
+            z = max(z, grip[2]) if clear < 1.0 else z
+        else:
+            xy = target_xy
+        return np.array([xy[0], xy[1], z]), hand_yaw + turn
 
-    def _holding(self, block: str, grip: np.ndarray) -> bool:
-        p, _ = self.env.block_pose(block)
-        return np.linalg.norm(p - grip) < 0.03
+    def _grasp_yaw(self, block_yaw: float) -> float:
+        """The face-aligned hand yaw nearest the home posture's: a function of the block alone."""
+        return self._reference_yaw + _wrap_quarter(block_yaw - self._reference_yaw)
+
+    @staticmethod
+    def _placed(p_top: np.ndarray, p_bot: np.ndarray) -> bool:
+        return bool(np.linalg.norm(p_top[:2] - p_bot[:2]) < 0.012
+                    and abs(p_top[2] - p_bot[2] - BLOCK_SIZE - 0.5 * PLACE_GAP) < 0.006)
+
+    @staticmethod
+    def _holding(p_top: np.ndarray, grip: np.ndarray, opening: float) -> bool:
+        """The top block sits between the closed fingers."""
+        near = np.linalg.norm(p_top - (grip - [0.0, 0.0, GRASP_DZ])) < 0.02
+        return bool(near and BLOCK_HALF - 0.006 < opening < BLOCK_HALF + 0.0015)
 
     def _hand_yaw(self) -> float:
         x = self.env.data.site_xmat[self.env.grip_site].reshape(3, 3)[:, 0]
@@ -215,6 +202,10 @@ class ScriptedExpert:
         dist = np.linalg.norm(delta)
         target = goal if dist <= SPEED else grip + delta * (SPEED / dist)
         return self._kin.ik(q_arm, target, yaw)
+
+
+def _funnel(xy_err: float, yaw_err: float) -> float:
+    return FUNNEL_XY * max(xy_err - 0.003, 0.0) + FUNNEL_YAW * yaw_err
 
 
 def _block_yaw(quat: np.ndarray) -> float:
@@ -231,11 +222,6 @@ def _wrap(a: float) -> float:
 def _wrap_quarter(a: float) -> float:
     """Angle modulo a quarter turn, in [-pi/4, pi/4)."""
     return float((a + np.pi / 4) % (np.pi / 2) - np.pi / 4)
-
-
-def _aligned_yaw(block_yaw: float, hand_yaw: float) -> float:
-    """The hand yaw closest to ``hand_yaw`` that lines the fingers up with a cube face."""
-    return hand_yaw + _wrap_quarter(block_yaw - hand_yaw)
 
 
 def run_episode(env: StackingEnv, expert: ScriptedExpert, seed: int, instruction: str | None = None):

@@ -1,7 +1,7 @@
 """Deployable PAC policy: load a checkpoint, act on one observation.
 
 ROS-free; the policy node wraps it. Every command goes through
-``spec.denormalize_action`` and ``spec.safe_command``, so it is finite and within
+``Control.command`` and ``spec.safe_command``, so it is finite and within
 the joint limits and step bounds whatever the network outputs.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from .control import Control
 from .learning.checkpoint import CheckpointError, load_model_state, resolve
 from .model import PACConfig, PACModel, tokenize
 from .spec import Spec, SpecError
@@ -35,6 +36,7 @@ class Policy:
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.spec, self.meta = spec, dict(meta or {})
+        self.control = Control(model.config, spec)
         self.decoding, self.temperature, self.n_candidates = decoding, temperature, n_candidates
         self.generator = torch.Generator(self.device)
         if seed is not None:
@@ -92,7 +94,8 @@ class Policy:
             f = np.asarray(f, dtype=np.float32).reshape(-1)
             if f.shape != (spec.feature_dim,):
                 raise ValueError(f"features must have {spec.feature_dim} values, got {f.shape[0]}")
-            batch["features"] = torch.as_tensor(np.nan_to_num(f), device=dev)[None]
+            f = self.control.features(np.nan_to_num(q)[None], np.nan_to_num(f)[None], [obs["instruction"]])
+            batch["features"] = torch.as_tensor(f, device=dev)
         return batch
 
     # ---- acting -------------------------------------------------------------------
@@ -125,7 +128,7 @@ class Policy:
         t0 = time.perf_counter()
         current = np.asarray(obs["joint_positions"], dtype=np.float64).reshape(-1)
         a, info = self.act_normalized(obs)
-        command = self.spec.safe_command(self.spec.denormalize_action(a, np.nan_to_num(current)), current)
+        command = self.spec.safe_command(self.control.command(a, np.nan_to_num(current)), current)
         info["action"] = a
         info["latency_ms"] = (time.perf_counter() - t0) * 1e3
         return command, info

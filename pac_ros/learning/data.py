@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..control import Control
 from ..model import PACConfig, tokenize
 from ..spec import Spec
 
@@ -47,17 +48,18 @@ class TransitionStore:
             raise ValueError(f"obs_mode {model_config.obs_mode!r} needs block features; dataset "
                              f"{getattr(dataset, 'root', '')} was recorded without them")
         self.fingerprint = dataset.fingerprint() + ("" if num_episodes is None else f"-n{n_eps}")
+        self.control = Control(model_config, self.spec)
         joints, actions, rewards, terminal, feats, tokens, starts, lengths = [], [], [], [], [], [], [], []
         row = 0
         for i in range(n_eps):
             ep = dataset.load_episode(i, images=False)
             T = len(ep.timestamp)
             joints.append(ep.joint_positions.astype(np.float32))
-            actions.append(self.spec.normalize_action(ep.actions, ep.joint_positions))
+            actions.append(self.control.action_labels(ep.joint_positions, ep.actions))
             rewards.append(ep.rewards.astype(np.float32))
             terminal.append(ep.is_terminal.astype(bool))
             if model_config.uses_features:
-                feats.append(ep.features.astype(np.float32))
+                feats.append(self.control.features(ep.joint_positions, ep.features, ep.instructions))
             cache: dict[str, np.ndarray] = {}
             tokens.append(np.stack([cache.setdefault(s, tokenize(s, model_config.max_instruction_len))
                                     for s in ep.instructions]))

@@ -203,7 +203,8 @@ def set_input_statistics(model: PACModel, dataset, store: TransitionStore, num_e
     episodes trained on, else with statistics computed from the loaded rows (same numbers)."""
     from pac_ros.data.stats import load_stats
 
-    stats = load_stats(dataset) if num_episodes is None else None
+    raw_features = store.features is None or model.config.control == "joint"  # stats.json has the raw poses
+    stats = load_stats(dataset) if num_episodes is None and raw_features else None
     if stats is not None:
         f = stats["features"]
         state = f["observation.state"]

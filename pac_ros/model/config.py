@@ -6,6 +6,12 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 OBS_MODES = ("pixels", "features", "pixels+features")
+# What the model commands and, with features, how it sees the blocks (pac_ros/control.py):
+# joint: each joint's step, blocks in spec order; task: grip-site motion, yaw and gripper
+# (IK turns it into joint targets), blocks ordered by the instruction and relative to the grip.
+CONTROLS = ("joint", "task")
+TASK_ACTION_DIM = 5  # dx dy dz dyaw gripper
+TASK_BLOCK_DIM = 10  # position, quaternion, position relative to the grip site
 
 
 @dataclass
@@ -23,6 +29,7 @@ class PACConfig:
     image_size: int | None = None  # model resolution (square); None = each camera's own
     max_instruction_len: int = 64  # byte tokens
     obs_mode: str = "pixels"  # pixels | features | pixels+features
+    control: str = "joint"  # joint | task (CONTROLS)
     n_action_bins: int = 101  # per action dim over [-1, 1] (ours)
     n_value_bins: int = 101  # distributional Q support (ours)
     v_min: float = 0.0
@@ -32,6 +39,8 @@ class PACConfig:
     def __post_init__(self) -> None:
         if self.obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode {self.obs_mode!r} not one of {OBS_MODES}")
+        if self.control not in CONTROLS:
+            raise ValueError(f"control {self.control!r} not one of {CONTROLS}")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} not divisible by heads {self.heads}")
         if self.n_action_bins < 2 or self.n_value_bins < 2:
@@ -46,6 +55,13 @@ class PACConfig:
     @property
     def uses_features(self) -> bool:
         return "features" in self.obs_mode
+
+    def action_dim(self, spec) -> int:
+        return spec.action_dim if self.control == "joint" else TASK_ACTION_DIM
+
+    def feature_dim(self, spec) -> int:
+        """Length of the model's block-feature vector (the spec's block poses, transformed)."""
+        return spec.feature_dim if self.control == "joint" else len(spec.blocks) * TASK_BLOCK_DIM
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -27,7 +27,8 @@ class PACModel(nn.Module):
         super().__init__()
         self.config, self.spec = config, spec
         c, D = config, config.width
-        self.action_dim = spec.action_dim
+        self.action_dim = c.action_dim(spec)
+        n_joints, feature_dim = spec.action_dim, c.feature_dim(spec)
         blk = dict(heads=c.heads, mlp_ratio=c.mlp_ratio, qk_norm=c.qk_norm, dropout=c.dropout)
 
         # proprioception: shared value MLP + joint identity embedding
@@ -37,10 +38,10 @@ class PACModel(nn.Module):
         upper = torch.tensor(spec.upper, dtype=torch.float32)
         self.register_buffer("joint_loc", (lower + upper) / 2)
         self.register_buffer("joint_scale", (upper - lower) / 2)
-        self.register_buffer("feature_loc", torch.zeros(spec.feature_dim))
-        self.register_buffer("feature_scale", torch.ones(spec.feature_dim))
+        self.register_buffer("feature_loc", torch.zeros(feature_dim))
+        self.register_buffer("feature_scale", torch.ones(feature_dim))
         self.joint_value = nn.Sequential(nn.Linear(1, D), nn.GELU(), nn.Linear(D, D))
-        self.joint_id = nn.Parameter(torch.zeros(spec.action_dim, D))
+        self.joint_id = nn.Parameter(torch.zeros(n_joints, D))
 
         # images: patch embedding per camera + factorised 2-D position + camera embedding
         self.camera_names = list(spec.camera_names) if c.uses_images else []
@@ -68,12 +69,12 @@ class PACModel(nn.Module):
         # privileged block features: one token per block (position + quaternion) + block id
         self.n_feature_tokens = len(spec.blocks) if c.uses_features else 0
         if c.uses_features:
-            self.feature_embed = nn.Linear(spec.feature_dim // len(spec.blocks), D)
+            self.feature_embed = nn.Linear(feature_dim // len(spec.blocks), D)
             self.feature_id = nn.Parameter(torch.zeros(self.n_feature_tokens, D))
         # one summary token of the whole low-dimensional state (joints [+ block features])
         # through an MLP: per-joint tokens alone make the latents assemble the state by
         # attention, which learned several times slower on a CPU budget (ours, measured)
-        state_dim = spec.action_dim + (spec.feature_dim if c.uses_features else 0)
+        state_dim = n_joints + (feature_dim if c.uses_features else 0)
         self.state_token = nn.Sequential(nn.Linear(state_dim, D), nn.GELU(), nn.Linear(D, D)) \
             if c.state_token else None
 
@@ -84,13 +85,13 @@ class PACModel(nn.Module):
         self.ln_latents = nn.LayerNorm(D)
 
         # policy decoder: one learned query per action dim
-        self.policy_queries = nn.Parameter(torch.zeros(spec.action_dim, D))
+        self.policy_queries = nn.Parameter(torch.zeros(self.action_dim, D))
         self.policy_dec = nn.ModuleList(CrossBlock(D, **blk) for _ in range(c.n_decoder_blocks))
         self.policy_head = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, c.n_action_bins))
 
         # Q decoder: query = learned token + MLP(action)
         self.q_query = nn.Parameter(torch.zeros(D))
-        self.action_embed = nn.Sequential(nn.Linear(spec.action_dim, D), nn.GELU(), nn.Linear(D, D))
+        self.action_embed = nn.Sequential(nn.Linear(self.action_dim, D), nn.GELU(), nn.Linear(D, D))
         self.q_dec = nn.ModuleList(CrossBlock(D, **blk) for _ in range(c.n_decoder_blocks))
         self.q_head = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, c.n_value_bins))
 
@@ -150,7 +151,7 @@ class PACModel(nn.Module):
         B, dev = joints.shape[0], joints.device
         x = (joints - self.joint_loc) / self.joint_scale
         toks = [self.joint_value(x.unsqueeze(-1)) + self.joint_id]
-        pads = [torch.zeros(B, self.action_dim, dtype=torch.bool, device=dev)]
+        pads = [torch.zeros(B, joints.shape[1], dtype=torch.bool, device=dev)]
         state = [x]
 
         if self.camera_names:

@@ -1,6 +1,6 @@
 """How learnable is a dataset by plain behaviour cloning? A fast check without PAC.
 
-    .venv/bin/python scripts/probe_bc.py data/noisy [--steps 15000] [--episodes 20] [--actions joint|ee]
+    .venv/bin/python scripts/probe_bc.py data/noisy [--steps 15000] [--episodes 20] [--control joint|task]
 
 Trains a small MLP (standardised joints + block features + a per-byte instruction code
 -> categorical actions over 21 bins per dimension) on the first 90% of the transitions,
@@ -8,11 +8,10 @@ then prints, on the held-out last 10%: the action NLL and the mean absolute erro
 the mean-decoded action per dimension (normalised units; beside it, always predicting
 0), and the closed-loop success in the sim on seeded evaluation episodes.
 
-``--actions joint`` is the model's action space (each joint's step in units of its max
-step). ``--actions ee`` relabels the same data as end-effector motion — the grip site's
-displacement to the next row (units of 5 cm), its yaw change (units of 0.15 rad) and
-the gripper command — adds the grip position and the blocks relative to it as inputs,
-and acts through damped-least-squares IK on the arm's MuJoCo model, pointing down.
+``--control`` is the model's (pac_ros/control.py): ``joint`` (each joint's step in units
+of its max step, blocks in spec order) or ``task`` (grip-site motion, yaw and gripper
+through IK; blocks ordered by the instruction and relative to the grip site). The same
+Control object makes the labels and the commands, as in training and deployment.
 If the MLP cannot stack, the PAC model will not either on a CPU budget: the data or the
 action space is the problem, not the network (see docs/learnability.md).
 """
@@ -31,48 +30,16 @@ from torch import nn  # noqa: E402
 from pac_ros.data import Dataset  # noqa: E402
 from pac_ros.evaluate import EVAL_SEED, wilson_interval  # noqa: E402
 from pac_ros.learning.data import TransitionStore  # noqa: E402
+from pac_ros.control import Control  # noqa: E402
 from pac_ros.model import preset  # noqa: E402
+from pac_ros.model.config import CONTROLS  # noqa: E402
 from pac_ros.model.tokenizer import VOCAB_SIZE, tokenize  # noqa: E402
 from pac_ros.sim.env import StackingEnv  # noqa: E402
-from pac_ros.sim.kinematics import GripKinematics  # noqa: E402
 
-EE_POS_UNIT, EE_YAW_UNIT = 0.05, 0.15
-
-
-class Probe:
-    """Inputs and labels of one action space, and the command an action becomes."""
-
-    def __init__(self, spec, mode: str, kin: GripKinematics, history: bool = False):
-        self.spec, self.mode, self.kin, self.history = spec, mode, kin, history
-
-    def inputs(self, joints: np.ndarray, features: np.ndarray, previous: np.ndarray) -> np.ndarray:
-        x = [joints, features]
-        if self.history:
-            x.append(joints - previous)
-        if self.mode == "ee":
-            grip = np.array([self.kin.fk(q)[0] for q in joints])
-            blocks = features.reshape(len(features), -1, 7)[:, :, :3]
-            x += [grip, (blocks - grip[:, None]).reshape(len(grip), -1)]
-        return np.concatenate(x, 1).astype(np.float32)
-
-    def labels(self, store: TransitionStore) -> np.ndarray:
-        rows = store.index
-        if self.mode == "joint":
-            return store.actions[rows].astype(np.float32)
-        now = [self.kin.fk(q) for q in store.joints[rows]]
-        nxt = [self.kin.fk(q) for q in store.joints[rows + 1]]
-        dp = np.array([b[0] - a[0] for a, b in zip(now, nxt)]) / EE_POS_UNIT
-        dyaw = np.array([(b[1] - a[1] + np.pi) % (2 * np.pi) - np.pi for a, b in zip(now, nxt)]) / EE_YAW_UNIT
-        gripper = store.actions[rows, -1]
-        return np.clip(np.concatenate([dp, dyaw[:, None], gripper[:, None]], 1), -1, 1).astype(np.float32)
-
-    def command(self, action: np.ndarray, q: np.ndarray) -> np.ndarray:
-        if self.mode == "joint":
-            return self.spec.denormalize_action(action, q)
-        grip, yaw = self.kin.fk(q)
-        arm = self.kin.ik(q[:6], grip + action[:3] * EE_POS_UNIT, yaw + action[3] * EE_YAW_UNIT, iterations=20)
-        gripper = self.spec.denormalize_action(np.r_[np.zeros(6), action[4]], q)[-1]
-        return np.r_[arm, gripper]
+def inputs(joints: np.ndarray, features: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """The MLP's input rows: joints, the control's block features, optionally the motion since the last tick."""
+    x = [joints, features] + ([joints - previous] if previous is not None else [])
+    return np.concatenate(x, 1).astype(np.float32)
 
 
 class MLP(nn.Module):
@@ -110,8 +77,8 @@ def chunk_labels(y: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate(out, 1)
 
 
-def closed_loop(net: MLP, probe: Probe, env: StackingEnv, text_len: int, episodes: int,
-                seed: int, chunk: int = 1) -> tuple[int, int, float]:
+def closed_loop(net: MLP, control: Control, env: StackingEnv, text_len: int, episodes: int,
+                seed: int, chunk: int = 1, history: bool = False) -> tuple[int, int, float]:
     """(successes, episodes in which the instructed top block was grasped at least once, mean length)."""
     spec = env.spec
     successes, grasped, lengths = 0, 0, []
@@ -121,13 +88,14 @@ def closed_loop(net: MLP, probe: Probe, env: StackingEnv, text_len: int, episode
         while True:
             q = obs["joint_positions"]
             if not plan:  # a new chunk of `chunk` actions, executed in turn
-                x = torch.from_numpy(probe.inputs(q[None], obs["features"][None], previous[None]))
+                f = control.features(q[None], obs["features"][None], [obs["instruction"]])
+                x = torch.from_numpy(inputs(q[None], f, previous[None] if history else None))
                 tokens = torch.from_numpy(tokenize(obs["instruction"], text_len))[None]
                 with torch.no_grad():
                     plan = list(net.mean_action(net(x, tokens))[0].double().numpy().reshape(chunk, -1))
             previous = q
             a = plan.pop(0)
-            obs, _, terminated, truncated, info = env.step(spec.safe_command(probe.command(a, q), q))
+            obs, _, terminated, truncated, info = env.step(spec.safe_command(control.command(a, q), q))
             held = held or env.is_grasped(env.target_pair[0])
             if terminated or truncated:
                 break
@@ -140,7 +108,7 @@ def closed_loop(net: MLP, probe: Probe, env: StackingEnv, text_len: int, episode
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data")
-    parser.add_argument("--actions", choices=["joint", "ee"], default="joint")
+    parser.add_argument("--control", choices=list(CONTROLS), default="joint")
     parser.add_argument("--history", action="store_true",
                         help="also input each joint's motion since the previous tick (what joint velocities tell)")
     parser.add_argument("--chunk", type=int, default=1, help="actions predicted per decision, executed in turn")
@@ -156,19 +124,19 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     dataset = Dataset(args.data)
-    store = TransitionStore(dataset, preset("tiny", obs_mode="features"), 0.99, log=lambda *_: None)
+    store = TransitionStore(dataset, preset("tiny", obs_mode="features", control=args.control), 0.99,
+                            log=lambda *_: None)
     n_train = int(len(store) * 0.9)
     if n_train < 1 or n_train == len(store):
         raise SystemExit(f"{args.data}: too few transitions ({len(store)}) for a 90/10 split")
     env = StackingEnv(dataset.spec, render=False)
-    probe = Probe(dataset.spec, args.actions, GripKinematics(env), args.history)
     rows = store.index
     in_episode = np.zeros(store.n_rows + 1, dtype=bool)
     in_episode[rows + 1] = True  # row r has a predecessor in its own episode
     previous = np.where(in_episode[rows][:, None], store.joints[np.maximum(rows - 1, 0)], store.joints[rows])
-    x = probe.inputs(store.joints[rows], store.features[rows], previous)
-    y = probe.labels(store)
-    names = dataset.spec.joint_names if args.actions == "joint" else ["dx", "dy", "dz", "dyaw", "gripper"]
+    x = inputs(store.joints[rows], store.features[rows], previous if args.history else None)
+    y = store.actions[rows]
+    names = dataset.spec.joint_names if args.control == "joint" else ["dx", "dy", "dz", "dyaw", "gripper"]
     if args.chunk > 1:
         y = chunk_labels(y, rows, args.chunk)
         names = [f"{n}@{j}" for j in range(args.chunk) for n in names]
@@ -190,7 +158,7 @@ def main(argv=None) -> int:
         mae = (net.mean_action(logits) - Y[n_train:]).abs().mean(0).numpy()
         zero = Y[n_train:].abs().mean(0).numpy()
     print(f"dataset {args.data}: {store.n_episodes} episodes, {n_train} training / {len(store) - n_train} held-out "
-          f"transitions; {args.actions} actions{' + history' if args.history else ''}, chunk {args.chunk}; "
+          f"transitions; {args.control} control{' + history' if args.history else ''}, chunk {args.chunk}; "
           f"{args.steps} steps in {time.perf_counter() - start:.0f} s")
     print(f"held-out NLL {nll:.2f} nats over {len(names)} dims")
     print("held-out mean |action error| per dim (normalised units), model vs predicting zero:")
@@ -198,7 +166,8 @@ def main(argv=None) -> int:
         print(f"  {name:14s} {m:6.3f}  {z:6.3f}")
     print(f"  {'mean':14s} {mae.mean():6.3f}  {zero.mean():6.3f}")
     if args.episodes:
-        ok, grasped, length = closed_loop(net, probe, env, text_len, args.episodes, EVAL_SEED, args.chunk)
+        ok, grasped, length = closed_loop(net, store.control, env, text_len, args.episodes, EVAL_SEED, args.chunk,
+                                          args.history)
         lo, hi = wilson_interval(ok, args.episodes)
         print(f"closed loop: success {ok}/{args.episodes} = {ok / args.episodes:.0%} (95% CI {lo:.0%}-{hi:.0%}), "
               f"mean length {length:.0f} steps (seeds {EVAL_SEED}..{EVAL_SEED + args.episodes - 1}); "

@@ -8,16 +8,24 @@
    in-memory batch;
 2. encoder cost as input tokens grow (64 -> 4096): the Perceiver encoder (latents
    cross-attend the tokens) against a plain transformer of the same width and depth
-   over all tokens, side by side with their ratio;
+   over all tokens, side by side with their ratio, the growth per doubling and the
+   peak memory of one forward pass (each measured in a fresh process: growth of the
+   resident set's high-water mark);
 3. scoring K candidate actions with the Q decoder against one shared encoding,
-   relative to K=1 and to a full single-action forward pass.
+   relative to K=1 and to a full single-action forward pass;
+4. training input supply: samples/s of the real data sampler (TransitionStore over a
+   recorded dataset, ``--data``) against samples/s of the learner on a synthetic
+   in-memory batch, for the shipped model's configuration.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -90,6 +98,50 @@ class PlainTransformer(nn.Module):
         return x
 
 
+def encoder(kind: str, preset_name: str, spec):
+    cfg = preset(preset_name, obs_mode="pixels")
+    torch.manual_seed(0)
+    if kind == "pac":
+        return cfg, PACModel(cfg, spec).eval().encode_tokens
+    return cfg, PlainTransformer(cfg, cfg.n_cross_blocks + cfg.n_self_blocks).eval()
+
+
+def peak_memory_mb(kind: str, preset_name: str, n: int, training: bool) -> float:
+    """Extra peak resident memory (MB) of one pass over n tokens, in a fresh process."""
+    out = subprocess.run([sys.executable, __file__, "--memory-probe", kind, preset_name, str(n), str(int(training))],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def memory_probe(kind: str, preset_name: str, n: int, training: bool) -> None:
+    """Prints the peak resident memory one pass adds (MB) — inference: a forward pass;
+    training: forward + backward, activations kept for the gradient. The kernel's
+    high-water mark (VmHWM) is reset just before it (Linux: write 5 to /proc/self/clear_refs)."""
+    torch.set_num_threads(1)
+    cfg, fn = encoder(kind, preset_name, default_spec())
+    x = torch.randn(1, n, cfg.width)
+
+    def run(inp):
+        if training:
+            fn(inp.requires_grad_()).square().mean().backward()
+        else:
+            with torch.inference_mode():
+                fn(inp)
+
+    run(x[:, :8].clone())  # allocator and kernels warm, on a tiny input
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kib("VmRSS")
+    run(x)
+    print((_status_kib("VmHWM") - before) / 1024.0)
+
+
 def bench_scaling(spec, preset_name, tokens, repeats):
     cfg = preset(preset_name, obs_mode="pixels")
     torch.manual_seed(0)
@@ -98,16 +150,23 @@ def bench_scaling(spec, preset_name, tokens, repeats):
     plain = PlainTransformer(cfg, depth).eval()
     print(f"\n== encoder cost vs input tokens ({preset_name}: width {cfg.width}, {cfg.n_latents} latents, "
           f"depth {depth}; batch 1, CPU)")
-    print(f"  {'tokens':>6s} {'PAC ms':>9s} {'x prev':>7s} {'plain ms':>9s} {'x prev':>7s} {'plain/PAC':>10s}")
+    print(f"  {'tokens':>6s} {'PAC ms':>9s} {'x prev':>7s} {'plain ms':>9s} {'x prev':>7s} {'plain/PAC':>10s}"
+          f" | peak MB inference: {'PAC':>6s} {'plain':>7s} {'ratio':>6s} | training: {'PAC':>6s} {'plain':>7s}"
+          f" {'ratio':>6s}")
     prev = None
     with torch.inference_mode():
         for n in tokens:
             x = torch.randn(1, n, cfg.width)
             t_pac = np.median(timed(lambda: model.encode_tokens(x), repeats))
             t_plain = np.median(timed(lambda: plain(x), max(3, repeats // 4), warmup=1))
+            memory = ""
+            for training in (False, True):
+                m_pac, m_plain = (peak_memory_mb(k, preset_name, n, training) for k in ("pac", "plain"))
+                ratio = f"{m_plain / m_pac:5.1f}x" if m_pac > 0 else "     -"
+                memory += f" | {'training:' if training else 'peak MB inference:'} {m_pac:6.1f} {m_plain:7.1f} {ratio}"
             grow = "" if prev is None else f"{t_pac / prev[0]:6.2f}x"
             grow_p = "" if prev is None else f"{t_plain / prev[1]:6.2f}x"
-            print(f"  {n:6d} {t_pac:9.2f} {grow:>7s} {t_plain:9.2f} {grow_p:>7s} {t_plain / t_pac:9.1f}x")
+            print(f"  {n:6d} {t_pac:9.2f} {grow:>7s} {t_plain:9.2f} {grow_p:>7s} {t_plain / t_pac:9.1f}x{memory}")
             prev = (t_pac, t_plain)
 
 
@@ -132,6 +191,37 @@ def bench_candidates(spec, preset_name, ks, repeats):
                   f"{(full - base + t) / full:5.2f}x one full forward")
 
 
+def bench_supply(data: Path, config_path: Path, batch: int, repeats: int):
+    """Samples/s the real sampler supplies vs samples/s the learner consumes (synthetic batch)."""
+    from pac_ros.data import Dataset
+    from pac_ros.learning.config import TrainConfig
+    from pac_ros.learning.data import TransitionStore
+
+    cfg = TrainConfig.load(config_path)
+    model_cfg = cfg.model_config()
+    print(f"\n== training input supply ({config_path.name}: {cfg.preset}, {model_cfg.obs_mode}, "
+          f"control {model_cfg.control}; batch {batch}; {data})")
+    if not (data / "meta" / "episodes.jsonl").is_file():
+        print(f"  skipped: no dataset at {data} (pac-ros collect --out {data} --episodes 50)")
+        return
+    start = time.perf_counter()
+    store = TransitionStore(Dataset(data), model_cfg, cfg.learner.gamma, log=lambda *_: None)
+    print(f"  loading {store.n_rows} rows: {time.perf_counter() - start:.1f} s (once per run)")
+    step = iter(range(10**9))
+    t_sample = np.median(timed(lambda: store.sample(batch, next(step)), repeats))
+    torch.manual_seed(0)
+    spec = store.spec
+    model = PACModel(model_cfg, spec)
+    model.set_normalization(torch.from_numpy(store.joints),
+                            None if store.features is None else torch.from_numpy(store.features))
+    learner = Learner(model, cfg.learner)
+    synthetic = {k: v for k, v in store.sample(batch, 0).items()}  # one batch, reused: no sampling cost
+    t_learn = np.median(timed(lambda: learner.step(synthetic), max(5, repeats // 20), warmup=2))
+    supply, consume = batch / (t_sample / 1000), batch / (t_learn / 1000)
+    print(f"  sampler {t_sample:.2f} ms per batch = {supply:.0f} samples/s; learner {t_learn:.1f} ms per step = "
+          f"{consume:.0f} samples/s; supply / consumption = {supply / consume:.0f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "small", "base"])
@@ -140,14 +230,29 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--tokens", type=int, nargs="+", default=[64, 128, 256, 512, 1024, 2048, 4096])
+    parser.add_argument("--data", type=Path, default=Path("outputs/shipped/data"),
+                        help="recorded dataset for the sampler figure (make shipped-model collects it)")
+    parser.add_argument("--train-config", type=Path, default=Path("config/train_tiny.yaml"))
+    parser.add_argument("--only", nargs="+", choices=["presets", "scaling", "candidates", "supply"],
+                        default=["presets", "scaling", "candidates", "supply"])
+    parser.add_argument("--memory-probe", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_probe:
+        kind, name, n, training = args.memory_probe
+        memory_probe(kind, name, int(n), training == "1")
+        return
     torch.set_num_threads(args.threads)
     spec = default_spec()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    bench_presets(args.presets, spec, args.repeats, args.train_steps, args.batch)
-    bench_scaling(spec, "tiny", args.tokens, max(10, args.repeats // 10))
-    bench_candidates(spec, "tiny", [1, 8, 32, 128], args.repeats)
+    if "presets" in args.only:
+        bench_presets(args.presets, spec, args.repeats, args.train_steps, args.batch)
+    if "scaling" in args.only:
+        bench_scaling(spec, "tiny", args.tokens, max(10, args.repeats // 10))
+    if "candidates" in args.only:
+        bench_candidates(spec, "tiny", [1, 8, 32, 128], args.repeats)
+    if "supply" in args.only:
+        bench_supply(args.data, args.train_config, args.batch, args.repeats)
 
 
 if __name__ == "__main__":

@@ -45,8 +45,13 @@ def main() -> None:
         for node in runner.nodes.values():
             node.get_logger().set_level(LoggingSeverity.WARN)
         probe = rclpy.create_node("latency_probe")
-        probe.create_subscription(DiagnosticStatus, STATUS,
-                                  lambda m: statuses.append({kv.key: kv.value for kv in m.values}), 100)
+        arrivals: list[float] = []
+
+        def on_status(m):
+            arrivals.append(time.monotonic())
+            statuses.append({kv.key: kv.value for kv in m.values})
+
+        probe.create_subscription(DiagnosticStatus, STATUS, on_status, 100)
         runner.executor.add_node(probe)
         start = time.perf_counter()
         runner.spin(until=lambda: len(statuses) >= args.ticks, timeout=1800)
@@ -74,6 +79,15 @@ def main() -> None:
         print(f"  {name:30s} p50 {np.percentile(values, 50):6.2f} ms   p99 {np.percentile(values, 99):6.2f} ms"
               f"   max {values.max():6.2f} ms")
     print(f"  ticks that held instead of acting: {len(statuses) - len(ok)} of {len(statuses)}")
+    if args.mode == "realtime":  # wall-clock gaps between ticks: a gap of k periods missed k - 1 ticks
+        from pac_ros.spec import default_spec
+
+        period = default_spec().control_period
+        gaps = np.diff(arrivals) / period
+        missed = int(np.sum(np.maximum(np.round(gaps) - 1, 0)))
+        print(f"  tick interval p50 {np.percentile(gaps, 50) * period * 1e3:.1f} ms, max "
+              f"{gaps.max() * period * 1e3:.1f} ms (period {period * 1e3:.0f} ms); missed ticks: {missed} "
+              f"of {len(statuses) + missed} ({missed / (len(statuses) + missed):.2%})")
     if episodes:
         wins = sum(bool(m["success"]) for m in episodes)
         print(f"  episodes completed: {len(episodes)}, success {wins}/{len(episodes)}")

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..model.config import PACConfig, preset
+from ..model.config import PACConfig, check_field_types, preset
 
 
 class ConfigError(ValueError):
@@ -25,6 +25,7 @@ def _build(cls, data: Any, where: str):
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
     try:
+        check_field_types(cls, data)
         return cls(**dict(data))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc

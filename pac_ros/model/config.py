@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -12,6 +14,33 @@ OBS_MODES = ("pixels", "features", "pixels+features")
 CONTROLS = ("joint", "task")
 TASK_ACTION_DIM = 5  # dx dy dz dyaw gripper
 TASK_BLOCK_DIM = 10  # position, quaternion, position relative to the grip site
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    if kind is type(None):
+        return value is None
+    if kind in (int, float) and isinstance(value, bool):
+        return False
+    if kind is float:
+        return isinstance(value, (int, float))
+    if kind is tuple:
+        return isinstance(value, (tuple, list))
+    return isinstance(value, kind) if isinstance(kind, type) else True
+
+
+def check_field_types(cls: type, data: Mapping[str, Any]) -> None:
+    """ValueError naming the first value in ``data`` that does not fit its dataclass field's
+    annotation (int, float, bool, str, tuple, dict, optional ones); config files use this."""
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        kind = hints.get(name)
+        if kind is None:
+            continue
+        union = typing.get_origin(kind) in (typing.Union, types.UnionType)
+        options = typing.get_args(kind) if union else (kind,)
+        if not any(_fits(value, k) for k in options):
+            wanted = " or ".join("null" if k is type(None) else getattr(k, "__name__", str(k)) for k in options)
+            raise ValueError(f"{name} must be {wanted}, got {value!r}")
 
 
 @dataclass
@@ -72,6 +101,7 @@ class PACConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown model config key(s) {unknown}; allowed: {sorted(names)}")
+        check_field_types(cls, data)
         return cls(**dict(data))
 
     def replace(self, **kw: Any) -> "PACConfig":
@@ -93,4 +123,5 @@ PRESETS: dict[str, PACConfig] = {
 def preset(name: str, **overrides: Any) -> PACConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
+    check_field_types(PACConfig, overrides)
     return PRESETS[name].replace(**overrides)

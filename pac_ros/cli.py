@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="checkpoint directory (or a run directory: its latest)")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--seed", type=int, default=100_000, help="first evaluation seed")
-    p.add_argument("--decoding", default="greedy", choices=["greedy", "sample", "q_filter"])
+    p.add_argument("--decoding", default="greedy", choices=["greedy", "mean", "sample", "q_filter"])
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--spec", type=Path, default=None, help="robot/task spec YAML (default config/robot.yaml)")
     p.add_argument("--video", type=Path, default=None, help="write a GIF of the first episodes here")

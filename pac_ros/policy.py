@@ -18,7 +18,7 @@ from .learning.checkpoint import CheckpointError, load_model_state, resolve
 from .model import PACConfig, PACModel, tokenize
 from .spec import Spec, SpecError
 
-DECODING = ("greedy", "sample", "q_filter")
+DECODING = ("greedy", "mean", "sample", "q_filter")
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -107,6 +107,8 @@ class Policy:
         logits = m.policy_logits(lat).float()
         if self.decoding == "greedy":
             action = m.greedy_action(logits)[:, None]
+        elif self.decoding == "mean":  # expectation over the bins: finer than one bin
+            action = (logits.softmax(-1) * m.action_bins).sum(-1)[:, None]
         elif self.decoding == "sample":
             action = m.sample_actions(logits, 1, self.temperature, self.generator)
         else:  # Q-filtered: greedy + K-1 samples, scored against one encoding

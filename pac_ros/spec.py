@@ -26,6 +26,11 @@ import yaml
 from pac_ros.paths import share_file
 
 ENCODINGS = ("rgb8", "bgr8", "mono8")
+# Measured positions may pass the limits under contact (the sim's fingers open ~6 mm past
+# 40 mm); beyond this fraction of a joint's range they are wrong: units, joint order, a sensor.
+POSITION_SLACK = 0.25
+# A recorded command may pass the limits by float rounding only.
+COMMAND_TOLERANCE = 1e-6
 
 
 class SpecError(ValueError):
@@ -94,6 +99,11 @@ class Spec:
     @property
     def max_step(self) -> np.ndarray:
         return np.array([j.max_step for j in self.joints], dtype=np.float64)
+
+    def plausible_positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of a believable measured position: the limits widened by ``POSITION_SLACK``."""
+        slack = POSITION_SLACK * (self.upper - self.lower)
+        return self.lower - slack, self.upper + slack
 
     @property
     def control_period(self) -> float:

@@ -1,11 +1,16 @@
-"""Child process for test_data's crash test: commits small synthetic episodes until killed.
+"""Child process for the crash tests (test_data, test_faults): commits episodes until killed.
 
-usage: data_crash_writer.py ROOT SEED [POINT N]
+usage: data_crash_writer.py ROOT SEED [POINT N [recorder]]
 POINT makes the process SIGKILL itself inside the N-th commit step of that kind:
-before_rename, after_rename, torn_tmp (half an episode file written),
-torn_index / torn_task (half an index line written); or slow_fsync N: every fsync
-sleeps N ms first (a slow disk), so kills from outside land inside commits more often.
+after_task (task lines appended), before_rename, after_rename, torn_tmp (half an
+episode file written), torn_index / torn_task (half an index line written),
+after_index (the index line written, the commit not yet returned), add_step (inside
+the N-th step copied into an episode); or slow_fsync N: every fsync sleeps N ms first
+(a slow disk), so kills from outside land inside commits more often.
 Episode k's content is ``synthetic_episode(spec, seed, k)`` so the test can check it.
+With ``recorder`` the process is a recorder instead: it feeds ``fake_msgs.robot_stream``
+through RecorderCore and commits what it hands over (commit_episode, as the recorder
+node does); POINT ``message`` N kills it before the N-th message, mid-recording.
 """
 from __future__ import annotations
 
@@ -93,6 +98,29 @@ def _install_crash(point: str, at: int) -> None:
             orig_write(fd, data)
 
         fmt.write_all = write_all
+    elif point == "add_step":
+        from pac_ros.data.writer import EpisodeBuffer
+
+        orig_add = EpisodeBuffer.add_step
+
+        def add_step(self, *args, **kwargs):
+            if hit():
+                die()
+            orig_add(self, *args, **kwargs)
+
+        EpisodeBuffer.add_step = add_step
+    elif point in ("after_index", "after_task"):
+        orig_append = DatasetWriter._append_line
+        target = fmt.EPISODES_PATH if point == "after_index" else fmt.TASKS_PATH
+
+        def _append_line(self, fd, data, what):
+            orig_append(self, fd, data, what)
+            if what == target and hit():
+                die()
+
+        DatasetWriter._append_line = _append_line
+    elif point == "message":
+        pass  # counted by run_recorder
     elif point in ("torn_index", "torn_task"):
         orig_append = DatasetWriter._append_line
         target = fmt.EPISODES_PATH if point == "torn_index" else fmt.TASKS_PATH
@@ -109,6 +137,21 @@ def _install_crash(point: str, at: int) -> None:
         raise SystemExit(f"unknown crash point {point!r}")
 
 
+def run_recorder(writer, spec: Spec, seed: int, kill_at_message: int | None) -> None:
+    import fake_msgs
+    from pac_ros.data.recording import RecorderCore, commit_episode
+
+    def on_episode(episode):
+        k = writer.num_episodes
+        commit_episode(writer, episode, seed=k, metadata={"k": k})
+
+    core = RecorderCore(spec, on_episode, features=True, max_steps=None)
+    for i, event in enumerate(fake_msgs.robot_stream(spec, seed), 1):
+        if i == kill_at_message:
+            os.kill(os.getpid(), signal.SIGKILL)
+        fake_msgs.feed(core, event)
+
+
 def main(argv: list[str]) -> None:
     from pac_ros.data import DatasetWriter
     from pac_ros.spec import default_spec
@@ -119,6 +162,9 @@ def main(argv: list[str]) -> None:
     spec = default_spec()
     writer = DatasetWriter(root, spec, features=True)
     print("ready", writer.num_episodes, flush=True)
+    if argv[4:] == ["recorder"]:
+        run_recorder(writer, spec, seed, int(argv[3]) if argv[2] == "message" else None)
+        return
     k = writer.num_episodes
     deadline = time.monotonic() + 60.0  # never outlive a lost parent for long
     while time.monotonic() < deadline:

@@ -22,6 +22,7 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "32FC1": (np.dtype(np.float32), 1),
 }
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class ConversionError(ValueError):
@@ -63,11 +64,21 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     return array.astype(dtype, copy=True) if dtype.itemsize > 1 else array.copy()
 
 
-def joint_positions(msg: Any, names: Sequence[str], finite: bool = False) -> np.ndarray:
+def _brief(items: Sequence[Any], limit: int = 10) -> str:
+    """A list for an error message, cut after ``limit`` items (a malformed message may hold millions)."""
+    if len(items) <= limit:
+        return repr(list(items))
+    return repr(list(items[:limit]))[:-1] + f", ... {len(items)} in all]"
+
+
+def joint_positions(msg: Any, names: Sequence[str], finite: bool = False,
+                    bounds: tuple[np.ndarray, np.ndarray] | None = None, bounds_name: str = "bounds") -> np.ndarray:
     """Positions of ``names`` (in that order) from a JointState, matched by name.
 
     Extra joints are ignored; missing or duplicated names, a name/position length
-    mismatch and (with ``finite``) a NaN or inf among the wanted values are errors.
+    mismatch, (with ``finite``) a NaN or inf among the wanted values and (with
+    ``bounds = (lower, upper)``, called ``bounds_name`` in the error) a wanted value
+    outside them are errors.
     """
     msg_names = list(msg.name)
     positions = np.asarray(msg.position, dtype=np.float64)
@@ -86,15 +97,21 @@ def joint_positions(msg: Any, names: Sequence[str], finite: bool = False) -> np.
         raise ConversionError(f"joint state names {wanted_dupes} more than once")
     missing = [n for n in names if n not in index]
     if missing:
-        raise ConversionError(f"joint state lacks joint(s) {missing}; it has {msg_names}")
+        raise ConversionError(f"joint state lacks joint(s) {missing}; it has {_brief(msg_names)}")
     wanted = positions[[index[n] for n in names]]
     if finite and not np.all(np.isfinite(wanted)):
         raise ConversionError(f"non-finite joint positions {dict(zip(names, wanted.tolist()))}")
+    if bounds is not None:
+        outside = ~((wanted >= bounds[0]) & (wanted <= bounds[1]))
+        if outside.any():
+            raise ConversionError(f"joint positions outside {bounds_name}: "
+                                  f"{ {n: float(v) for n, v, o in zip(names, wanted, outside) if o} }")
     return wanted
 
 
 def block_poses_array(msg: Any, n_blocks: int) -> np.ndarray:
-    """geometry_msgs/PoseArray -> ``x y z qw qx qy qz`` per block, flattened (spec order)."""
+    """geometry_msgs/PoseArray -> ``x y z qw qx qy qz`` per block, flattened (spec order).
+    Every value must be finite, and fit float32 (as stored and as the model takes it)."""
     if len(msg.poses) != n_blocks:
         raise ConversionError(f"block poses: expected {n_blocks} poses, got {len(msg.poses)}")
     rows = [
@@ -102,4 +119,7 @@ def block_poses_array(msg: Any, n_blocks: int) -> np.ndarray:
          p.orientation.z]
         for p in msg.poses
     ]
-    return np.asarray(rows, dtype=np.float64).reshape(-1)
+    poses = np.asarray(rows, dtype=np.float64).reshape(-1)
+    if not np.all(np.abs(poses) <= FLOAT32_MAX):
+        raise ConversionError(f"block poses: non-finite or huge values {rows}")
+    return poses

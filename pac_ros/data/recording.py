@@ -21,9 +21,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pac_ros.data.messages import ConversionError, block_poses_array, image_to_numpy, joint_positions, stamp_seconds
+from pac_ros.data.messages import (FLOAT32_MAX, ConversionError, block_poses_array, image_to_numpy, joint_positions,
+                                   stamp_seconds)
 from pac_ros.data.writer import DatasetWriter
-from pac_ros.spec import Spec
+from pac_ros.spec import COMMAND_TOLERANCE, Spec
 
 
 @dataclass
@@ -242,6 +243,7 @@ class EpisodeAssembler:
         """
         if until is None:
             until = self.newest_stamp if self.newest_stamp is not None else float("inf")
+        self._close_gaps()
         self.resolve(float("inf"))
         kept = [s for s in self.steps if s.timestamp < until]
         self.stats.ignored_commands += len(self.steps) - len(kept)
@@ -259,6 +261,16 @@ class EpisodeAssembler:
         if stamp is not None and (not kept or stamp > kept[-1].timestamp):
             final = self.observation_at(stamp)
         return kept, final
+
+    def _close_gaps(self) -> None:
+        """An input still silent at the end (more than ``gap`` before the newest stamp of any
+        input) is a gap up to that stamp."""
+        streams = [self._joints, self._poses, *self._images.values()]
+        newest = max((s.newest for s in streams if s.newest is not None), default=None)
+        for name, seen in self._last_seen.items():
+            if newest is not None and newest - seen > self.gap:
+                self.stats.gaps.append((name, seen, newest))
+
     @property
     def success(self) -> bool:
         return self.success_at is not None
@@ -301,7 +313,9 @@ class RecorderCore:
     previous one (``split_on_clock_jump``) stops it there and starts over. Each stopped
     episode with steps goes to ``on_episode``. ``log(level, text)`` gets "info", "warning",
     "error", and "reject" for a malformed message (counted in ``rejected``, by input in
-    ``rejections``, with the first reason per input in ``first_rejection``).
+    ``rejections``, with the first reason per input in ``first_rejection``). What validate
+    would flag is malformed too: a joint state beyond the spec's plausible range, a
+    command outside the joint limits.
     """
 
     CLOCK_JUMP_S = 1.0
@@ -331,6 +345,9 @@ class RecorderCore:
         self.empty_episodes = 0  # stopped with no step, so not handed over
         self.rejections: Counter[str] = Counter()
         self.first_rejection: dict[str, str] = {}
+        # what validate accepts: measured positions within the plausible range, commands within the limits
+        self.plausible = spec.plausible_positions()
+        self.command_bounds = (spec.lower - COMMAND_TOLERANCE, spec.upper + COMMAND_TOLERANCE)
 
     @property
     def rejected(self) -> int:
@@ -365,22 +382,25 @@ class RecorderCore:
     def on_joint_state(self, msg: Any, now: float) -> None:
         self.received["joint_states"] += 1
         try:
-            q = joint_positions(msg, self.spec.joint_names, finite=True)
+            q = joint_positions(msg, self.spec.joint_names, finite=True, bounds=self.plausible,
+                                bounds_name="the plausible range (limits ± 25% of the range)")
         except ConversionError as exc:
             self._reject("joint_states", "joint state", exc)
             return
         stamp = self._stamp(msg)
         last = self._last_joint_stamp
+        failed = None
         if self.split_on_clock_jump and last is not None and stamp < last - self.CLOCK_JUMP_S:
             self.log("warning", f"time jumped back from {last:.3f} to {stamp:.3f} s: "
                                 "closing the episode and starting over")
-            if self.recording:
-                self.stop("clock jumped backwards", until=last)
+            failed = self._end("clock jumped backwards", until=last)
             self.restart_timeline()
             if self.auto_start and self.instruction:
                 self.start()
         self._last_joint_stamp = stamp
         self.assembler.add_joint_state(stamp, q, now)
+        if failed is not None:
+            raise failed
         self._check_auto_stop()
 
     def on_block_poses(self, msg: Any, now: float) -> None:
@@ -397,23 +417,38 @@ class RecorderCore:
         if not self.recording:
             return
         try:
-            command = joint_positions(msg, self.spec.joint_names, finite=True)
+            command = joint_positions(msg, self.spec.joint_names, finite=True, bounds=self.command_bounds,
+                                      bounds_name="the joint limits")
         except ConversionError as exc:
             self._reject("command", "stamped command", exc)
             return
+        command = np.clip(command, self.spec.lower, self.spec.upper)  # by rounding error at most
         self.assembler.add_command(self._stamp(msg), command, now)
         self._check_auto_stop()
 
+    def _blank(self, text: str) -> bool:
+        """Count an instruction; a blank one is rejected (True)."""
+        self.received["instruction"] += 1
+        if text.strip():
+            return False
+        self._reject("instruction", "instruction", ConversionError(f"blank instruction {text!r}"))
+        return True
+
     def on_instruction(self, text: str) -> None:
         """A new instruction means a reset: the episode in progress ends, the next starts."""
+        if self._blank(text):
+            return
         self.instruction = text
-        if self.recording:
-            self.stop("new instruction (reset)")
+        failed = self._end("new instruction (reset)")
         if self.auto_start:
             self.start()
+        if failed is not None:
+            raise failed
 
     def set_instruction(self, text: str) -> None:
         """Change the instruction within the episode in progress (later commands carry it)."""
+        if self._blank(text):
+            return
         self.instruction = text
         self.assembler.set_instruction(text)
 
@@ -422,7 +457,10 @@ class RecorderCore:
             self.checkpoint = model_id  # the model acting now (it may be swapped at run time)
 
     def on_reward(self, reward: float) -> None:
-        if self.recording:
+        self.received["reward"] += 1
+        if not abs(reward) <= FLOAT32_MAX:  # NaN too: stored as float32, it could not be committed
+            self._reject("reward", "reward", ConversionError(f"reward {reward!r} is not a finite float32"))
+        elif self.recording:
             self.assembler.add_reward(reward)
 
     def on_success(self, success: bool) -> None:
@@ -478,6 +516,18 @@ class RecorderCore:
                          f"dropped={stats.dropped_commands}, late={stats.late_messages}, gaps={len(stats.gaps)}")
         self.on_episode(episode)
         return episode
+
+    def _end(self, reason: str, until: float | None = None) -> Exception | None:
+        """Stop the episode in progress, if any. An error from ``on_episode`` is returned for the
+        caller to raise once it has moved on (started the next episode), so a failed hand-over
+        never stops recording."""
+        if not self.recording:
+            return None
+        try:
+            self.stop(reason, until=until)
+        except Exception as exc:
+            return exc
+        return None
 
     def abandon(self, why: str) -> None:
         """Drop the episode in progress without committing it."""

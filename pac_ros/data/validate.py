@@ -4,26 +4,28 @@ Reading an episode already checks its sha256, row count, columns, task indices a
 image decoding (reader.load_episode); on top of that each episode must have strictly
 increasing stamps, finite values, joint values within the spec's limits, exactly one
 first row (row 0) and one last row (the final row), and an index line that agrees with
-its file (success/return). Files under data/ that no index line names are orphans
+its file: the rewards' return, and every key of the index line its file carries (an
+edited line). Files under data/ that no index line names are orphans
 (e.g. the leftovers of a crash before a commit); a torn last index line is reported.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pac_ros.data import format as fmt
 from pac_ros.data.format import DatasetError
 from pac_ros.data.reader import Dataset, Episode
-
-# Commands must lie within the limits. Measured positions may pass them under contact
-# (the sim's fingers open up to ~6 mm past the gripper's 40 mm), so observations are only
-# flagged beyond a quarter of the joint's range: wrong units or joint order, not physics.
-COMMAND_TOLERANCE = 1e-6
-OBSERVATION_SLACK = 0.25
+# Commands must lie within the limits; measured positions within the spec's plausible
+# bounds (a quarter of the joint's range past them: wrong units or joint order, not physics).
+from pac_ros.spec import COMMAND_TOLERANCE
+from pac_ros.spec import POSITION_SLACK as OBSERVATION_SLACK
 
 
 @dataclass
@@ -75,7 +77,26 @@ def episode_problems(ds: Dataset, ep: Episode) -> list[str]:
         ret = float(np.sum(ep.rewards[:-1], dtype=np.float64))
         if not np.isclose(ret, float(meta["return"]), rtol=1e-5, atol=1e-5):
             out.append(f"{where}: index return {meta['return']} but the rewards sum to {ret}")
+    out.extend(line_problems(ds, meta))
     return out
+
+
+def line_problems(ds: Dataset, meta: dict) -> list[str]:
+    """An index line must say what the line its episode file carries says (an edited line)."""
+    path = ds.root / meta["file"]
+    try:
+        carried = (pq.read_schema(path).metadata or {}).get(fmt.EPISODE_META_KEY)
+        carried = json.loads(carried) if carried is not None else None
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        return [f"{path}: cannot read the index line it carries: {exc}"]
+    if not isinstance(carried, dict):
+        return []  # a file without one (older writers): nothing to compare
+    edited = sorted(k for k in set(carried) | set(meta) if k not in ("sha256", "bytes")
+                    and carried.get(k) != meta.get(k))
+    if not edited:
+        return []
+    return [f"{ds.root / fmt.EPISODES_PATH}: line {meta['episode_index'] + 1} differs from the line {path} carries "
+            f"in {edited} (edited?): " + "; ".join(f"{k}: {meta.get(k)!r} vs {carried.get(k)!r}" for k in edited[:3])]
 
 
 def validate(root: str | Path, images: bool = True) -> ValidationReport:

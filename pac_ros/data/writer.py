@@ -3,7 +3,8 @@
 Commit order (crash safe, even under SIGKILL): new task lines appended + fsynced; the
 episode parquet written to a temp name in its chunk dir, fsynced, renamed, dir
 fsynced; then its index line appended to meta/episodes.jsonl and fsynced. Opening a
-dataset for writing recovers what an interrupted writer left (see ``_recover``).
+dataset for writing recovers what an interrupted writer left (see ``_recover``): a
+commit that died after its file's rename is completed from the line the file carries.
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pac_ros.data import format as fmt
+from pac_ros.data import reindex
 from pac_ros.data.format import DatasetError
+from pac_ros.data.messages import FLOAT32_MAX
 from pac_ros.spec import CameraSpec, Spec
 
 try:
@@ -36,12 +39,14 @@ log = logging.getLogger("pac_ros.data")
 
 
 # ---- input validation ------------------------------------------------------------------
-def _number(name: str, value: Any) -> float:
+def _number(name: str, value: Any, float32: bool = False) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise DatasetError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
     out = float(value)
     if not math.isfinite(out):
         raise DatasetError(f"{name}: must be finite, got {out}")
+    if float32 and abs(out) > FLOAT32_MAX:
+        raise DatasetError(f"{name}: {out} does not fit float32 (stored as float32)")
     return out
 
 
@@ -123,7 +128,7 @@ class EpisodeBuffer:
             raise DatasetError(f"timestamp: {t!r} is not after the previous step's {self._ts[-1]!r}")
         q = _vector("joint_positions", joint_positions, spec.joint_names)
         a = _vector("action", action, spec.joint_names)
-        r = _number("reward", reward)
+        r = _number("reward", reward, float32=True)
         f = None
         if self._writer.has_features:
             if features is None:
@@ -245,38 +250,40 @@ class DatasetWriter:
         self.has_features = has
 
     def _recover(self) -> None:
-        """Undo what an interrupted writer left: torn index lines, temp files, unindexed episodes."""
-        tasks_path = self.root / fmt.TASKS_PATH
-        recs, good, torn = fmt.read_jsonl(tasks_path)
-        if torn:
-            self._truncate(tasks_path, good, torn)
-        self._tasks = fmt.parse_tasks(tasks_path, recs)
-        self._task_ids = {t: i for i, t in enumerate(self._tasks)}
-
-        ep_path = self.root / fmt.EPISODES_PATH
-        recs, good, torn = fmt.read_jsonl(ep_path)
-        if torn:
-            self._truncate(ep_path, good, torn)
-        fmt.check_episodes(ep_path, recs)
-        self._next_episode = len(recs)
-        self._next_index = sum(r["length"] for r in recs)
-        indexed = {r["file"] for r in recs}
-
+        """Undo what an interrupted writer left: torn index lines and temp files go; complete
+        episode files an interrupted commit had not indexed are indexed from the line each
+        carries (``reindex``, as `repair` does), other unindexed files are quarantined."""
+        tasks_path, ep_path = self.root / fmt.TASKS_PATH, self.root / fmt.EPISODES_PATH
+        for path in (tasks_path, ep_path):
+            _, good, torn = fmt.read_jsonl(path)
+            if torn:
+                self._truncate(path, good, torn)
         for p in sorted((self.root / "meta").glob("*" + fmt.TMP_SUFFIX)):
             self._remove(p, "unfinished temp file")
-        for p in sorted((self.root / "data").rglob("*")):
-            if not p.is_file():
-                continue
-            rel = p.relative_to(self.root).as_posix()
-            if p.name.endswith(fmt.TMP_SUFFIX):
+        for p in sorted((self.root / "data").rglob("*" + fmt.TMP_SUFFIX)):
+            if p.is_file():
                 self._remove(p, "unfinished temp file")
-            elif p.suffix == ".parquet" and rel not in indexed:
-                dest = fmt.quarantine(self.root, p)
-                log.warning("%s: episode file no index line names (an interrupted commit); "
-                            "moved to %s", p, dest)
-        missing = [f for f in sorted(indexed) if not (self.root / f).exists()]
+        recs, tasks = self._read_index()
+        actions: list[str] = []
+        if reindex.rebuild_index(self.root, actions, keep=recs, keep_tasks=tasks):
+            recs, tasks = self._read_index()
+        for action in actions:
+            log.warning("%s", action)
+        self._tasks = tasks
+        self._task_ids = {t: i for i, t in enumerate(self._tasks)}
+        self._next_episode = len(recs)
+        self._next_index = sum(r["length"] for r in recs)
+        missing = [r["file"] for r in recs if not (self.root / r["file"]).exists()]
         if missing:
             log.error("%s: %d indexed episode file(s) are missing, e.g. %s", self.root, len(missing), missing[0])
+
+    def _read_index(self) -> tuple[list[dict[str, Any]], list[str]]:
+        tasks_path, ep_path = self.root / fmt.TASKS_PATH, self.root / fmt.EPISODES_PATH
+        recs, _, _ = fmt.read_jsonl(tasks_path)
+        tasks = fmt.parse_tasks(tasks_path, recs)
+        recs, _, _ = fmt.read_jsonl(ep_path)
+        fmt.check_episodes(ep_path, recs)
+        return recs, tasks
 
     @staticmethod
     def _truncate(path: Path, size: int, torn: bytes) -> None:
@@ -413,11 +420,11 @@ class DatasetWriter:
         line["sha256"] = hashlib.sha256(data).hexdigest()
         line["bytes"] = len(data)
 
-        if not final.parent.exists():
-            final.parent.mkdir(parents=True, exist_ok=True)
-            fmt.fsync_dir(final.parent.parent)
         tmp = fmt.tmp_name(final)
         try:
+            if not final.parent.exists():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                fmt.fsync_dir(final.parent.parent)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 fmt.write_all(fd, data)
@@ -433,7 +440,7 @@ class DatasetWriter:
             self._append_safely(self._episodes_fd, (json.dumps(line, allow_nan=False) + "\n").encode(),
                                 fmt.EPISODES_PATH)
         except BaseException:
-            _unlink_quiet(final)  # unindexed: would be quarantined on the next open anyway
+            _unlink_quiet(final)  # the commit failed: leave no file for the next start to index
             raise
         self._next_episode += 1
         self._next_index += T

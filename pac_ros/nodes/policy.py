@@ -9,6 +9,9 @@ the hold command (by default the last command, so a gripper keeps its grip) and
 says why on /pac/status. Every command is
 clamped to joint limits and max step by the Policy; a non-finite one is never sent.
 
+On a CPU the model runs on ``threads`` threads (default 1, enough for the small presets:
+with other processes busy, torch's default of one per core slowed the loop twentyfold).
+
 Changing the ``checkpoint`` parameter (or calling ``~/reload``) loads the new
 checkpoint on a worker thread and swaps it in at a tick boundary; a checkpoint that
 fails to load leaves the running one in place.
@@ -38,6 +41,9 @@ class PolicyNode(Node):
         p = self.declare_parameter
         period = self.spec.control_period
         self.device = p("device", "auto").value
+        # CPU threads for the model (0: torch's default, one per core). With other processes busy,
+        # torch's default made the lock-step loop 20x slower: 4.7 vs ~100 ticks/s (bench/soak.py).
+        self.threads = int(p("threads", 1).value)
         self.decoding = p("decoding", "greedy").value
         self.limits = {
             "image": float(p("staleness.image", 2.5 * period).value),
@@ -49,6 +55,7 @@ class PolicyNode(Node):
         if self.hold_mode not in ("last_command", "current_position"):
             raise ValueError(f"parameter hold must be 'last_command' or 'current_position', got {self.hold_mode!r}")
         self.last_command: np.ndarray | None = None
+        self.plausible = self.spec.plausible_positions()  # a position beyond is a malformed message
         self.policy = None
         self.model_id = ""
         self.loading = threading.Lock()
@@ -74,6 +81,13 @@ class PolicyNode(Node):
         checkpoint = p("checkpoint", "").value
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is required (a checkpoint or training run directory)")
+        if self.threads > 0:
+            import torch
+
+            from pac_ros.policy import pick_device
+
+            if pick_device(self.device).type == "cpu":
+                torch.set_num_threads(self.threads)  # process-wide; before the warm-up in _load
         self.policy, self.model_id = self._load(checkpoint)  # a bad checkpoint at start-up is fatal
         self.add_on_set_parameters_callback(self._on_params)
         self.timer = self.create_timer(period, self._tick)
@@ -152,7 +166,8 @@ class PolicyNode(Node):
 
     def _on_joints(self, msg: JointState) -> None:
         try:
-            q = joint_positions(msg, self.spec.joint_names, finite=True)
+            q = joint_positions(msg, self.spec.joint_names, finite=True, bounds=self.plausible,
+                                bounds_name="the plausible range (limits ± 25% of the range)")
         except ConversionError as exc:
             self._invalid("joint_states", str(exc))
             return
@@ -160,9 +175,7 @@ class PolicyNode(Node):
 
     def _on_poses(self, msg: PoseArray) -> None:
         try:
-            poses = common.block_poses_array(msg, len(self.spec.blocks))
-            if not np.all(np.isfinite(poses)):
-                raise ValueError("non-finite block pose")
+            poses = common.block_poses_array(msg, len(self.spec.blocks))  # finite, or ConversionError
         except ValueError as exc:
             self._invalid("block_poses", str(exc))
             return
@@ -182,7 +195,8 @@ class PolicyNode(Node):
         return needed
 
     def check_inputs(self, now: float) -> str:
-        """'' when every input the model needs is present, well formed and fresh, else why not."""
+        """'' when every input the model needs is present, well formed and fresh (stamped within its
+        staleness limit of the clock, either way), else why not."""
         if not self.instruction:
             return "no instruction received"
         try:
@@ -194,9 +208,11 @@ class PolicyNode(Node):
                 return f"{name}: malformed: {self.malformed[name]}"
             if name not in self.latest:
                 return f"{name}: nothing received"
-            age = now - self.latest[name][0]
-            if age > self.limits[kind]:
-                return f"{name}: stale ({age * 1000:.0f} ms old, limit {self.limits[kind] * 1000:.0f} ms)"
+            age, limit = now - self.latest[name][0], self.limits[kind]
+            if age > limit:
+                return f"{name}: stale ({age * 1000:.0f} ms old, limit {limit * 1000:.0f} ms)"
+            if age < -limit:  # another clock, or ours jumped back: it would never go stale
+                return f"{name}: stamped {-age * 1000:.0f} ms ahead of the clock (limit {limit * 1000:.0f} ms)"
         return ""
 
     def _tick(self) -> None:

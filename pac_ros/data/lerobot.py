@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from pac_ros.data import format as fmt
-from pac_ros.data.convert import ConversionReport
+from pac_ros.data.convert import ConversionReport, select_episodes
 from pac_ros.data.format import DatasetError
 from pac_ros.data.reader import Dataset, Episode
 from pac_ros.data.writer import DatasetWriter
@@ -73,7 +73,7 @@ def export_lerobot(dataset: str | os.PathLike | Dataset, out: str | os.PathLike,
     t0 = time.perf_counter()
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     out = Path(out)
-    selected = _select(ds, episodes)
+    selected = select_episodes(ds, episodes)
     if not data_files_size_in_mb > 0:
         raise ValueError(f"data_files_size_in_mb must be > 0, got {data_files_size_in_mb}")
     staging = _staging_dir(out)
@@ -84,26 +84,6 @@ def export_lerobot(dataset: str | os.PathLike | Dataset, out: str | os.PathLike,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ConversionReport(out, len(selected), steps, time.perf_counter() - t0)
-
-
-def _select(ds: Dataset, episodes: Sequence[int] | None) -> list[int]:
-    if len(ds) == 0:
-        raise DatasetError(f"{ds.root}: the dataset has no committed episodes to export")
-    if episodes is None:
-        return list(range(len(ds)))
-    selected = []
-    for i in episodes:
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
-            raise TypeError(f"episode indices must be ints, got {type(i).__name__} {i!r}")
-        if not 0 <= i < len(ds):
-            raise IndexError(f"episode {i} out of range: dataset {ds.root} has {len(ds)} episodes")
-        selected.append(int(i))
-    if not selected:
-        raise ValueError("no episodes selected")
-    dupes = sorted({i for i in selected if selected.count(i) > 1})
-    if dupes:
-        raise ValueError(f"episodes selected more than once: {dupes}")
-    return selected
 
 
 def _staging_dir(out: Path) -> Path:

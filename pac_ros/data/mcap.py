@@ -59,7 +59,7 @@ from rosbags.rosbag2 import CompressionFormat, CompressionMode, Reader, StorageP
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from pac_ros.data.convert import ConversionReport
+from pac_ros.data.convert import ConversionReport, select_episodes
 from pac_ros.data.format import DatasetError, fsync_dir
 from pac_ros.data.messages import stamp_seconds
 from pac_ros.data.reader import Dataset, Episode
@@ -138,7 +138,7 @@ def export_mcap(
     if not root.is_dir():
         raise DatasetError(f"{root}: no such dataset directory")
     ds = Dataset(root)
-    selected = _select(ds, episodes)
+    selected = select_episodes(ds, episodes)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{out.parent}: parent directory of the output does not exist")
 
@@ -161,26 +161,6 @@ def _command_topic(commander: str) -> str:
     if not name or any(c.isspace() for c in name):
         raise ValueError(f"commander must be a node name such as '/recorder_export', got {commander!r}")
     return (name if name.startswith("/") else "/" + name) + "/command"
-
-
-def _select(ds: Dataset, episodes: Sequence[int] | None) -> list[int]:
-    if len(ds) == 0:
-        raise DatasetError(f"{ds.root}: the dataset has no committed episodes to export")
-    if episodes is None:
-        return list(range(len(ds)))
-    selected = []
-    for i in episodes:
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
-            raise TypeError(f"episode indices must be ints, got {type(i).__name__} {i!r}")
-        if not 0 <= i < len(ds):
-            raise IndexError(f"episode {i} out of range: dataset {ds.root} has {len(ds)} episodes")
-        selected.append(int(i))
-    if not selected:
-        raise ValueError("no episodes selected")
-    dupes = sorted({i for i in selected if selected.count(i) > 1})
-    if dupes:
-        raise ValueError(f"episodes selected more than once: {dupes}")
-    return selected
 
 
 def _stamps_ns(e: Episode, where: str) -> np.ndarray:

@@ -21,6 +21,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from pac_ros.data import Dataset  # noqa: E402
 from pac_ros.evaluate import EVAL_SEED, evaluate  # noqa: E402
+from pac_ros.learning import LearnerConfig  # noqa: E402
 from pac_ros.learning.checkpoint import read_meta, resolve  # noqa: E402
 from pac_ros.policy import Policy  # noqa: E402
 from pac_ros.spec import default_spec  # noqa: E402
@@ -47,6 +48,7 @@ def main() -> int:
 
     train = meta.get("train_config", {})
     learner, data, run = train.get("learner", {}), train.get("data", {}), train.get("run", {})
+    final_alpha = LearnerConfig.from_dict(learner).alpha(int(meta.get("step", 0)))
     data_lines = [f"- dataset fingerprint `{meta.get('dataset_fingerprint')}`"]
     try:
         ds = Dataset(data.get("root"))
@@ -57,9 +59,10 @@ def main() -> int:
             qualities[q] = qualities.get(q, 0) + 1
         data_lines += [
             f"- `{data.get('root')}`: {len(ds)} episodes, {ds.total_steps} steps, "
-            f"success {wins}/{len(ds)} = {wins / len(ds):.1%} (the sub-optimal 'mixed' blend)",
+            f"success {wins}/{len(ds)} = {wins / len(ds):.1%}",
             f"- expert qualities: {', '.join(f'{k} {v}' for k, v in sorted(qualities.items()))}",
-            f"- sources: scripted expert in the MuJoCo stacking world, seeds 0..{len(ds) - 1}",
+            f"- sources: scripted expert in the MuJoCo stacking world, seeds "
+            f"{min(m.get('seed') or 0 for m in ds.episodes)}..{max(m.get('seed') or 0 for m in ds.episodes)}",
         ]
     except Exception as exc:  # the card still says what it can
         data_lines.append(f"- dataset not readable here ({exc})")
@@ -77,11 +80,12 @@ def main() -> int:
 
 A Perceiver-Actor-Critic policy ({meta.get('n_parameters', 0) / 1e6:.2f} M parameters,
 observation mode `{meta.get('model_config', {}).get('obs_mode')}`: joint positions, the
-instruction and the block poses from `/sim/block_poses`; no camera input) for the
+instruction and the block poses from `/sim/block_poses`; no camera input; control
+`{meta.get('model_config', {}).get('control', 'joint')}`, see docs/model.md) for the
 `{spec.name}` spec (fingerprint `{meta.get('spec_fingerprint')}`), {spec.control_rate_hz:g} Hz.
 
 ## Evaluation (measured by scripts/ship_model.py)
-- {result.n} seeded episodes, seeds {args.seed}..{args.seed + result.n - 1} (collection used seeds from 0)
+- {result.n} seeded episodes, seeds {args.seed}..{args.seed + result.n - 1} (no training episode used these seeds)
 - **success {s['success_rate']:.1%}** (95% Wilson CI {s['success_ci_low']:.1%} - {s['success_ci_high']:.1%})
 - mean return {s['mean_return']:.3f}, mean episode length {s['mean_length']:.1f} steps (limit {spec.max_episode_steps})
 - greedy decoding, CPU; policy latency p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms
@@ -93,7 +97,8 @@ instruction and the block poses from `/sim/block_poses`; no camera input) for th
 ## Training
 - steps {meta.get('step')}, batch {data.get('batch_size')}, seed {run.get('seed')}, lr {learner.get('lr')}
 - α schedule: {learner.get('alpha_start')} for {learner.get('alpha_warmup_steps')} steps (pure BC), then linear
-  to {learner.get('alpha_final')} over {learner.get('alpha_decay_steps')} steps
+  to {learner.get('alpha_final')} over {learner.get('alpha_decay_steps')} steps; α at the last step
+  {final_alpha:g}{' (so this run is pure behaviour cloning)' if final_alpha == 1.0 else ''}
 - η {learner.get('eta')}, γ {learner.get('gamma')}, {learner.get('n_action_samples')} sampled actions,
   target network Polyak τ {learner.get('tau')}, β {learner.get('beta')}
 - full configuration: `meta.json` → `train_config`
@@ -103,9 +108,10 @@ instruction and the block poses from `/sim/block_poses`; no camera input) for th
 
 ## Limits
 Trained and evaluated in simulation only. It needs block poses, which the MuJoCo bridge
-publishes; on a real robot they would come from a pose tracker. Why behaviour cloning
-(and so PAC's α=1 start) does not yet learn this task from the scripted demonstrations,
-measured: `docs/learnability.md`.
+publishes; on a real robot they would come from a pose tracker. With `task` control it
+also needs the arm's kinematic model (the sim's MJCF) for its IK. What makes the task
+learnable from the scripted demonstrations, and what does not work yet (learning from
+sub-optimal data), measured: `docs/learnability.md`.
 """
         (staged / "MODEL_CARD.md").write_text(card)
         if args.out.exists():

@@ -33,6 +33,7 @@ class Control:
         self.action_dim, self.feature_dim = config.action_dim(spec), config.feature_dim(spec)
         self._kin = None
         self._roles: dict[str, np.ndarray] = {}
+        self._last_fk: tuple[bytes, tuple[np.ndarray, float]] | None = None
 
     @property
     def kinematics(self):
@@ -42,6 +43,15 @@ class Control:
 
             self._kin = GripKinematics(StackingEnv(self.spec, render=False))
         return self._kin
+
+    def grip_pose(self, q: np.ndarray) -> tuple[np.ndarray, float]:
+        """Forward kinematics of ``q``; a policy tick asks twice (features, then command), so the
+        last answer is kept."""
+        q = np.asarray(q, dtype=np.float64)
+        key = q.tobytes()
+        if self._last_fk is None or self._last_fk[0] != key:
+            self._last_fk = (key, self.kinematics.fk(q))
+        return self._last_fk[1]
 
     # ---- actions ------------------------------------------------------------------
     def action_labels(self, joints: np.ndarray, commands: np.ndarray) -> np.ndarray:
@@ -65,7 +75,7 @@ class Control:
         action = np.asarray(action, dtype=np.float64)
         if not np.all(np.isfinite(action)):
             return np.full(self.spec.action_dim, np.nan)
-        grip, yaw = self.kinematics.fk(current)
+        grip, yaw = self.grip_pose(current)
         arm = self.kinematics.ik(current[:-1], grip + action[:3] * POS_UNIT, yaw + action[3] * YAW_UNIT,
                                  iterations=IK_ITERATIONS)
         joint_action = np.concatenate([np.zeros(len(arm)), action[4:]])  # the gripper's action is joint control's
@@ -81,7 +91,7 @@ class Control:
         blocks = poses.reshape(T, n_blocks, 7)
         order = np.stack([self.role_order(text) for text in instructions])
         blocks = np.take_along_axis(blocks, order[:, :, None], axis=1)
-        grip = np.stack([self.kinematics.fk(q)[0] for q in np.asarray(joints, np.float64)]).astype(np.float32)
+        grip = np.stack([self.grip_pose(q)[0] for q in np.asarray(joints, np.float64)]).astype(np.float32)
         out = np.concatenate([blocks, blocks[:, :, :3] - grip[:, None, :]], axis=2)
         assert out.shape[2] == TASK_BLOCK_DIM
         return out.reshape(T, -1)

@@ -100,6 +100,8 @@ class Spec:
     def max_step(self) -> np.ndarray:
         return np.array([j.max_step for j in self.joints], dtype=np.float64)
 
+    PLAUSIBLE_RANGE = f"the plausible range (limits ± {POSITION_SLACK:.0%} of the range)"
+
     def plausible_positions(self) -> tuple[np.ndarray, np.ndarray]:
         """Bounds of a believable measured position: the limits widened by ``POSITION_SLACK``."""
         slack = POSITION_SLACK * (self.upper - self.lower)

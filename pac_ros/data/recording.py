@@ -383,7 +383,7 @@ class RecorderCore:
         self.received["joint_states"] += 1
         try:
             q = joint_positions(msg, self.spec.joint_names, finite=True, bounds=self.plausible,
-                                bounds_name="the plausible range (limits ± 25% of the range)")
+                                bounds_name=self.spec.PLAUSIBLE_RANGE)
         except ConversionError as exc:
             self._reject("joint_states", "joint state", exc)
             return

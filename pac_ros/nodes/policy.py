@@ -167,7 +167,7 @@ class PolicyNode(Node):
     def _on_joints(self, msg: JointState) -> None:
         try:
             q = joint_positions(msg, self.spec.joint_names, finite=True, bounds=self.plausible,
-                                bounds_name="the plausible range (limits ± 25% of the range)")
+                                bounds_name=self.spec.PLAUSIBLE_RANGE)
         except ConversionError as exc:
             self._invalid("joint_states", str(exc))
             return

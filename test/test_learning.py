@@ -342,3 +342,41 @@ def test_learned_eta_trains_and_resumes(tmp_path):
     fresh, _ = make_learner(eta_kl=0.1, eta_lr=0.05, eta=0.5)
     load_into_learner(tmp_path / "c", fresh)  # restores log η, its Adam state and the torch RNG
     assert fresh.step(make_batch(spec, seed=9)) == ref
+
+
+def test_n_step_targets_sum_rewards_and_stop_at_episode_end(dataset, tmp_path):
+    from pac_ros.learning.data import TransitionStore
+
+    cfg = micro_config(obs_mode="features")
+    one = TransitionStore(dataset, cfg, gamma=0.9, log=lambda *a: None)
+    three = TransitionStore(dataset, cfg, gamma=0.9, log=lambda *a: None, n_step=3)
+    b1, b3 = one.batch(np.arange(len(one))), three.batch(np.arange(len(three)))
+    # episode 0: rows 0-4, reward 1 at row 3, terminal; transitions 0..3
+    assert np.allclose(b3["reward"][:4].numpy(), [0.0, 0.81, 0.9, 1.0])
+    assert np.allclose(b3["discount"][:4].numpy(), [0.729, 0.0, 0.0, 0.0])  # rows 3, 4 (terminal), 4, 4
+    assert torch.equal(b3["next_obs"]["joint_positions"][0], b1["obs"]["joint_positions"][3])
+    # episode 1 (truncated, rows 5-8): the last transition bootstraps from row 8 after one step
+    assert np.allclose(b3["discount"][4:7].numpy(), [0.729, 0.81, 0.9])
+    assert torch.equal(b3["next_obs"]["joint_positions"][4:7], b1["next_obs"]["joint_positions"][[6, 6, 6]])
+    assert torch.equal(b3["action"], b1["action"]) and torch.equal(b3["obs"]["features"], b1["obs"]["features"])
+    with pytest.raises(ValueError, match="n_step"):
+        TransitionStore(dataset, cfg, gamma=0.9, log=lambda *a: None, n_step=0)
+
+
+def test_critic_starts_at_the_data_return_histogram(dataset):
+    from pac_ros.learning.data import TransitionStore
+
+    cfg = micro_config(obs_mode="features")
+    store = TransitionStore(dataset, cfg, gamma=0.9, log=lambda *a: None)
+    assert np.allclose(store.returns_to_go[:4], [0.729, 0.81, 0.9, 1.0]) and not store.returns_to_go[4:7].any()
+    model = PACModel(cfg, dataset.spec)
+    hist = store.return_histogram(model.value_support)
+    assert hist.sum().item() == pytest.approx(1.0)
+    assert (hist * model.value_support.double()).sum().item() == pytest.approx(store.returns_to_go.mean(), abs=1e-6)
+    model.set_return_prior(hist)
+    b = store.batch(np.arange(len(store)))
+    with torch.no_grad():
+        q = model.q_value(model.encode(b["obs"]), b["action"][:, None].float())
+    assert torch.allclose(q, torch.full_like(q, float(store.returns_to_go.mean())), atol=2e-3)
+    with pytest.raises(ValueError, match="return prior"):
+        model.set_return_prior(torch.full((3,), 0.5))

@@ -33,11 +33,14 @@ def _build(cls, data: Any, where: str):
 
 @dataclass
 class LearnerConfig:
-    gamma: float = 0.99  # PAC_NOTES default; 1-step returns
+    gamma: float = 0.99  # PAC_NOTES default
+    q_init: str = "returns"  # critic's initial return distribution: the data's return histogram | uniform (ours)
+    n_step: int = 1  # n-step TD targets (1 = PAC_NOTES default); longer carries sparse rewards back faster
     eta: float = 0.1  # temperature of w = softmax(Q/η), in return units (ours); initial value if learned
     eta_kl: float | None = None  # None: η fixed; else learn η by the MPO dual with this KL bound ε (≈ 0.1)
     eta_lr: float = 1e-3  # learning rate of log η under the dual (ours)
     n_action_samples: int = 16  # N samples a'_j ~ π_θ'(·|s) for the improved policy
+    critic_target: str = "policy"  # a' at s' in the critic's target: policy (a' ~ π_θ', paper) | data (in-sample)
     n_target_samples: int = 1  # a' ~ π_θ'(·|s') per transition for the critic target (ours)
     alpha_start: float = 1.0  # α schedule: BC (α=1) -> final α (paper sec. 3)
     alpha_final: float = 0.5
@@ -58,6 +61,10 @@ class LearnerConfig:
         self.adam_betas = tuple(self.adam_betas)
         if self.target_update not in ("polyak", "hard"):
             raise ValueError(f"target_update must be 'polyak' or 'hard', got {self.target_update!r}")
+        if self.critic_target not in ("policy", "data"):
+            raise ValueError(f"critic_target must be 'policy' or 'data', got {self.critic_target!r}")
+        if self.q_init not in ("returns", "uniform"):
+            raise ValueError(f"q_init must be 'returns' or 'uniform', got {self.q_init!r}")
         if self.amp not in ("auto", "bf16", "none"):
             raise ValueError(f"amp must be auto, bf16 or none, got {self.amp!r}")
         for name in ("alpha_start", "alpha_final"):
@@ -67,6 +74,8 @@ class LearnerConfig:
             raise ValueError(f"eta_kl must be > 0 or null, got {self.eta_kl}")
         if self.eta <= 0 or not 0 < self.tau <= 1 or self.n_action_samples < 1 or self.n_target_samples < 1:
             raise ValueError("eta > 0, 0 < tau <= 1, n_action_samples >= 1, n_target_samples >= 1 required")
+        if self.n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {self.n_step}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
 
@@ -114,6 +123,7 @@ class RunConfig:
     progress: bool = True
     eval_episodes: int = 0  # > 0: evaluate each checkpoint on this many seeded sim episodes
     eval_seed: int = 100_000  # first evaluation seed (collection seeds start at 0)
+    init_from: str | None = None  # start from this checkpoint's weights (fine-tuning; step and optimiser fresh)
 
 
 @dataclass

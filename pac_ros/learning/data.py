@@ -2,7 +2,9 @@
 
 Rows 0..T-2 of every episode are transitions (s_t, a_t, r_t, s_{t+1}); the last row
 is only a next observation (RLDS). discount = γ·(1 − is_terminal[t+1]): a true end
-does not bootstrap, a truncation does. Transitions never cross episodes.
+does not bootstrap, a truncation does. Transitions never cross episodes. With
+``n_step`` > 1 a transition carries R = Σ_{i<k} γ^i r_{t+i}, the row s_{t+k} and the
+discount γ^k·(1 − is_terminal[t+k]), k = min(n, rows left in the episode).
 
 Images are cached once as uint8 numpy memmaps at the model's resolution, keyed by
 the dataset fingerprint (``<cache_dir>/<fingerprint>-<cam>-<H>x<W>.u8``). Sampling is
@@ -38,9 +40,11 @@ class TransitionStore:
     """All transitions of a dataset in memory (low-dim) and memmaps (images)."""
 
     def __init__(self, dataset, model_config: PACConfig, gamma: float, cache_dir: str | Path | None = None,
-                 num_episodes: int | None = None, log=print):
+                 num_episodes: int | None = None, log=print, n_step: int = 1):
+        if n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {n_step}")
         self.spec: Spec = dataset.spec
-        self.config, self.gamma = model_config, gamma
+        self.config, self.gamma, self.n_step = model_config, gamma, n_step
         n_eps = len(dataset) if num_episodes is None else min(num_episodes, len(dataset))
         if n_eps == 0:
             raise ValueError(f"dataset {getattr(dataset, 'root', '')} has no episodes")
@@ -77,7 +81,7 @@ class TransitionStore:
         self.index = np.concatenate([np.arange(s, s + T - 1) for s, T in zip(starts, lengths) if T > 1])
         if len(self.index) == 0:
             raise ValueError("dataset has no transitions (every episode has a single row)")
-        self.discount = (gamma * (1.0 - self.terminal.astype(np.float32))).astype(np.float32)
+        self._n_step_targets(np.asarray(starts), np.asarray(lengths))
         self.n_episodes = n_eps
         self.images: dict[str, np.ndarray] = {}
         if model_config.uses_images:
@@ -86,6 +90,39 @@ class TransitionStore:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def _n_step_targets(self, starts: np.ndarray, lengths: np.ndarray) -> None:
+        """Per transition: the n-step return ``n_return``, its bootstrap row ``n_next`` and
+        ``n_discount`` (see the module docstring)."""
+        last = np.repeat(starts + lengths - 1, lengths)[self.index]  # each transition's final row
+        rows = self.index
+        ret = np.zeros(len(rows), np.float64)
+        k = np.zeros(len(rows), np.int64)
+        for i in range(self.n_step):
+            live = rows + i < last
+            ret[live] += self.gamma ** i * self.rewards[rows[live] + i]
+            k += live
+        self.n_next = rows + k
+        self.n_return = ret.astype(np.float32)
+        self.n_discount = (self.gamma ** k * (1.0 - self.terminal[self.n_next])).astype(np.float32)
+        # Monte-Carlo discounted return to the episode's end (0 after a truncation)
+        g = np.zeros(self.n_rows, np.float64)
+        for s, T in zip(starts, lengths):
+            acc = 0.0
+            for t in range(s + T - 2, s - 1, -1):
+                acc = self.rewards[t] + self.gamma * acc
+                g[t] = acc
+        self.returns_to_go = g[self.index].astype(np.float32)
+
+    def return_histogram(self, support: torch.Tensor) -> torch.Tensor:
+        """The data's Monte-Carlo returns as a distribution over ``support`` (each return
+        split between its two neighbouring atoms, as the critic's projection does)."""
+        from .losses import categorical_projection
+
+        g = torch.from_numpy(self.returns_to_go).double()
+        point = torch.zeros(len(g), support.shape[0], dtype=torch.float64)
+        point[:, 0] = 1.0  # r + 0·z lands on r itself
+        return categorical_projection(point, g, torch.zeros_like(g), support.double()).mean(0)
 
     # ---- image cache --------------------------------------------------------------
     def _image_cache(self, dataset, n_eps: int, cache_dir: Path, log) -> dict[str, np.ndarray]:
@@ -135,13 +172,13 @@ class TransitionStore:
 
     def batch(self, idx: np.ndarray) -> dict[str, Any]:
         """Transitions ``idx`` (positions in ``self.index``) as a learner batch."""
+        idx = np.asarray(idx)[np.argsort(self.index[idx], kind="stable")]  # sorted reads from the memmaps
         rows = self.index[idx]
-        order = np.argsort(rows, kind="stable")  # sorted reads from the memmaps
-        rows = rows[order]
         return {
-            "obs": self.obs(rows), "next_obs": self.obs(rows + 1),
-            "action": torch.from_numpy(self.actions[rows]), "reward": torch.from_numpy(self.rewards[rows]),
-            "discount": torch.from_numpy(self.discount[rows + 1]),
+            "obs": self.obs(rows), "next_obs": self.obs(self.n_next[idx]),
+            "action": torch.from_numpy(self.actions[rows]), "reward": torch.from_numpy(self.n_return[idx]),
+            "next_action": torch.from_numpy(self.actions[self.n_next[idx]]),
+            "discount": torch.from_numpy(self.n_discount[idx]),
         }
 
     def sample(self, batch_size: int, step: int, seed: int = 0, rank: int = 0) -> dict[str, Any]:
@@ -152,4 +189,5 @@ class TransitionStore:
         r = self.rewards[self.index]
         return {"episodes": self.n_episodes, "rows": self.n_rows, "transitions": len(self.index),
                 "reward_mean": float(r.mean()), "reward_max": float(r.max()),
+                "return_to_go_mean": float(self.returns_to_go.mean()), "n_step": self.n_step,
                 "terminal_frac": float(self.terminal.mean())}

@@ -103,7 +103,10 @@ class Learner:
 
             # critic: Γ_θ' = projection of r + γ(1-term)·z, a' ~ π_θ'(·|s') (sec. 3)
             with torch.no_grad():
-                a_next = tgt.sample_actions(tgt.policy_logits(t_next), cfg.n_target_samples)
+                if cfg.critic_target == "data":  # the data's own action at s': nothing unseen is bootstrapped
+                    a_next = batch["next_action"].float()[:, None]
+                else:
+                    a_next = tgt.sample_actions(tgt.policy_logits(t_next), cfg.n_target_samples)
                 p_next = tgt.q_logits(t_next, a_next).float().softmax(-1).mean(1)
                 target = categorical_projection(p_next, reward, discount, m.value_support)
                 tz = reward[:, None] + discount[:, None] * m.value_support

@@ -21,7 +21,8 @@ import torch.distributed as dist
 
 from ..model import PACModel
 from ..spec import Spec
-from .checkpoint import CheckpointError, checkpoint_meta, load_into_learner, read_meta, save_checkpoint
+from .checkpoint import (CheckpointError, checkpoint_meta, load_into_learner, load_model_state, read_meta,
+                         save_checkpoint)
 from .config import ConfigError, TrainConfig
 from .data import TransitionStore
 from .learner import Learner
@@ -84,17 +85,19 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
         dataset = Dataset(cfg.data.root, spec=robot)
     model_cfg = cfg.model_config()
     store = TransitionStore(dataset, model_cfg, cfg.learner.gamma, cfg.data.cache_dir, cfg.data.num_episodes,
-                            log=log) if main_proc else None
+                            log=log, n_step=cfg.learner.n_step) if main_proc else None
     if world > 1:  # rank 0 builds the image cache first, the others then open it
         dist.barrier()
         if not main_proc:
             store = TransitionStore(dataset, model_cfg, cfg.learner.gamma, cfg.data.cache_dir,
-                                    cfg.data.num_episodes, log=log)
+                                    cfg.data.num_episodes, log=log, n_step=cfg.learner.n_step)
     log(f"data: {json.dumps(store.stats())}")
 
     torch.manual_seed(run.seed)
     model = PACModel(model_cfg, store.spec)
     set_input_statistics(model, dataset, store, cfg.data.num_episodes, log)
+    if cfg.learner.q_init == "returns" and not run.init_from:
+        model.set_return_prior(store.return_histogram(model.value_support))
     learner = Learner(model, cfg.learner, device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: preset {cfg.preset} ({model_cfg.obs_mode}), {n_params / 1e6:.2f} M parameters, device {device}, "
@@ -115,6 +118,13 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
             raise CheckpointError(f"{ckpt}: model config differs from the training config")
         start = load_into_learner(ckpt, learner).step_count
         log(f"resumed from {ckpt} at step {start}")
+    elif run.init_from:  # fine-tuning: the weights (and input statistics) of another run, a fresh optimiser
+        meta, weights = load_model_state(run.init_from)
+        if meta.get("model_config") != model_cfg.to_dict():
+            raise CheckpointError(f"{run.init_from}: its model config differs from the training config")
+        learner.model.load_state_dict(weights)
+        learner.hard_update()
+        log(f"initialised from {run.init_from}")
 
     writer = None
     if main_proc:

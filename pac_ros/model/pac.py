@@ -144,6 +144,17 @@ class PACModel(nn.Module):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
 
+    @torch.no_grad()
+    def set_return_prior(self, probs: torch.Tensor, floor: float = 1e-4) -> None:
+        """Start the critic at a return distribution over the support (e.g. the data's
+        histogram of returns) instead of uniform: the zero-weight Q head then outputs
+        exactly these logits, so bootstrapped targets start near the data's returns."""
+        probs = torch.as_tensor(probs, dtype=torch.float64)
+        if probs.shape != self.value_support.shape or not torch.isfinite(probs).all() or (probs < 0).any():
+            raise ValueError(f"return prior must be {self.config.n_value_bins} finite non-negative values")
+        p = probs / probs.sum() if probs.sum() > 0 else torch.full_like(probs, 1.0 / probs.numel())
+        self.q_head[-1].bias.copy_(p.clamp_min(floor).log())
+
     # ---- encoders -----------------------------------------------------------------
     def tokens(self, obs: Obs) -> tuple[torch.Tensor, torch.Tensor]:
         """All input tokens [B,N,D] and their padding mask [B,N] (True = padding)."""

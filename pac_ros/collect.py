@@ -85,7 +85,24 @@ def run_expert_episode(
     metadata: Mapping | None = None,
     instruction: str | None = None,
 ) -> tuple[bool, int, float]:
-    """One seeded expert episode; committed to ``writer`` when given.
+    """One seeded expert episode; committed to ``writer`` when given (see run_episode)."""
+    return run_episode(env, lambda obs: expert.act(), seed, writer, metadata, instruction, source="expert",
+                       on_reset=expert.reset)
+
+
+def run_episode(
+    env: StackingEnv,
+    act: Callable[[Mapping], np.ndarray],
+    seed: int,
+    writer: DatasetWriter | None = None,
+    metadata: Mapping | None = None,
+    instruction: str | None = None,
+    source: str = "expert",
+    checkpoint: str | None = None,
+    on_reset: Callable[[], None] | None = None,
+) -> tuple[bool, int, float]:
+    """One seeded episode driven by ``act(obs) -> joint command``; committed to ``writer`` when given.
+    ``on_reset`` runs right after the scene is reset (an expert reads the new scene).
 
     Each row pairs an observation with the (safe) command computed from it; the
     last row holds the final observation (RLDS convention, see docs/dataset.md).
@@ -93,16 +110,18 @@ def run_expert_episode(
     """
     spec = env.spec
     obs = env.reset(seed=seed, instruction=instruction)
-    expert.reset()
+    if on_reset is not None:
+        on_reset()
     episode = None
     if writer is not None:
         episode = writer.begin_episode(
-            instruction=obs["instruction"], source="expert", seed=seed, metadata=dict(metadata or {})
+            instruction=obs["instruction"], source=source, checkpoint=checkpoint, seed=seed,
+            metadata=dict(metadata or {})
         )
     ret, steps, terminated, success = 0.0, 0, False, False
     while True:
         stamp = float(env.data.time)
-        command = spec.safe_command(expert.act(), obs["joint_positions"])
+        command = spec.safe_command(act(obs), obs["joint_positions"])
         next_obs, reward, terminated, truncated, info = env.step(command)
         if episode is not None:
             episode.add_step(
@@ -167,3 +186,31 @@ def collect(
 
     ds = Dataset(out, spec)
     return CollectSummary(results, wall, sum(e.length + 1 for e in results), ds.size_bytes())
+
+
+def record_policy_episodes(checkpoint: str | Path, out: str | Path, episodes: int, seed: int = 0,
+                           decoding: str = "greedy", spec: Spec | None = None) -> CollectSummary:
+    """A checkpoint's own seeded episodes in sim, committed into ``out`` as the recorder
+    would (source "policy", the checkpoint in the metadata): the in-process data loop."""
+    from pac_ros.learning.checkpoint import resolve
+    from pac_ros.policy import Policy
+
+    spec = spec or default_spec()
+    policy = Policy.load(checkpoint, spec=spec, device="auto", decoding=decoding, seed=seed)
+    ckpt = str(resolve(checkpoint))
+    env = StackingEnv(spec, render=True)
+    results: list[EpisodeResult] = []
+    start = time.perf_counter()
+    try:
+        with DatasetWriter(out, spec, features=True) as writer:
+            first_index = writer.num_episodes
+            for i in range(episodes):
+                success, steps, ret = run_episode(env, lambda obs: policy.act(obs)[0], seed + i, writer,
+                                                  {"decoding": decoding}, source="policy", checkpoint=ckpt)
+                results.append(EpisodeResult(first_index + i, seed + i, "policy", env.instruction, success, steps, ret))
+    finally:
+        env.close()
+    from pac_ros.data import Dataset
+
+    return CollectSummary(results, time.perf_counter() - start, sum(e.length + 1 for e in results),
+                          Dataset(out, spec).size_bytes())

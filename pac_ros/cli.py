@@ -464,6 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="offline PAC training (see --help of the subcommand)", add_help=False)
     p.set_defaults(func=None)
+    p = sub.add_parser("experiment", help="BC vs PAC on sub-optimal data, seeds, self-improvement, report "
+                       "(see --help of the subcommand)", add_help=False)
+    p.set_defaults(func=None)
     return parser
 
 
@@ -472,6 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if argv and argv[0] == "train":
         return cmd_train(argparse.Namespace(), argv[1:])
+    if argv and argv[0] == "experiment":
+        from pac_ros.experiment import main as experiment_main
+
+        return int(experiment_main(argv[1:]) or 0)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

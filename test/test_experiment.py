@@ -1,0 +1,78 @@
+"""The experiment pipeline end to end at CI size: tiny data, a few steps, every report file."""
+import json
+
+import pytest
+
+from pac_ros.experiment import ExperimentConfig, pool, run_experiment
+from pac_ros.learning import ConfigError
+
+
+def _configs(tmp_path, rounds=0):
+    train = tmp_path / "train.yaml"
+    train.write_text("""
+preset: tiny
+model: {width: 32, heads: 2, n_latents: 4, n_self_blocks: 1, mlp_ratio: 2.0, obs_mode: features, control: task,
+        n_action_bins: 11, n_value_bins: 21}
+learner: {lr: 1.0e-3, lr_warmup_steps: 2, n_action_samples: 4, alpha_warmup_steps: 1, alpha_decay_steps: 2,
+          n_step: 3, amp: none}
+data: {batch_size: 8}
+run: {log_every: 1, checkpoint_every: 100, threads: 1}
+""")
+    exp = {
+        "train_config": str(train), "out_dir": str(tmp_path / "out"), "steps": 4, "seeds": [0, 1],
+        "arms": {"bc": {"alpha_final": 1.0}, "pac": {"alpha_final": 0.1, "critic_target": "data"}},
+        "data": {"root": str(tmp_path / "data"), "episodes": 3, "quality": "mixed", "seed": 0},
+        "eval": {"episodes": 2, "curve_every": 2, "curve_episodes": 1},
+        "improve": {"rounds": rounds, "episodes": 2, "steps": 2, "through_ros": False,
+                    "learner": {"alpha_start": 0.1, "alpha_warmup_steps": 0, "alpha_decay_steps": 0}},
+    }
+    return exp
+
+
+@pytest.mark.slow
+def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path):
+    cfg = ExperimentConfig.from_dict(_configs(tmp_path, rounds=1))
+    logs = []
+    report = tmp_path / "docs" / "results.md"
+    res = run_experiment(cfg, log=logs.append, report=report)
+    out = tmp_path / "out"
+    for f in ("results.json", "results.md", "success_bar.png", "learning_curves.png", "self_improvement.png"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["arms"]) == {"bc", "pac"} and saved["data"]["episodes"] == 3
+    for arm in ("bc", "pac"):
+        runs = saved["runs"][arm]
+        assert [r["seed"] for r in runs] == [0, 1]
+        assert all(r["final"]["episodes"] == 2 and [p["step"] for p in r["curve"]] == [2, 4] for r in runs)
+        assert saved["arms"][arm]["episodes"] == 4
+    assert saved["runs"]["bc"][0]["alpha_final"] == 1.0 and saved["runs"]["pac"][0]["alpha_final"] == 0.1
+    assert [r["round"] for r in saved["improve"]] == [0, 1]
+    r1 = saved["improve"][1]
+    assert r1["own"]["episodes"] == 2 and r1["data"]["episodes"] == 5  # 3 collected + 2 of its own
+    md = report.read_text()
+    assert "| bc |" in md and "| pac |" in md and "Self-improvement" in md and res["data"]["fingerprint"] in md
+    assert "](../out/success_bar.png)" in md  # links relative to the report
+    # a second call reuses every finished run
+    logs.clear()
+    run_experiment(cfg, log=logs.append)
+    assert sum("cached" in m for m in logs) == 5 and not any("training" in m for m in logs)
+
+
+def test_experiment_config_errors(tmp_path):
+    d = _configs(tmp_path)
+    with pytest.raises(ConfigError, match="unknown key"):
+        ExperimentConfig.from_dict({**d, "stepz": 3})
+    with pytest.raises(ConfigError, match="alpha_finl"):
+        ExperimentConfig.from_dict({**d, "arms": {"bc": {"alpha_finl": 1.0}}})
+    with pytest.raises(ConfigError, match="improve.arm"):
+        ExperimentConfig.from_dict({**d, "improve": {"rounds": 1, "arm": "nope"}})
+    with pytest.raises(ConfigError, match="eval: unknown"):
+        ExperimentConfig.from_dict({**d, "eval": {"episodez": 3}})
+
+
+def test_pool_gives_wilson_interval_over_seeds():
+    runs = [{"final": {"successes": s, "episodes": 10, "success_rate": s / 10, "mean_return": 0.1, "mean_length": 5},
+             "train_s": 1.0} for s in (2, 4)]
+    p = pool(runs)
+    assert p["successes"] == 6 and p["episodes"] == 20 and p["success_rate"] == 0.3
+    assert 0.1 < p["ci_low"] < 0.3 < p["ci_high"] < 0.55 and p["per_seed"] == [0.2, 0.4]

@@ -10,6 +10,8 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+EXPERT_KNOBS = ("noise", "wrong_block_prob", "drop_prob", "pause_prob", "swap_prob")  # ExpertConfig fields
+
 def _add_collect_args(p: argparse.ArgumentParser, episodes: int, quality: str) -> None:
     from pac_ros.collect import quality_names
 
@@ -18,7 +20,7 @@ def _add_collect_args(p: argparse.ArgumentParser, episodes: int, quality: str) -
     p.add_argument("--quality", default=quality, choices=quality_names(), help="expert preset or blend")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (then +1 each)")
     p.add_argument("--spec", type=Path, default=None, help="robot/task spec YAML (default config/robot.yaml)")
-    for knob in ("noise", "wrong_block_prob", "drop_prob", "pause_prob"):
+    for knob in EXPERT_KNOBS:
         p.add_argument(f"--{knob.replace('_', '-')}", dest=knob, type=float, default=None,
                        help=f"override the preset's {knob}")
 
@@ -30,8 +32,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from pac_ros.spec import Spec, default_spec
 
     spec = Spec.load(args.spec) if args.spec else default_spec()
-    overrides = {k: getattr(args, k) for k in ("noise", "wrong_block_prob", "drop_prob", "pause_prob")
-                 if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in EXPERT_KNOBS if getattr(args, k) is not None}
     if args.episodes < 1:
         print("error: --episodes must be >= 1", file=sys.stderr)
         return 2

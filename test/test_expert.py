@@ -71,6 +71,15 @@ def test_wrong_block_knob(env):
     assert env.is_stacked(*expert.pair)
 
 
+def test_swap_knob_stacks_the_instruction_backwards(env):
+    expert = ScriptedExpert(env, ExpertConfig(swap_prob=1.0), seed=0)
+    env.reset(2)
+    expert.reset()
+    assert expert.pair == env.target_pair[::-1] and expert.wrong
+    ok, _ = run_episode(env, expert, 2)
+    assert not ok and env.is_stacked(*expert.pair)
+
+
 def test_presets_and_validation():
     assert ExpertConfig.preset("perfect") == ExpertConfig()
     noisy, poor = ExpertConfig.preset("noisy"), ExpertConfig.preset("poor")

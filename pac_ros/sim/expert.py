@@ -24,6 +24,7 @@ class ExpertConfig:
     wrong_block_prob: float = 0.0  # per episode: pick the wrong top or the wrong bottom block
     drop_prob: float = 0.0  # per carrying step: release the block early
     pause_prob: float = 0.0  # per step: hold still
+    swap_prob: float = 0.0  # per episode: roles swapped, the bottom block stacked on the top one
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -45,6 +46,8 @@ PRESETS = {
     "perfect": ExpertConfig(),
     "noisy": ExpertConfig(noise=0.1, wrong_block_prob=0.05, drop_prob=0.02, pause_prob=0.05),
     "poor": ExpertConfig(noise=0.2, wrong_block_prob=0.5, drop_prob=0.1, pause_prob=0.2),
+    # a consistent mistake: the instruction read backwards, otherwise competent
+    "swapped": ExpertConfig(noise=0.05, swap_prob=1.0, pause_prob=0.05),
 }
 
 # Geometry of the script (m). The grip site sits between the pads, 25 mm above the tips.
@@ -93,6 +96,8 @@ class ScriptedExpert:
                     bottom = wrong
             else:
                 top, bottom = bottom, top
+        if self.config.swap_prob and self.rng.random() < self.config.swap_prob:
+            top, bottom = self.env.target_pair[::-1]
         self.pair = (top, bottom)
         self.phase = "reach"
         self.gripper_cmd = OPEN

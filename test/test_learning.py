@@ -68,7 +68,8 @@ def make_batch(spec, B=6, seed=0, discount=0.99):
     g = torch.Generator().manual_seed(seed)
     return {"obs": random_obs(spec, B, seed), "next_obs": random_obs(spec, B, seed + 1),
             "action": torch.rand(B, spec.action_dim, generator=g) * 2 - 1,
-            "reward": torch.rand(B, generator=g), "discount": torch.full((B,), discount)}
+            "reward": torch.rand(B, generator=g), "discount": torch.full((B,), discount),
+            "next_action": torch.rand(B, spec.action_dim, generator=g) * 2 - 1}
 
 
 def _q_params(model):
@@ -380,3 +381,32 @@ def test_critic_starts_at_the_data_return_histogram(dataset):
     assert torch.allclose(q, torch.full_like(q, float(store.returns_to_go.mean())), atol=2e-3)
     with pytest.raises(ValueError, match="return prior"):
         model.set_return_prior(torch.full((3,), 0.5))
+
+
+def test_in_sample_target_uses_the_data_next_action():
+    learner, spec = make_learner(critic_target="data", lr=3e-3)
+    for i in range(20):
+        learner.step(make_batch(spec, seed=i))
+    learner.hard_update()  # a target critic that depends on the action
+    batch = make_batch(spec)
+    batch["next_action"] = torch.zeros(6, spec.action_dim)
+    _, m1 = learner.compute_losses(learner.to_device(batch), 0.5)
+    torch.manual_seed(1)  # other policy samples: the target must not change
+    _, m2 = learner.compute_losses(learner.to_device(batch), 0.5)
+    assert m1["target_q_mean"] == m2["target_q_mean"]
+    batch["next_action"] = torch.ones(6, spec.action_dim)
+    _, m3 = learner.compute_losses(learner.to_device(batch), 0.5)
+    assert m3["target_q_mean"] != m1["target_q_mean"]
+
+
+def test_conservative_term_lowers_policy_sample_values_against_the_data():
+    gaps = {}
+    for weight in (0.0, 5.0):
+        learner, spec = make_learner(conservative=weight, lr=3e-3)
+        batch = make_batch(spec, seed=7)
+        for _ in range(40):
+            m = learner.step(batch)
+        gaps[weight] = m["q_samples_mean"] - m["q_mean"]
+    assert gaps[5.0] < gaps[0.0] - 0.02
+    with pytest.raises(ValueError, match="conservative"):
+        LearnerConfig(conservative=-1.0)

@@ -118,12 +118,20 @@ class Learner:
             logits = m.policy_logits(lat)
             with torch.no_grad():
                 a_s = tgt.sample_actions(tgt.policy_logits(t_lat), cfg.n_action_samples)
-                q_s = m.q_value(lat.detach(), a_s)
+            # Q of the samples: with gradient only for the conservative term below
+            q_pi = m.q_value(lat, a_s) if cfg.conservative > 0 else None
+            with torch.no_grad():
+                q_s = q_pi.detach() if q_pi is not None else m.q_value(lat, a_s)
                 w = improvement_weights(q_s, float(self.log_eta.exp()))
             logp_data = m.log_prob(logits, action[:, None])[:, 0]
             logp_s = m.log_prob(logits, a_s)
             l_pi, bc, imp = policy_loss(logp_data, logp_s, w, alpha)
             total = l_pi + cfg.beta * l_q
+            gap = torch.zeros((), device=self.device)
+            if cfg.conservative > 0:  # CQL-style: the policy's own actions may not out-value the data's
+                q_data = (q_logits.float().softmax(-1) * m.value_support).sum(-1)
+                gap = q_pi.float().mean() - q_data.mean()
+                total = total + cfg.conservative * gap
             if cfg.eta_kl is not None:
                 total = total + temperature_dual(q_s, self.log_eta, cfg.eta_kl)
 
@@ -134,7 +142,7 @@ class Learner:
                 "bc_nll": bc.detach(), "improvement_loss": imp.detach(),
                 "q_mean": (qp * m.value_support).sum(-1).mean(),
                 "q_entropy": -(qp * qp.clamp_min(1e-12).log()).sum(-1).mean(),
-                "q_samples_mean": q_s.mean(), "q_samples_std": q_s.std(1).mean(),
+                "q_samples_mean": q_s.mean(), "q_samples_std": q_s.std(1).mean(), "q_gap": gap.detach(),
                 "target_q_mean": (target * m.value_support).sum(-1).mean(),
                 "target_clip_frac": clipped,
                 "policy_entropy": PACModel.entropy(logits).sum(-1).mean(),

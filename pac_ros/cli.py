@@ -20,6 +20,9 @@ def _add_collect_args(p: argparse.ArgumentParser, episodes: int, quality: str) -
     p.add_argument("--quality", default=quality, choices=quality_names(), help="expert preset or blend")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (then +1 each)")
     p.add_argument("--spec", type=Path, default=None, help="robot/task spec YAML (default config/robot.yaml)")
+    p.add_argument("--end-after-attempt", type=int, default=None, metavar="STEPS",
+                   help="end an episode this many steps after the expert released its stack (default: "
+                        "record until max_episode_steps)")
     for knob in EXPERT_KNOBS:
         p.add_argument(f"--{knob.replace('_', '-')}", dest=knob, type=float, default=None,
                        help=f"override the preset's {knob}")
@@ -50,7 +53,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
                        f"'{result.instruction}'")
 
     summary = collect(args.out, args.episodes, args.quality, args.seed, spec,
-                              overrides=overrides, progress=progress)
+                      overrides=overrides, progress=progress, end_after_attempt=args.end_after_attempt)
     bar.close()
     print(f"dataset:          {args.out}")
     for line in summary.lines():

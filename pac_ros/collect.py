@@ -87,10 +87,22 @@ def run_expert_episode(
     writer: DatasetWriter | None = None,
     metadata: Mapping | None = None,
     instruction: str | None = None,
+    end_after_attempt: int | None = None,
 ) -> tuple[bool, int, float]:
-    """One seeded expert episode; committed to ``writer`` when given (see run_episode)."""
+    """One seeded expert episode; committed to ``writer`` when given (see run_episode).
+
+    ``end_after_attempt``: end the episode (a truncation) once the expert has released its
+    stack and spent this many steps backing off, as an operator resets a finished attempt;
+    None records until the spec's max_episode_steps."""
+    retreating = 0
+
+    def finished() -> bool:
+        nonlocal retreating
+        retreating = retreating + 1 if expert.phase == "retreat" else 0
+        return end_after_attempt is not None and retreating >= end_after_attempt
+
     return run_episode(env, lambda obs: expert.act(), seed, writer, metadata, instruction, source="expert",
-                       on_reset=expert.reset)
+                       on_reset=expert.reset, stop=finished)
 
 
 def run_episode(
@@ -103,9 +115,11 @@ def run_episode(
     source: str = "expert",
     checkpoint: str | None = None,
     on_reset: Callable[[], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[bool, int, float]:
     """One seeded episode driven by ``act(obs) -> joint command``; committed to ``writer`` when given.
-    ``on_reset`` runs right after the scene is reset (an expert reads the new scene).
+    ``on_reset`` runs right after the scene is reset (an expert reads the new scene); ``stop``
+    after each step ends the episode early when it returns True (recorded as a truncation).
 
     Each row pairs an observation with the (safe) command computed from it; the
     last row holds the final observation (RLDS convention, see docs/dataset.md).
@@ -139,7 +153,7 @@ def run_episode(
         steps += 1
         success = bool(info["success"]) or success
         obs = next_obs
-        if terminated or truncated:
+        if terminated or truncated or (stop is not None and stop()):
             break
     if episode is not None:
         hold = spec.safe_command(obs["joint_positions"], obs["joint_positions"])
@@ -163,8 +177,10 @@ def collect(
     spec: Spec | None = None,
     overrides: Mapping[str, float] | None = None,
     progress: Callable[[EpisodeResult], None] | None = None,
+    end_after_attempt: int | None = None,
 ) -> CollectSummary:
-    """Run ``episodes`` seeded expert episodes (seeds seed, seed+1, ...) into ``out``."""
+    """Run ``episodes`` seeded expert episodes (seeds seed, seed+1, ...) into ``out``
+    (``end_after_attempt``: see run_expert_episode)."""
     spec = spec or default_spec()
     env = StackingEnv(spec, render=True)  # datasets hold every spec camera
     results: list[EpisodeResult] = []
@@ -177,8 +193,10 @@ def collect(
             name = pick_quality(quality, rng)
             config = dataclasses.replace(ExpertConfig.preset(name), **dict(overrides or {}))
             expert = ScriptedExpert(env, config, seed=ep_seed)
-            meta = {"quality": name, "mix": quality, "expert": dataclasses.asdict(config)}
-            success, steps, ret = run_expert_episode(env, expert, ep_seed, writer, meta)
+            meta = {"quality": name, "mix": quality, "expert": dataclasses.asdict(config),
+                    "end_after_attempt": end_after_attempt}
+            success, steps, ret = run_expert_episode(env, expert, ep_seed, writer, meta,
+                                                     end_after_attempt=end_after_attempt)
             result = EpisodeResult(first_index + i, ep_seed, name, env.instruction, success, steps, ret)
             results.append(result)
             if progress is not None:

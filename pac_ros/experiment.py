@@ -36,6 +36,7 @@ class DataSection:
     episodes: int = 300
     quality: str = "mixed"
     seed: int = 0
+    end_after_attempt: int | None = None  # see pac_ros.collect.run_expert_episode
 
 
 @dataclass
@@ -58,6 +59,14 @@ class ImproveSection:
 
 
 @dataclass
+class PeersSection:
+    algos: list = field(default_factory=list)  # d3rlpy peers, e.g. [bc, iql, cql, td3+bc] (pip install d3rlpy)
+    steps: int = 5000
+    batch_size: int = 256
+    seeds: list = field(default_factory=lambda: [0])
+
+
+@dataclass
 class ExperimentConfig:
     train_config: str = "config/train_tiny.yaml"
     out_dir: str = "outputs/experiment"
@@ -69,6 +78,7 @@ class ExperimentConfig:
     data: DataSection = field(default_factory=DataSection)
     eval: EvalSection = field(default_factory=EvalSection)
     improve: ImproveSection = field(default_factory=ImproveSection)
+    peers: PeersSection = field(default_factory=PeersSection)
     threads: int | None = None
 
     @classmethod
@@ -76,7 +86,7 @@ class ExperimentConfig:
         if not isinstance(d, Mapping):
             raise ConfigError(f"{where}: expected a mapping")
         d = dict(d)
-        sections = {"data": DataSection, "eval": EvalSection, "improve": ImproveSection}
+        sections = {"data": DataSection, "eval": EvalSection, "improve": ImproveSection, "peers": PeersSection}
         parts = {k: _build(c, d.pop(k, None), f"{where}: {k}") for k, c in sections.items()}
         cfg = _build(cls, d, where)
         for k, v in parts.items():
@@ -87,6 +97,11 @@ class ExperimentConfig:
             raise ConfigError(f"{where}: needs seeds, steps >= 1 and eval.episodes >= 1")
         for name in cfg.arms:
             cfg.train_config_for(name, cfg.seeds[0])  # every arm's learner overrides are valid
+        from pac_ros.peers import ALGOS
+
+        unknown = sorted(set(cfg.peers.algos) - set(ALGOS))
+        if unknown:
+            raise ConfigError(f"{where}: peers: unknown algorithm(s) {unknown}; choose from {list(ALGOS)}")
         if cfg.improve.rounds and cfg.improve.arm not in cfg.arms:
             raise ConfigError(f"{where}: improve.arm {cfg.improve.arm!r} is not an arm ({sorted(cfg.arms)})")
         return cfg
@@ -101,12 +116,17 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def seeds_of(self, arm: str) -> list:
+        """The arm's training seeds: its own ``seeds`` entry (e.g. a one-seed ablation) or the experiment's."""
+        return list((self.arms[arm] or {}).get("seeds") or self.seeds)
+
     def train_config_for(self, arm: str, seed: int, steps: int | None = None,
                          learner: Mapping | None = None, root: str | None = None, out: str | None = None) -> TrainConfig:
         """The arm's training config: the base YAML with the experiment's and the arm's overrides."""
         base = TrainConfig.load(self.train_config).to_dict()
         base["model"] = {**base["model"], **self.model}
         arm_over = dict(self.arms[arm] or {})
+        arm_over.pop("seeds", None)
         if "alpha_final" in arm_over and float(arm_over["alpha_final"]) >= 1.0:  # BC: α=1 throughout
             arm_over.setdefault("alpha_start", 1.0)
         base["learner"] = {**base["learner"], **self.learner, **arm_over, **dict(learner or {})}
@@ -129,7 +149,8 @@ def ensure_dataset(cfg: ExperimentConfig, log: Callable[..., None]) -> dict:
     root = Path(cfg.data.root)
     if not (root / "meta" / "info.json").is_file():
         log(f"collecting {cfg.data.episodes} '{cfg.data.quality}' episodes into {root} (seed {cfg.data.seed})")
-        collect(root, cfg.data.episodes, cfg.data.quality, seed=cfg.data.seed)
+        collect(root, cfg.data.episodes, cfg.data.quality, seed=cfg.data.seed,
+                end_after_attempt=cfg.data.end_after_attempt)
     return describe_dataset(Dataset(root))
 
 
@@ -231,6 +252,30 @@ def pool(results: list[dict]) -> dict:
             "train_s": float(np.mean([r["train_s"] for r in results]))}
 
 
+def run_peer(cfg: ExperimentConfig, algo: str, seed: int, log: Callable[..., None]) -> dict:
+    """One d3rlpy peer on the same data and evaluation seeds; cached in ``peers/<algo>_s<seed>.json``."""
+    from pac_ros.peers import train_and_evaluate
+
+    f = Path(cfg.out_dir) / "peers" / f"{algo.replace('+', '_')}_s{seed}.json"
+    key = hashlib.sha256(json.dumps([dataclasses.asdict(cfg.peers), dataclasses.asdict(cfg.eval), cfg.data.root,
+                                     cfg.model], sort_keys=True).encode()).hexdigest()[:16]
+    if f.is_file():
+        cached = json.loads(f.read_text())
+        if cached.get("key") == key:
+            log(f"peer {algo} seed {seed}: cached ({cached['final']['success_rate']:.1%})")
+            return cached
+    log(f"peer {algo} seed {seed}: training {cfg.peers.steps} steps (d3rlpy)")
+    model_cfg = cfg.train_config_for(next(iter(cfg.arms)), seed).model_config()
+    r = train_and_evaluate(algo, cfg.data.root, model_cfg, cfg.peers.steps, cfg.eval.episodes, cfg.eval.seed,
+                           seed=seed, batch_size=cfg.peers.batch_size)
+    out = {"arm": f"d3rlpy {algo}", "seed": seed, "key": key, "train_s": r["train_s"], "final": r}
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(json.dumps(out, indent=1))
+    log(f"peer {algo} seed {seed}: success {r['success_rate']:.1%} ({r['successes']}/{r['episodes']}), "
+        f"train {r['train_s']:.0f} s")
+    return out
+
+
 # ---- critic diagnostics -----------------------------------------------------------
 def critic_calibration(checkpoint: str | Path, data_root: str | Path, gamma: float, n: int = 2048,
                        seed: int = 0) -> dict:
@@ -330,7 +375,8 @@ def record_own(checkpoint: str | Path, out: Path, episodes: int, seed: int, thro
 
 
 # ---- report ----------------------------------------------------------------------------
-def run_experiment(cfg: ExperimentConfig, log: Callable[..., None] = print, report: str | Path | None = None) -> dict:
+def run_experiment(cfg: ExperimentConfig, log: Callable[..., None] = print, report: str | Path | None = None,
+                   command: str = "pac-ros experiment") -> dict:
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -341,16 +387,16 @@ def run_experiment(cfg: ExperimentConfig, log: Callable[..., None] = print, repo
     data = ensure_dataset(cfg, log)
     log(f"data: {data['episodes']} episodes, {data['steps']} steps, {data['success_rate']:.1%} success, "
         f"fingerprint {data['fingerprint']}")
-    runs = {arm: [run_one(cfg, arm, s, log) for s in cfg.seeds] for arm in cfg.arms}
+    runs = {arm: [run_one(cfg, arm, s, log) for s in cfg.seeds_of(arm)] for arm in cfg.arms}
     arms = {arm: pool(rs) for arm, rs in runs.items()}
+    peers = {f"d3rlpy {a}": pool([run_peer(cfg, a, s, log) for s in cfg.peers.seeds]) for a in cfg.peers.algos}
     gamma = LearnerConfig.from_dict({**cfg.learner}).gamma if "gamma" in cfg.learner else \
         TrainConfig.load(cfg.train_config).learner.gamma
     diagnostics = {arm: critic_calibration(rs[0]["checkpoint"], cfg.data.root, gamma) for arm, rs in runs.items()}
     rounds = improve(cfg, runs[cfg.improve.arm][0], log) if cfg.improve.rounds else []
-    results = {"config": cfg.to_dict(), "data": data, "arms": arms, "runs": runs, "diagnostics": diagnostics,
-               "improve": rounds, "wall_s": time.perf_counter() - t0,
-               "commands": [" ".join(["pac-ros", "experiment", *sys.argv[2:]]) if sys.argv[1:2] == ["experiment"]
-                            else "pac-ros experiment"]}
+    results = {"config": cfg.to_dict(), "data": data, "arms": arms, "peers": peers, "runs": runs,
+               "diagnostics": diagnostics,
+               "improve": rounds, "wall_s": time.perf_counter() - t0, "commands": [command]}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     figures = plot_results(results, out)
     md = render_markdown(results, figures, Path(report).parent if report else out)
@@ -369,17 +415,18 @@ def plot_results(results: dict, out: Path) -> dict[str, Path]:
     import matplotlib.pyplot as plt
 
     figs = {}
-    arms = results["arms"]
+    arms = {**results["arms"], **results.get("peers", {})}
     names = list(arms)
-    fig, ax = plt.subplots(figsize=(1.4 + 1.2 * len(names), 3.2))
+    fig, ax = plt.subplots(figsize=(1.4 + 1.1 * len(names), 3.4))
     rates = [100 * arms[a]["success_rate"] for a in names]
     err = [[100 * (arms[a]["success_rate"] - arms[a]["ci_low"]) for a in names],
            [100 * (arms[a]["ci_high"] - arms[a]["success_rate"]) for a in names]]
-    ax.bar(names, rates, yerr=err, capsize=4, color=["#888" if a == "bc" else "#2a7" for a in names])
+    ax.bar(names, rates, yerr=err, capsize=4, color=["#888" if a == "bc" else "#48c" if a.startswith("d3rlpy") else "#2a7" for a in names])
     for i, a in enumerate(names):
         ax.scatter([i] * len(arms[a]["per_seed"]), [100 * p for p in arms[a]["per_seed"]], color="k", s=8, zorder=3)
     ax.axhline(100 * results["data"]["success_rate"], color="#c44", ls="--", lw=1, label="data")
     ax.set_ylabel("success (%)")
+    ax.tick_params(axis="x", labelsize=7, rotation=20)
     ax.set_title("sim stacking, sub-optimal data")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
@@ -432,13 +479,16 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
              f"- `{data['root']}`: {data['episodes']} episodes, {data['steps']} steps, "
              f"success {_pct(data['success_rate'])}; fingerprint `{data['fingerprint']}`",
              f"- collected with `pac-ros collect --quality {cfg['data']['quality']} --episodes "
-             f"{cfg['data']['episodes']} --seed {cfg['data']['seed']}`; by expert quality: " +
+             f"{cfg['data']['episodes']} --seed {cfg['data']['seed']}" +
+             (f" --end-after-attempt {cfg['data']['end_after_attempt']}" if cfg['data'].get('end_after_attempt') else "")
+             + "`; by expert quality: " +
              ", ".join(f"{q} {v['episodes']} eps ({_pct(v['success_rate'])})" for q, v in data["by_quality"].items()),
              "", "## Success over seeded sim episodes", "",
              f"Each run: {cfg['steps']} training steps, preset from `{cfg['train_config']}` with model overrides "
              f"`{cfg['model']}` and learner overrides `{cfg['learner']}`; evaluated on {cfg['eval']['episodes']} "
              f"sim episodes (seeds {cfg['eval']['seed']}..{cfg['eval']['seed'] + cfg['eval']['episodes'] - 1}, "
-             f"{cfg['eval']['decoding']} decoding). Pooled over training seeds {cfg['seeds']}; 95% Wilson intervals.",
+             f"{cfg['eval']['decoding']} decoding). Pooled over training seeds ({cfg['seeds']} unless the arm "
+             "names its own); 95% Wilson intervals.",
              "", "| arm | learner overrides | success | 95% CI | per seed | mean return | mean length | train s/run |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for a, s in arms.items():
@@ -446,19 +496,34 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
                      f"{_pct(s['ci_low'])} - {_pct(s['ci_high'])} | "
                      f"{', '.join(_pct(p) for p in s['per_seed'])} | {s['mean_return']:.3f} | {s['mean_length']:.1f} | "
                      f"{s['train_s']:.0f} |")
+    for a, s in results.get("peers", {}).items():
+        lines.append(f"| {a} | {results['config']['peers']['steps']} steps, batch "
+                     f"{results['config']['peers']['batch_size']}, state features, no images | "
+                     f"{_pct(s['success_rate'])} ({s['successes']}/{s['episodes']}) | "
+                     f"{_pct(s['ci_low'])} - {_pct(s['ci_high'])} | {', '.join(_pct(p) for p in s['per_seed'])} | "
+                     f"{s['mean_return']:.3f} | {s['mean_length']:.1f} | {s['train_s']:.0f} |")
     if "bc" in arms:
         bc = arms["bc"]
         lines += ["", "Against BC:", ""]
         for a, s in arms.items():
             if a == "bc":
                 continue
-            ratio = s["success_rate"] / bc["success_rate"] if bc["success_rate"] > 0 else math.inf
+            ratio = s["success_rate"] / bc["success_rate"] if bc["success_rate"] > 0 else \
+                (math.inf if s["success_rate"] > 0 else math.nan)
             apart = s["ci_low"] > bc["ci_high"]
             lines.append(f"- {a}: {_pct(s['success_rate'])} vs {_pct(bc['success_rate'])}: "
                          f"{'+' if s['success_rate'] >= bc['success_rate'] else ''}"
                          f"{100 * (s['success_rate'] - bc['success_rate']):.1f} points, ratio "
-                         f"{'inf' if math.isinf(ratio) else f'{ratio:.2f}'}x, intervals "
+                         f"{'n/a (BC at 0%)' if not math.isfinite(ratio) else f'{ratio:.2f}x'}, intervals "
                          f"{'do not overlap' if apart else 'overlap'}")
+    peers = results.get("peers", {})
+    if peers:
+        best = max(peers, key=lambda a: peers[a]["success_rate"])
+        lines += ["", "Against the best d3rlpy peer (" + best + f", {_pct(peers[best]['success_rate'])}):", ""]
+        for a, s in arms.items():
+            if a != "bc":
+                lines.append(f"- {a}: {100 * (s['success_rate'] - peers[best]['success_rate']):+.1f} points, "
+                             f"intervals {'do not overlap' if s['ci_low'] > peers[best]['ci_high'] else 'overlap'}")
     lines += ["", f"![success]({link(figures['bar'])})", f"![curves]({link(figures['curves'])})", "",
               "## Critic diagnostics (seed 0 of each arm)", "",
               "Q(s, a) of the data's own actions against the observed discounted return from that step "
@@ -505,5 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.out:
         cfg.out_dir = args.out
-    run_experiment(cfg, log=lambda *a: print(*a, file=sys.stderr, flush=True), report=args.report)
+    command = " ".join(["pac-ros experiment --config", args.config] + (["--out", args.out] if args.out else []) +
+                       (["--report", args.report] if args.report else []))
+    run_experiment(cfg, log=lambda *a: print(*a, file=sys.stderr, flush=True), report=args.report, command=command)
     return 0

@@ -23,6 +23,7 @@ run: {log_every: 1, checkpoint_every: 100, threads: 1}
         "arms": {"bc": {"alpha_final": 1.0}, "pac": {"alpha_final": 0.1, "critic_target": "data"}},
         "data": {"root": str(tmp_path / "data"), "episodes": 3, "quality": "mixed", "seed": 0},
         "eval": {"episodes": 2, "curve_every": 2, "curve_episodes": 1},
+        "peers": {"algos": ["bc", "iql"], "steps": 5, "batch_size": 16},
         "improve": {"rounds": rounds, "episodes": 2, "steps": 2, "through_ros": False,
                     "learner": {"alpha_start": 0.1, "alpha_warmup_steps": 0, "alpha_decay_steps": 0}},
     }
@@ -40,6 +41,7 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     saved = json.loads((out / "results.json").read_text())
     assert set(saved["arms"]) == {"bc", "pac"} and saved["data"]["episodes"] == 3
+    assert set(saved["peers"]) == {"d3rlpy bc", "d3rlpy iql"} and saved["peers"]["d3rlpy iql"]["episodes"] == 2
     for arm in ("bc", "pac"):
         runs = saved["runs"][arm]
         assert [r["seed"] for r in runs] == [0, 1]
@@ -50,12 +52,12 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path):
     r1 = saved["improve"][1]
     assert r1["own"]["episodes"] == 2 and r1["data"]["episodes"] == 5  # 3 collected + 2 of its own
     md = report.read_text()
-    assert "| bc |" in md and "| pac |" in md and "Self-improvement" in md and res["data"]["fingerprint"] in md
+    assert "| bc |" in md and "| pac |" in md and "| d3rlpy iql |" in md and "Self-improvement" in md and res["data"]["fingerprint"] in md
     assert "](../out/success_bar.png)" in md  # links relative to the report
     # a second call reuses every finished run
     logs.clear()
     run_experiment(cfg, log=logs.append)
-    assert sum("cached" in m for m in logs) == 5 and not any("training" in m for m in logs)
+    assert sum("cached" in m for m in logs) == 7 and not any("training" in m for m in logs)
 
 
 def test_experiment_config_errors(tmp_path):
@@ -66,6 +68,8 @@ def test_experiment_config_errors(tmp_path):
         ExperimentConfig.from_dict({**d, "arms": {"bc": {"alpha_finl": 1.0}}})
     with pytest.raises(ConfigError, match="improve.arm"):
         ExperimentConfig.from_dict({**d, "improve": {"rounds": 1, "arm": "nope"}})
+    with pytest.raises(ConfigError, match="peers: unknown algorithm"):
+        ExperimentConfig.from_dict({**d, "peers": {"algos": ["sac"]}})
     with pytest.raises(ConfigError, match="eval: unknown"):
         ExperimentConfig.from_dict({**d, "eval": {"episodez": 3}})
 

@@ -90,3 +90,13 @@ def test_presets_and_validation():
         ExpertConfig(drop_prob=1.5)
     with pytest.raises(ValueError):
         ExpertConfig(noise=-0.1)
+
+
+def test_collect_can_end_an_episode_once_the_attempt_is_over(env):
+    from pac_ros.collect import run_expert_episode
+
+    expert = ScriptedExpert(env, ExpertConfig(swap_prob=1.0), seed=0)
+    ok, steps, _ = run_expert_episode(env, expert, 2, end_after_attempt=5)
+    assert not ok and steps < 60 and expert.phase == "retreat"
+    full_ok, full_steps, _ = run_expert_episode(env, expert, 2)  # no limit: waits until max_episode_steps
+    assert not full_ok and full_steps == SPEC.max_episode_steps

@@ -24,7 +24,7 @@ MIXES: dict[str, dict[str, float]] = {
     "mixed": {"perfect": 0.05, "noisy": 0.10, "poor": 0.85},
     # sub-optimal the way a learner can fix: the most common behaviour is a consistent mistake
     # (roles swapped), so imitating the majority fails; the reward says which episodes worked
-    "suboptimal": {"perfect": 0.20, "noisy": 0.10, "swapped": 0.55, "poor": 0.15},
+    "suboptimal": {"perfect": 0.25, "noisy": 0.05, "swapped": 0.70},
 }
 
 

@@ -47,7 +47,7 @@ PRESETS = {
     "noisy": ExpertConfig(noise=0.1, wrong_block_prob=0.05, drop_prob=0.02, pause_prob=0.05),
     "poor": ExpertConfig(noise=0.2, wrong_block_prob=0.5, drop_prob=0.1, pause_prob=0.2),
     # a consistent mistake: the instruction read backwards, otherwise competent
-    "swapped": ExpertConfig(noise=0.05, swap_prob=1.0, pause_prob=0.05),
+    "swapped": ExpertConfig(noise=0.02, swap_prob=1.0),
 }
 
 # Geometry of the script (m). The grip site sits between the pads, 25 mm above the tips.

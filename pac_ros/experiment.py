@@ -80,6 +80,7 @@ class ExperimentConfig:
     improve: ImproveSection = field(default_factory=ImproveSection)
     peers: PeersSection = field(default_factory=PeersSection)
     threads: int | None = None
+    notes: str = ""  # Markdown placed in the report under "Notes" (how the setup came about)
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "experiment") -> "ExperimentConfig":
@@ -550,6 +551,8 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
                          f"{_pct(f['success_ci_high'])} | {own} | {r['data']['episodes']} |")
         if "improve" in figures:
             lines += ["", f"![self-improvement]({link(figures['improve'])})"]
+    if cfg.get("notes"):
+        lines += ["", "## Notes", "", cfg["notes"].strip()]
     lines += ["", "## Reproduce", "", *(f"    {c}" for c in results["commands"]), "",
               f"Wall time of this run: {results['wall_s'] / 60:.1f} min (cached runs count as 0).", ""]
     return "\n".join(lines)

@@ -410,3 +410,22 @@ def test_conservative_term_lowers_policy_sample_values_against_the_data():
     assert gaps[5.0] < gaps[0.0] - 0.02
     with pytest.raises(ValueError, match="conservative"):
         LearnerConfig(conservative=-1.0)
+
+
+def test_online_improvement_reference_samples_the_policy_being_trained():
+    learner, spec = make_learner(improvement_reference="online")
+    learner.model.policy_head[-1].bias.data[0] = 30.0  # online policy: all mass on the first bin
+    batch = learner.to_device(make_batch(spec))
+    torch.manual_seed(0)
+    seen = []
+    orig = learner.model.q_value
+
+    def spy(lat, actions):
+        seen.append(actions)
+        return orig(lat, actions)
+
+    learner.model.q_value = spy
+    learner.compute_losses(batch, 0.5)
+    assert torch.all(seen[0] == -1.0)  # the target (still uniform) would have sampled other bins
+    with pytest.raises(ValueError, match="improvement_reference"):
+        LearnerConfig(improvement_reference="behaviour")

@@ -116,8 +116,9 @@ class Learner:
 
             # actor: α·BC + (1-α)·KL(π_imp ‖ π_θ), π_imp ∝ π_θ'·exp(Q_θ/η) (sec. 3)
             logits = m.policy_logits(lat)
-            with torch.no_grad():
-                a_s = tgt.sample_actions(tgt.policy_logits(t_lat), cfg.n_action_samples)
+            with torch.no_grad():  # a'_j ~ π_θ' (paper), or ~ π_θ: uniform weights then pull nowhere
+                ref = tgt.policy_logits(t_lat) if cfg.improvement_reference == "target" else logits.detach()
+                a_s = m.sample_actions(ref, cfg.n_action_samples)
             # Q of the samples: with gradient only for the conservative term below
             q_pi = m.q_value(lat, a_s) if cfg.conservative > 0 else None
             with torch.no_grad():

@@ -400,11 +400,14 @@ def run_experiment(cfg: ExperimentConfig, log: Callable[..., None] = print, repo
                "improve": rounds, "wall_s": time.perf_counter() - t0, "commands": [command]}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     figures = plot_results(results, out)
-    md = render_markdown(results, figures, Path(report).parent if report else out)
-    (out / "results.md").write_text(md)
-    if report:
-        Path(report).parent.mkdir(parents=True, exist_ok=True)
-        Path(report).write_text(md)
+    (out / "results.md").write_text(render_markdown(results, figures, out))
+    if report:  # the report travels with copies of its figures (out_dir is usually not versioned)
+        report = Path(report)
+        fig_dir = report.parent / f"{report.stem}_figures"
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        copies = {k: Path(shutil.copy2(f, fig_dir / f.name)) for k, f in figures.items()}
+        (fig_dir / "results.json").write_text(json.dumps(results, indent=1))
+        report.write_text(render_markdown(results, copies, report.parent))
     log(f"results: {out / 'results.json'}, {out / 'results.md'}" + (f", {report}" if report else ""))
     return results
 

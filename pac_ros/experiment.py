@@ -470,6 +470,12 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _compute_s(results: dict) -> float:
+    runs = [r for rs in results["runs"].values() for r in rs]
+    return sum(r["train_s"] + r["final"].get("eval_s", 0.0) for r in runs) + \
+        sum(p["train_s"] * len(p["per_seed"]) for p in results.get("peers", {}).values())
+
+
 def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) -> str:
     data, arms, cfg = results["data"], results["arms"], results["config"]
 
@@ -557,7 +563,8 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
     if cfg.get("notes"):
         lines += ["", "## Notes", "", cfg["notes"].strip()]
     lines += ["", "## Reproduce", "", *(f"    {c}" for c in results["commands"]), "",
-              f"Wall time of this run: {results['wall_s'] / 60:.1f} min (cached runs count as 0).", ""]
+              f"Wall time of this call: {results['wall_s'] / 60:.1f} min (cached runs count as 0); training and "
+              f"evaluation of every run and peer it reports: {_compute_s(results) / 60:.1f} min.", ""]
     return "\n".join(lines)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from pac_ros.evaluate import EVAL_SEED, wilson_interval
-from pac_ros.learning.config import ConfigError, LearnerConfig, TrainConfig, _build
+from pac_ros.learning.config import ConfigError, TrainConfig, _build
 
 
 @dataclass
@@ -391,9 +391,9 @@ def run_experiment(cfg: ExperimentConfig, log: Callable[..., None] = print, repo
     runs = {arm: [run_one(cfg, arm, s, log) for s in cfg.seeds_of(arm)] for arm in cfg.arms}
     arms = {arm: pool(rs) for arm, rs in runs.items()}
     peers = {f"d3rlpy {a}": pool([run_peer(cfg, a, s, log) for s in cfg.peers.seeds]) for a in cfg.peers.algos}
-    gamma = LearnerConfig.from_dict({**cfg.learner}).gamma if "gamma" in cfg.learner else \
-        TrainConfig.load(cfg.train_config).learner.gamma
-    diagnostics = {arm: critic_calibration(rs[0]["checkpoint"], cfg.data.root, gamma) for arm, rs in runs.items()}
+    diagnostics = {arm: critic_calibration(rs[0]["checkpoint"], cfg.data.root,
+                                           cfg.train_config_for(arm, rs[0]["seed"]).learner.gamma)
+                   for arm, rs in runs.items()}
     rounds = improve(cfg, runs[cfg.improve.arm][0], log) if cfg.improve.rounds else []
     results = {"config": cfg.to_dict(), "data": data, "arms": arms, "peers": peers, "runs": runs,
                "diagnostics": diagnostics,

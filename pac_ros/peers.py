@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Mapping
 
 import numpy as np
@@ -97,16 +98,9 @@ def make_algo(name: str, batch_size: int = 256, seed: int = 0):
 class PeerPolicy:
     """A trained d3rlpy algorithm behind the interface ``pac_ros.evaluate`` drives."""
 
-    class _Cfg:
-        uses_images = False
-
-    class _Model:
-        config = None
-
     def __init__(self, algo, features: PeerFeatures, spec: Spec):
         self.algo, self.features, self.spec = algo, features, spec
-        self.model = self._Model()
-        self.model.config = self._Cfg()
+        self.model = SimpleNamespace(config=SimpleNamespace(uses_images=False))  # what evaluate() reads
 
     def act(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, dict]:
         t0 = time.perf_counter()

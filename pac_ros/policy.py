@@ -19,6 +19,7 @@ from .model import PACConfig, PACModel, tokenize
 from .spec import Spec, SpecError
 
 DECODING = ("greedy", "mean", "sample", "q_filter")
+PRECISION = ("fp32", "bf16")
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -30,10 +31,19 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
 class Policy:
     def __init__(self, model: PACModel, spec: Spec, device: str | torch.device = "auto",
                  decoding: str = "greedy", temperature: float = 1.0, n_candidates: int = 16,
-                 meta: Mapping[str, Any] | None = None, seed: int | None = None):
+                 meta: Mapping[str, Any] | None = None, seed: int | None = None,
+                 precision: str = "fp32", cuda_graph: bool = False):
         if decoding not in DECODING:
             raise ValueError(f"decoding must be one of {DECODING}, got {decoding!r}")
+        if precision not in PRECISION:
+            raise ValueError(f"precision must be one of {PRECISION}, got {precision!r}")
         self.device = pick_device(device)
+        if cuda_graph and self.device.type != "cuda":
+            raise ValueError(f"cuda_graph needs a CUDA device, the policy runs on {self.device}")
+        if cuda_graph and decoding not in ("greedy", "mean"):
+            raise ValueError(f"cuda_graph replays a fixed computation: decoding must be greedy or mean, got {decoding!r}")
+        self.precision, self.cuda_graph = precision, cuda_graph
+        self._graph: tuple | None = None  # (CUDAGraph, static inputs, static outputs) once captured
         self.model = model.to(self.device).eval()
         self.spec, self.meta = spec, dict(meta or {})
         self.control = Control(model.config, spec)
@@ -99,30 +109,66 @@ class Policy:
         return batch
 
     # ---- acting -------------------------------------------------------------------
+    def _network(self, batch: dict) -> torch.Tensor:
+        """The whole network step, without a host sync: [action (A), value, finite, entropy]."""
+        m = self.model
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16",
+                            cache_enabled=False):
+            lat = m.encode(batch)
+            logits = m.policy_logits(lat).float()
+            if self.decoding == "greedy":
+                action = m.greedy_action(logits)[:, None]
+            elif self.decoding == "mean":  # expectation over the bins: finer than one bin
+                action = (logits.softmax(-1) * m.action_bins).sum(-1)[:, None]
+            elif self.decoding == "sample":
+                action = m.sample_actions(logits, 1, self.temperature, self.generator)
+            else:  # Q-filtered: greedy + K-1 samples, scored against one encoding
+                k = max(1, self.n_candidates - 1)
+                cand = torch.cat([m.greedy_action(logits)[:, None],
+                                  m.sample_actions(logits, k, self.temperature, self.generator)], 1)
+                action = cand[:, m.q_value(lat, cand).nan_to_num(float("-inf")).argmax(-1)[0]][:, None]
+            value = m.q_value(lat, action)[0, 0].float()
+        finite = torch.isfinite(logits).all() & torch.isfinite(value)
+        entropy = PACModel.entropy(logits).sum()
+        return torch.cat([action[0, 0].float(), torch.stack([value, finite.float(), entropy])])
+
+    def _replay(self, batch: dict) -> torch.Tensor:
+        """``_network`` through a CUDA graph captured on the first call (fixed shapes): one
+        launch instead of hundreds of kernel launches per tick."""
+        if self._graph is None:
+            static = {k: ({c: t.clone() for c, t in v.items()} if isinstance(v, dict) else v.clone())
+                      for k, v in batch.items()}
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(3):  # warm-up outside the capture (allocator, kernel selection)
+                    self._network(static)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = self._network(static)
+            self._graph = (graph, static, out)
+        graph, static, out = self._graph
+        for k, v in batch.items():
+            if isinstance(v, dict):
+                for c, t in v.items():
+                    static[k][c].copy_(t)
+            else:
+                static[k].copy_(v)
+        graph.replay()
+        return out
+
     @torch.inference_mode()
     def act_normalized(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, dict]:
         """Model action in [-1,1] (NaN where the network output is not finite) and info."""
-        m = self.model
-        lat = m.encode(self.obs_batch(obs))
-        logits = m.policy_logits(lat).float()
-        if self.decoding == "greedy":
-            action = m.greedy_action(logits)[:, None]
-        elif self.decoding == "mean":  # expectation over the bins: finer than one bin
-            action = (logits.softmax(-1) * m.action_bins).sum(-1)[:, None]
-        elif self.decoding == "sample":
-            action = m.sample_actions(logits, 1, self.temperature, self.generator)
-        else:  # Q-filtered: greedy + K-1 samples, scored against one encoding
-            k = max(1, self.n_candidates - 1)
-            cand = torch.cat([m.greedy_action(logits)[:, None],
-                              m.sample_actions(logits, k, self.temperature, self.generator)], 1)
-            action = cand[:, m.q_value(lat, cand).nan_to_num(float("-inf")).argmax(-1)[0]][:, None]
-        value = m.q_value(lat, action)[0, 0]
-        ok = bool(torch.isfinite(logits).all() and torch.isfinite(value))
-        a = action[0, 0].double().cpu().numpy()
+        batch = self.obs_batch(obs)
+        out = (self._replay(batch) if self.cuda_graph else self._network(batch)).double().cpu().numpy()
+        A = self.model.action_dim
+        a, value, ok, entropy = out[:A].copy(), out[A], bool(out[A + 1]), out[A + 2]
         if not ok:
             a = np.full_like(a, np.nan)  # hold position (safe_command maps NaN to current)
         info = {"value": float(value) if ok else float("nan"), "fallback": not ok,
-                "entropy": float(PACModel.entropy(logits).sum()) if ok else float("nan")}
+                "entropy": float(entropy) if ok else float("nan")}
         return a, info
 
     def act(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, dict]:
@@ -136,4 +182,4 @@ class Policy:
         return command, info
 
 
-__all__ = ["Policy", "pick_device", "CheckpointError", "SpecError", "DECODING"]
+__all__ = ["Policy", "pick_device", "CheckpointError", "SpecError", "DECODING", "PRECISION"]

@@ -121,6 +121,40 @@ def test_policy_input_errors():
         policy.act({k: v for k, v in obs.items() if k != "features"})
 
 
+def test_acceleration_options_are_checked():
+    learner = make_learner()
+    spec = learner.model.spec
+    with pytest.raises(ValueError, match="precision"):
+        Policy(learner.model, spec, device="cpu", precision="fp8")
+    with pytest.raises(ValueError, match="CUDA device"):
+        Policy(learner.model, spec, device="cpu", cuda_graph=True)
+
+
+def test_bf16_policy_acts_like_fp32():
+    learner = make_learner()
+    spec = learner.model.spec
+    fp32 = Policy(learner.model, spec, device="cpu", decoding="mean")
+    bf16 = Policy(learner.model, spec, device="cpu", decoding="mean", precision="bf16")
+    for s in range(3):
+        (c32, i32), (c16, i16) = fp32.act(robot_obs(spec, s)), bf16.act(robot_obs(spec, s))
+        assert np.isfinite(c16).all() and np.abs(c16 - c32).max() < 0.05 * spec.max_step.max()
+        assert abs(i16["value"] - i32["value"]) < 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_graph_replays_the_eager_step(precision):
+    learner = make_learner()
+    spec = learner.model.spec
+    eager = Policy(learner.model, spec, device="cuda", decoding="mean", precision=precision)
+    graphed = Policy(learner.model, spec, device="cuda", decoding="mean", precision=precision, cuda_graph=True)
+    with pytest.raises(ValueError, match="greedy or mean"):
+        Policy(learner.model, spec, device="cuda", decoding="sample", cuda_graph=True)
+    for s in range(4):  # new inputs each tick: the captured graph reads them, not the first ones
+        (c1, i1), (c2, i2) = eager.act(robot_obs(spec, s)), graphed.act(robot_obs(spec, s))
+        assert np.allclose(c1, c2, atol=1e-5) and abs(i1["value"] - i2["value"]) < 1e-4
+
+
 def test_default_robot_policy_act(tmp_path):
     spec = default_spec()
     learner = make_learner(spec=spec, obs_mode="pixels")

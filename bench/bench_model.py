@@ -39,13 +39,23 @@ from pac_ros.policy import Policy
 from pac_ros.spec import default_spec
 
 
+DEVICE = torch.device("cpu")
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def timed(fn, repeats: int, warmup: int = 3) -> np.ndarray:
     for _ in range(warmup):
         fn()
+    sync()
     out = np.empty(repeats)
     for i in range(repeats):
         t = time.perf_counter()
         fn()
+        sync()
         out[i] = time.perf_counter() - t
     return out * 1000.0  # ms
 
@@ -57,31 +67,68 @@ def robot_obs(spec, seed=0):
             "instruction": spec.instructions()[0], "features": o["features"][0].numpy()}
 
 
+def synthetic_batch(spec, batch):
+    g = torch.Generator().manual_seed(0)
+    data = {"obs": random_obs(spec, batch, 1), "next_obs": random_obs(spec, batch, 2),
+            "action": torch.rand(batch, spec.action_dim, generator=g) * 2 - 1,
+            "reward": torch.rand(batch, generator=g), "discount": torch.full((batch,), 0.99)}
+    return to_device(data)
+
+
+def to_device(x):
+    if isinstance(x, dict):
+        return {k: to_device(v) for k, v in x.items()}
+    return x.to(DEVICE) if isinstance(x, torch.Tensor) else x
+
+
+# (precision, CUDA graph) variants of the policy step timed on a GPU
+GPU_VARIANTS = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]
+
+
 def bench_presets(names, spec, repeats, train_steps, batch):
-    print("\n== presets (CPU)")
-    print(f"  {'preset':7s} {'params pixels':>14s} {'params features':>16s} {'act p50':>9s} {'act p99':>9s}"
-          f" {'train samples/s':>16s}  (pixels mode, batch {batch})")
+    gpu = DEVICE.type == "cuda"
+    print(f"\n== presets ({DEVICE})")
+    if gpu:
+        cols = " ".join(f"{p + (' graph' if g else ''):>20s}" for p, g in GPU_VARIANTS)
+        print(f"  {'preset':7s} {'params':>9s}  policy step p50/p99 ms: {cols}  {'20 Hz':>6s} {'train samples/s':>16s}"
+              f"  (pixels mode; training bf16 autocast, batch {batch})")
+    else:
+        print(f"  {'preset':7s} {'params pixels':>14s} {'params features':>16s} {'act p50':>9s} {'act p99':>9s}"
+              f" {'train samples/s':>16s}  (pixels mode, batch {batch})")
     for name in ("tiny", "small", "base", "large", "xl"):
         cfg = preset(name, obs_mode="pixels")
         n_pix = count_parameters(cfg, spec)
         n_feat = count_parameters(preset(name, obs_mode="features"), spec)
-        row = f"  {name:7s} {n_pix / 1e6:13.2f}M {n_feat / 1e6:15.2f}M"
+        row = f"  {name:7s} {n_pix / 1e6:8.2f}M" if gpu else f"  {name:7s} {n_pix / 1e6:13.2f}M {n_feat / 1e6:15.2f}M"
         if name not in names:
             print(row + "   (not timed: pass --presets to include)")
             continue
         torch.manual_seed(0)
         model = PACModel(cfg, spec)
-        policy = Policy(model, spec, device="cpu")
         obs = robot_obs(spec)
-        lat = timed(lambda: policy.act(obs), repeats)
-        learner = Learner(model, LearnerConfig(amp="none", lr_warmup_steps=1))
-        g = torch.Generator().manual_seed(0)
-        data = {"obs": random_obs(spec, batch, 1), "next_obs": random_obs(spec, batch, 2),
-                "action": torch.rand(batch, spec.action_dim, generator=g) * 2 - 1,
-                "reward": torch.rand(batch, generator=g), "discount": torch.full((batch,), 0.99)}
-        step = timed(lambda: learner.step(data), train_steps, warmup=1)
-        print(row + f" {np.percentile(lat, 50):7.2f}ms {np.percentile(lat, 99):7.2f}ms"
-                    f" {batch / (np.median(step) / 1000):15.0f}")
+        if gpu:
+            best_p99, cells = float("inf"), []
+            for precision, graph in GPU_VARIANTS:
+                policy = Policy(model, spec, device=DEVICE, decoding="mean", precision=precision, cuda_graph=graph)
+                lat = timed(lambda: policy.act(obs), repeats, warmup=5)
+                best_p99 = min(best_p99, np.percentile(lat, 99))
+                cells.append(f"{np.percentile(lat, 50):9.2f}/{np.percentile(lat, 99):<10.2f}")
+                del policy
+            row += "  " + " " * 24 + " ".join(cells) + f"  {'yes' if best_p99 < 50 else 'no':>6s}"
+        else:
+            policy = Policy(model, spec, device=DEVICE)
+            lat = timed(lambda: policy.act(obs), repeats)
+            row += f" {np.percentile(lat, 50):7.2f}ms {np.percentile(lat, 99):7.2f}ms"
+        try:
+            learner = Learner(model, LearnerConfig(amp="auto" if gpu else "none", lr_warmup_steps=1), device=DEVICE)
+            data = synthetic_batch(spec, batch)
+            step = timed(lambda: learner.step(data), train_steps, warmup=2)
+            print(row + f" {batch / (np.median(step) / 1000):15.0f}", flush=True)
+        except torch.cuda.OutOfMemoryError:
+            print(row + f" {'out of memory':>15s}", flush=True)
+        learner = model = None  # free the GPU before the next preset
+        if gpu:
+            torch.cuda.empty_cache()
 
 
 class PlainTransformer(nn.Module):
@@ -102,12 +149,36 @@ def encoder(kind: str, preset_name: str, spec):
     cfg = preset(preset_name, obs_mode="pixels")
     torch.manual_seed(0)
     if kind == "pac":
-        return cfg, PACModel(cfg, spec).eval().encode_tokens
-    return cfg, PlainTransformer(cfg, cfg.n_cross_blocks + cfg.n_self_blocks).eval()
+        return cfg, PACModel(cfg, spec).to(DEVICE).eval().encode_tokens
+    return cfg, PlainTransformer(cfg, cfg.n_cross_blocks + cfg.n_self_blocks).to(DEVICE).eval()
+
+
+def one_pass(fn, x, training: bool) -> None:
+    if training:
+        fn(x.requires_grad_()).square().mean().backward()
+    else:
+        with torch.inference_mode():
+            fn(x)
+
+
+def _cuda_peak_mb(kind: str, preset_name: str, n: int, training: bool) -> float:
+    cfg, fn = encoder(kind, preset_name, default_spec())
+    x = torch.randn(1, n, cfg.width, device=DEVICE)
+    one_pass(fn, x[:, :8].clone(), training)
+    sync()
+    before = torch.cuda.memory_allocated(DEVICE)
+    torch.cuda.reset_peak_memory_stats(DEVICE)
+    one_pass(fn, x, training)
+    sync()
+    return (torch.cuda.max_memory_allocated(DEVICE) - before) / 2**20
 
 
 def peak_memory_mb(kind: str, preset_name: str, n: int, training: bool) -> float:
-    """Extra peak resident memory (MB) of one pass over n tokens, in a fresh process."""
+    """Extra peak memory (MB) of one pass over n tokens: on a GPU the allocator's peak
+    above what was allocated before; on the CPU the resident set's, in a fresh process."""
+    if DEVICE.type == "cuda":
+        with torch.inference_mode(False), torch.enable_grad():  # the caller times under inference_mode
+            return _cuda_peak_mb(kind, preset_name, n, training)
     out = subprocess.run([sys.executable, __file__, "--memory-probe", kind, preset_name, str(n), str(int(training))],
                          capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -127,36 +198,28 @@ def memory_probe(kind: str, preset_name: str, n: int, training: bool) -> None:
     torch.set_num_threads(1)
     cfg, fn = encoder(kind, preset_name, default_spec())
     x = torch.randn(1, n, cfg.width)
-
-    def run(inp):
-        if training:
-            fn(inp.requires_grad_()).square().mean().backward()
-        else:
-            with torch.inference_mode():
-                fn(inp)
-
-    run(x[:, :8].clone())  # allocator and kernels warm, on a tiny input
+    one_pass(fn, x[:, :8].clone(), training)  # allocator and kernels warm, on a tiny input
     Path("/proc/self/clear_refs").write_text("5")
     before = _status_kib("VmRSS")
-    run(x)
+    one_pass(fn, x, training)
     print((_status_kib("VmHWM") - before) / 1024.0)
 
 
 def bench_scaling(spec, preset_name, tokens, repeats):
     cfg = preset(preset_name, obs_mode="pixels")
     torch.manual_seed(0)
-    model = PACModel(cfg, spec).eval()
+    model = PACModel(cfg, spec).to(DEVICE).eval()
     depth = cfg.n_cross_blocks + cfg.n_self_blocks
-    plain = PlainTransformer(cfg, depth).eval()
+    plain = PlainTransformer(cfg, depth).to(DEVICE).eval()
     print(f"\n== encoder cost vs input tokens ({preset_name}: width {cfg.width}, {cfg.n_latents} latents, "
-          f"depth {depth}; batch 1, CPU)")
+          f"depth {depth}; batch 1, {DEVICE})")
     print(f"  {'tokens':>6s} {'PAC ms':>9s} {'x prev':>7s} {'plain ms':>9s} {'x prev':>7s} {'plain/PAC':>10s}"
           f" | peak MB inference: {'PAC':>6s} {'plain':>7s} {'ratio':>6s} | training: {'PAC':>6s} {'plain':>7s}"
           f" {'ratio':>6s}")
     prev = None
     with torch.inference_mode():
         for n in tokens:
-            x = torch.randn(1, n, cfg.width)
+            x = torch.randn(1, n, cfg.width, device=DEVICE)
             t_pac = np.median(timed(lambda: model.encode_tokens(x), repeats))
             t_plain = np.median(timed(lambda: plain(x), max(3, repeats // 4), warmup=1))
             memory = ""
@@ -174,17 +237,17 @@ def bench_candidates(spec, preset_name, ks, repeats):
     cfg = preset(preset_name, obs_mode="pixels")
     torch.manual_seed(0)
     model = PACModel(cfg, spec).eval()
-    policy = Policy(model, spec, device="cpu")
+    policy = Policy(model, spec, device=DEVICE)
     batch = policy.obs_batch(robot_obs(spec))
-    print(f"\n== scoring K candidate actions with the Q decoder ({preset_name}, one shared encoding, CPU)")
+    print(f"\n== scoring K candidate actions with the Q decoder ({preset_name}, one shared encoding, {DEVICE})")
     with torch.inference_mode():
-        full = np.median(timed(lambda: model.q_logits(model.encode(batch), torch.zeros(1, 1, spec.action_dim)),
-                               repeats))
+        zero = torch.zeros(1, 1, spec.action_dim, device=DEVICE)
+        full = np.median(timed(lambda: model.q_logits(model.encode(batch), zero), repeats))
         lat = model.encode(batch)
         base = None
         print(f"  full forward (encode + Q of 1 action): {full:.2f} ms")
         for k in ks:
-            acts = torch.rand(1, k, spec.action_dim) * 2 - 1
+            acts = torch.rand(1, k, spec.action_dim, device=DEVICE) * 2 - 1
             t = np.median(timed(lambda: model.q_logits(lat, acts), repeats))
             base = base or t
             print(f"  K={k:4d}: Q decoder {t:7.3f} ms = {t / base:5.2f}x K=1; encode + K candidates = "
@@ -214,8 +277,8 @@ def bench_supply(data: Path, config_path: Path, batch: int, repeats: int):
     model = PACModel(model_cfg, spec)
     model.set_normalization(torch.from_numpy(store.joints),
                             None if store.features is None else torch.from_numpy(store.features))
-    learner = Learner(model, cfg.learner)
-    synthetic = {k: v for k, v in store.sample(batch, 0).items()}  # one batch, reused: no sampling cost
+    learner = Learner(model, cfg.learner, device=DEVICE)
+    synthetic = to_device(store.sample(batch, 0))  # one batch, reused, already on the device: no sampling cost
     t_learn = np.median(timed(lambda: learner.step(synthetic), max(5, repeats // 20), warmup=2))
     supply, consume = batch / (t_sample / 1000), batch / (t_learn / 1000)
     print(f"  sampler {t_sample:.2f} ms per batch = {supply:.0f} samples/s; learner {t_learn:.1f} ms per step = "
@@ -224,6 +287,8 @@ def bench_supply(data: Path, config_path: Path, batch: int, repeats: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (GPU: the policy step in fp32/bf16, with "
+                        "and without a CUDA graph; training with bf16 autocast)")
     parser.add_argument("--presets", nargs="+", default=["tiny", "small", "base"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=200)
@@ -242,9 +307,12 @@ def main() -> None:
         memory_probe(kind, name, int(n), training == "1")
         return
     torch.set_num_threads(args.threads)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     spec = default_spec()
+    gpu = f", GPU {torch.cuda.get_device_name(DEVICE)}" if DEVICE.type == "cuda" else ""
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads{gpu}")
     if "presets" in args.only:
         bench_presets(args.presets, spec, args.repeats, args.train_steps, args.batch)
     if "scaling" in args.only:

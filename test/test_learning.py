@@ -1,4 +1,5 @@
 """PAC learner: C51 projection, loss semantics, target updates, config, RL sanity check."""
+import math
 import numpy as np
 import pytest
 import torch
@@ -429,3 +430,42 @@ def test_online_improvement_reference_samples_the_policy_being_trained():
     assert torch.all(seen[0] == -1.0)  # the target (still uniform) would have sampled other bins
     with pytest.raises(ValueError, match="improvement_reference"):
         LearnerConfig(improvement_reference="behaviour")
+
+
+def test_data_improvement_weights_favour_better_data_actions_and_reduce_to_bc():
+    from pac_ros.learning.losses import data_improvement_weights
+
+    flat = data_improvement_weights(torch.full((4,), 0.3), torch.full((4, 8), 0.3), eta=0.05)
+    assert torch.allclose(flat, torch.ones(4))
+    q_samples = torch.tensor([[0.1, 0.7]] * 3)  # each state: one good and one poor action in reach
+    w = data_improvement_weights(torch.tensor([0.7, 0.1, 0.4]), q_samples, eta=0.05, max_weight=20.0)
+    assert w[0] > w[2] > w[1] and torch.isclose(w.mean(), torch.tensor(1.0))
+    clipped = data_improvement_weights(torch.tensor([0.9, 0.1]), torch.full((2, 4), 0.1), eta=0.05, max_weight=20.0)
+    assert float(clipped[0] / clipped[1]) == pytest.approx(20.0)  # exp(16) clipped to 20
+
+
+def test_in_sample_improvement_with_a_flat_critic_is_exactly_bc():
+    learner, spec = make_learner(improvement_actions="data")
+    with torch.no_grad():  # Q(s, a) the same everywhere: nothing to prefer
+        learner.model.q_head[-1].weight.zero_()
+    batch = learner.to_device(make_batch(spec))
+    _, m = learner.compute_losses(batch, 0.0)
+    assert m["improvement_loss"] == pytest.approx(float(m["bc_nll"]), rel=1e-5)
+    assert m["ess"] == pytest.approx(1.0, rel=1e-5)
+    m = learner.step(make_batch(spec))
+    assert math.isfinite(m["loss"])
+    with pytest.raises(ValueError, match="improvement_actions"):
+        LearnerConfig(improvement_actions="behaviour")
+
+
+def test_value_weighting_drops_states_whose_actions_all_fail():
+    from pac_ros.learning.losses import data_improvement_weights
+
+    q_data = torch.tensor([0.9, 0.85, 0.07, 0.06])  # two rows on a successful path, two doomed
+    q_samples = q_data[:, None].expand(-1, 8)  # every action alike in each state: advantage is flat
+    adv = data_improvement_weights(q_data, q_samples, eta=0.05)
+    val = data_improvement_weights(q_data, q_samples, eta=0.05, baseline="value")
+    assert torch.allclose(adv, torch.ones(4))
+    assert val[2] < 1e-6 and val[3] < 1e-6 and val[0] > val[1] > 1.0 and torch.isclose(val.mean(), torch.tensor(1.0))
+    with pytest.raises(ValueError, match="data_weighting"):
+        LearnerConfig(data_weighting="return")

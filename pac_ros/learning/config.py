@@ -43,6 +43,8 @@ class LearnerConfig:
     critic_target: str = "policy"  # a' at s' in the critic's target: policy (a' ~ π_θ', paper) | data (in-sample)
     conservative: float = 0.0  # weight of E[Q(s,a'~π_θ')] − Q(s,a_data) in the loss (CQL-style; ours, 0 = off)
     improvement_reference: str = "target"  # π_imp ∝ π_ref·exp(Q/η): target (π_θ', paper) | online (π_θ, ours)
+    improvement_actions: str = "samples"  # π_imp estimated on a'_j ~ π_ref (paper) | on the data's actions (ours)
+    data_weighting: str = "advantage"  # with improvement_actions data: advantage (per state) | value (across states)
     n_target_samples: int = 1  # a' ~ π_θ'(·|s') per transition for the critic target (ours)
     alpha_start: float = 1.0  # α schedule: BC (α=1) -> final α (paper sec. 3)
     alpha_final: float = 0.5
@@ -67,6 +69,10 @@ class LearnerConfig:
             raise ValueError(f"conservative must be >= 0, got {self.conservative}")
         if self.improvement_reference not in ("target", "online"):
             raise ValueError(f"improvement_reference must be 'target' or 'online', got {self.improvement_reference!r}")
+        if self.improvement_actions not in ("samples", "data"):
+            raise ValueError(f"improvement_actions must be 'samples' or 'data', got {self.improvement_actions!r}")
+        if self.data_weighting not in ("advantage", "value"):
+            raise ValueError(f"data_weighting must be 'advantage' or 'value', got {self.data_weighting!r}")
         if self.critic_target not in ("policy", "data"):
             raise ValueError(f"critic_target must be 'policy' or 'data', got {self.critic_target!r}")
         if self.q_init not in ("returns", "uniform"):

@@ -11,8 +11,8 @@ import torch.distributed as dist
 
 from ..model import PACModel
 from .config import LearnerConfig
-from .losses import (categorical_projection, critic_loss, improvement_weights, kl_to_uniform, policy_loss,
-                     temperature_dual)
+from .losses import (categorical_projection, critic_loss, data_improvement_weights, improvement_weights,
+                     policy_loss, temperature_dual, weight_stats)
 
 
 def cat_obs(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict:
@@ -125,12 +125,16 @@ class Learner:
                 q_s = q_pi.detach() if q_pi is not None else m.q_value(lat, a_s)
                 w = improvement_weights(q_s, float(self.log_eta.exp()))
             logp_data = m.log_prob(logits, action[:, None])[:, 0]
-            logp_s = m.log_prob(logits, a_s)
-            l_pi, bc, imp = policy_loss(logp_data, logp_s, w, alpha)
+            q_data = (q_logits.float().softmax(-1) * m.value_support).sum(-1)
+            if cfg.improvement_actions == "data":  # in-sample: only actions the data holds are imitated
+                w = data_improvement_weights(q_data, q_s, float(self.log_eta.exp()),
+                                             baseline=cfg.data_weighting)[:, None]
+                l_pi, bc, imp = policy_loss(logp_data, logp_data[:, None], w, alpha)
+            else:
+                l_pi, bc, imp = policy_loss(logp_data, m.log_prob(logits, a_s), w, alpha)
             total = l_pi + cfg.beta * l_q
             gap = torch.zeros((), device=self.device)
             if cfg.conservative > 0:  # CQL-style: the policy's own actions may not out-value the data's
-                q_data = (q_logits.float().softmax(-1) * m.value_support).sum(-1)
                 gap = q_pi.float().mean() - q_data.mean()
                 total = total + cfg.conservative * gap
             if cfg.eta_kl is not None:
@@ -147,8 +151,7 @@ class Learner:
                 "target_q_mean": (target * m.value_support).sum(-1).mean(),
                 "target_clip_frac": clipped,
                 "policy_entropy": PACModel.entropy(logits).sum(-1).mean(),
-                "ess": (1.0 / (w ** 2).sum(-1)).mean() / w.shape[-1],  # effective sample size of w, in [1/N, 1]
-                "eta": self.log_eta.detach().exp(), "kl_imp": kl_to_uniform(w).mean(),
+                "eta": self.log_eta.detach().exp(), **weight_stats(w),
             }
         return {"total": total, "policy": l_pi, "critic": l_q}, metrics
 

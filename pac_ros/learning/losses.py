@@ -41,6 +41,27 @@ def improvement_weights(q: torch.Tensor, eta: float) -> torch.Tensor:
     return (q.detach().float() / eta).softmax(-1)
 
 
+def data_improvement_weights(q_data: torch.Tensor, q_samples: torch.Tensor, eta: float,
+                             max_weight: float = 20.0, baseline: str = "advantage") -> torch.Tensor:
+    """Weights of the data's own actions, normalised to mean 1 over the batch (ours; in-sample
+    estimates of the improvement step, so only actions the data holds are imitated). q_data [B], q_samples [B,N].
+
+    advantage: π_imp ∝ π_θ'·exp(Q/η) per state, for a policy near the data's:
+        w_i = exp((Q(s_i,a_i) − V_η(s_i))/η), V_η(s) = η·log mean_j exp(Q(s,a'_j)/η), clipped at max_weight;
+        flat Q gives exactly BC (AWR/CRR-style).
+    value: w_i ∝ exp(Q(s_i,a_i)/η) across the batch: also moves the imitated states toward those the
+        improved policy visits; states whose every action fails (Q ≈ V ≈ 0) stop being imitated.
+    """
+    q = q_data.detach().float()
+    if baseline == "value":
+        w = ((q - q.max()) / eta).exp()
+    else:
+        q_samples = q_samples.detach().float()
+        v = eta * (torch.logsumexp(q_samples / eta, -1) - math.log(q_samples.shape[-1]))
+        w = ((q - v) / eta).clamp(max=math.log(max_weight)).exp()
+    return w / w.mean().clamp_min(1e-12)
+
+
 def policy_loss(logp_data: torch.Tensor, logp_samples: torch.Tensor, weights: torch.Tensor,
                 alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """L_π = α·E_D[−log π(a|s)] + (1−α)·E_s[−Σ_j w_j log π(a'_j|s)] (paper sec. 3; PAC_NOTES).
@@ -68,3 +89,12 @@ def kl_to_uniform(w: torch.Tensor) -> torch.Tensor:
     """KL(w ‖ uniform) over the last axis: the KL of the sample-based π_imp from π_θ'."""
     n = w.shape[-1]
     return (w * (w.clamp_min(1e-12) * n).log()).sum(-1)
+
+
+def weight_stats(w: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Effective sample size (fraction, in [1/N, 1]) and KL to uniform of improvement weights:
+    w [B,N] per state's samples, or [B,1] one distribution over the batch (the data's actions)."""
+    if w.shape[-1] == 1:
+        w = w.T
+    p = w.float() / w.float().sum(-1, keepdim=True).clamp_min(1e-12)
+    return {"ess": (1.0 / (p ** 2).sum(-1)).mean() / p.shape[-1], "kl_imp": kl_to_uniform(p).mean()}

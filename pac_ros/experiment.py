@@ -376,8 +376,33 @@ def record_own(checkpoint: str | Path, out: Path, episodes: int, seed: int, thro
 
 
 # ---- report ----------------------------------------------------------------------------
+def _run_one_in_worker(cfg: ExperimentConfig, arm: str, seed: int) -> dict:
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return run_one(cfg, arm, seed, lambda *a: print(*a, file=sys.stderr, flush=True))
+
+
+def run_arms(cfg: ExperimentConfig, log: Callable[..., None], jobs: int = 1) -> dict[str, list[dict]]:
+    """Every arm x seed, ``jobs`` at a time (separate processes, each with ``cfg.threads`` threads)."""
+    todo = [(arm, seed) for arm in cfg.arms for seed in cfg.seeds_of(arm)]
+    if jobs <= 1 or len(todo) <= 1:
+        results = [run_one(cfg, arm, seed, log) for arm, seed in todo]
+    else:
+        import multiprocessing
+
+        log(f"{len(todo)} runs, {jobs} at a time")
+        with multiprocessing.get_context("spawn").Pool(min(jobs, len(todo))) as workers:
+            results = workers.starmap(_run_one_in_worker, [(cfg, arm, seed) for arm, seed in todo], chunksize=1)
+    runs: dict[str, list[dict]] = {}
+    for (arm, _), r in zip(todo, results):
+        runs.setdefault(arm, []).append(r)
+    return runs
+
+
 def run_experiment(cfg: ExperimentConfig, log: Callable[..., None] = print, report: str | Path | None = None,
-                   command: str = "pac-ros experiment") -> dict:
+                   command: str = "pac-ros experiment", jobs: int = 1) -> dict:
     t0 = time.perf_counter()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -388,7 +413,7 @@ def run_experiment(cfg: ExperimentConfig, log: Callable[..., None] = print, repo
     data = ensure_dataset(cfg, log)
     log(f"data: {data['episodes']} episodes, {data['steps']} steps, {data['success_rate']:.1%} success, "
         f"fingerprint {data['fingerprint']}")
-    runs = {arm: [run_one(cfg, arm, s, log) for s in cfg.seeds_of(arm)] for arm in cfg.arms}
+    runs = run_arms(cfg, log, jobs)
     arms = {arm: pool(rs) for arm, rs in runs.items()}
     peers = {f"d3rlpy {a}": pool([run_peer(cfg, a, s, log) for s in cfg.peers.seeds]) for a in cfg.peers.algos}
     diagnostics = {arm: critic_calibration(rs[0]["checkpoint"], cfg.data.root,
@@ -575,6 +600,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="config/experiment.yaml")
     p.add_argument("--out", help="output directory (overrides out_dir)")
     p.add_argument("--report", help="also write the Markdown report here (e.g. docs/results.md)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="train and evaluate this many arm/seed runs at once (processes of `threads` threads each)")
     args = p.parse_args(argv)
     try:
         cfg = ExperimentConfig.load(args.config)
@@ -585,5 +612,6 @@ def main(argv: list[str] | None = None) -> int:
         cfg.out_dir = args.out
     command = " ".join(["pac-ros experiment --config", args.config] + (["--out", args.out] if args.out else []) +
                        (["--report", args.report] if args.report else []))
-    run_experiment(cfg, log=lambda *a: print(*a, file=sys.stderr, flush=True), report=args.report, command=command)
+    run_experiment(cfg, log=lambda *a: print(*a, file=sys.stderr, flush=True), report=args.report, command=command,
+                   jobs=args.jobs)
     return 0

@@ -31,7 +31,7 @@ run: {log_every: 1, checkpoint_every: 100, threads: 1}
 
 
 @pytest.mark.slow
-def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path):
+def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     cfg = ExperimentConfig.from_dict(_configs(tmp_path, rounds=1))
     logs = []
     report = tmp_path / "docs" / "results.md"
@@ -55,10 +55,14 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path):
     assert "| bc |" in md and "| pac |" in md and "| d3rlpy iql |" in md and "Self-improvement" in md and res["data"]["fingerprint"] in md
     assert "](results_figures/success_bar.png)" in md  # figures copied next to the report
     assert (tmp_path / "docs" / "results_figures" / "success_bar.png").is_file()
-    # a second call reuses every finished run
+    # a second call reuses every finished run; with --jobs the arm/seed runs answer from worker processes
     logs.clear()
-    run_experiment(cfg, log=logs.append)
-    assert sum("cached" in m for m in logs) == 7 and not any("training" in m for m in logs)
+    capfd.readouterr()
+    again = run_experiment(cfg, log=logs.append, jobs=2)
+    err = capfd.readouterr().err
+    assert err.count(": cached") == 4 and "training" not in err
+    assert sum("cached" in m for m in logs) == 3 and not any("training" in m for m in logs)
+    assert again["arms"] == saved["arms"]
 
 
 def test_experiment_config_errors(tmp_path):

@@ -324,9 +324,16 @@ def improve(cfg: ExperimentConfig, start: dict, log: Callable[..., None]) -> lis
     for r in range(1, imp.rounds + 1):
         rdir = base / f"round_{r}"
         done = rdir / "result.json"
+        merged = rdir / "data"
+        tcfg = cfg.train_config_for(imp.arm, cfg.seeds[0], steps=imp.steps, learner=imp.learner,
+                                    root=str(merged), out=str(rdir / "run"))
+        tcfg.run.init_from = rounds[-1]["checkpoint"]
+        # the round's whole recipe: its training config (with the checkpoint it starts from) and how it records
+        key = hashlib.sha256((_run_key(cfg, tcfg) + json.dumps(dataclasses.asdict(imp), sort_keys=True)).encode()
+                             ).hexdigest()[:16]
         if done.is_file():
             cached = json.loads(done.read_text())
-            if cached.get("from") == rounds[-1]["checkpoint"]:
+            if cached.get("key") == key:
                 log(f"improve round {r}: cached ({cached['final']['success_rate']:.1%})")
                 rounds.append(cached)
                 data_root = Path(cached["data"]["root"])
@@ -342,16 +349,12 @@ def improve(cfg: ExperimentConfig, start: dict, log: Callable[..., None]) -> lis
         own_desc = describe_dataset(Dataset(own))
         log(f"improve round {r}: recorded {own_desc['episodes']} own episodes, "
             f"{own_desc['success_rate']:.1%} success, {record_s:.0f} s")
-        merged = rdir / "data"
         write_selection(merged, [(ds, list(range(len(ds)))) for ds in (Dataset(data_root), Dataset(own))])
-        tcfg = cfg.train_config_for(imp.arm, cfg.seeds[0], steps=imp.steps, learner=imp.learner,
-                                    root=str(merged), out=str(rdir / "run"))
-        tcfg.run.init_from = rounds[-1]["checkpoint"]
         t0 = time.perf_counter()
         final = Path(train(tcfg, resume=None))
         train_s = time.perf_counter() - t0
         result = _evaluate(final, cfg.eval, cfg.eval.episodes)
-        out = {"round": r, "from": rounds[-1]["checkpoint"], "checkpoint": str(final), "final": result,
+        out = {"round": r, "key": key, "from": rounds[-1]["checkpoint"], "checkpoint": str(final), "final": result,
                "own": own_desc, "record_s": record_s, "train_s": train_s, "data": describe_dataset(Dataset(merged))}
         done.write_text(json.dumps(out, indent=1))
         log(f"improve round {r}: success {result['success_rate']:.1%} ({result['successes']}/{result['episodes']})")
@@ -611,7 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         cfg.out_dir = args.out
     command = " ".join(["pac-ros experiment --config", args.config] + (["--out", args.out] if args.out else []) +
-                       (["--report", args.report] if args.report else []))
+                       (["--report", args.report] if args.report else []) +
+                       (["--jobs", str(args.jobs)] if args.jobs > 1 else []))
     run_experiment(cfg, log=lambda *a: print(*a, file=sys.stderr, flush=True), report=args.report, command=command,
                    jobs=args.jobs)
     return 0

@@ -63,6 +63,11 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     assert err.count(": cached") == 4 and "training" not in err
     assert sum("cached" in m for m in logs) == 3 and not any("training" in m for m in logs)
     assert again["arms"] == saved["arms"]
+    # a changed improvement recipe is not served from the cache
+    logs.clear()
+    cfg.improve.steps = 3
+    run_experiment(cfg, log=logs.append)
+    assert any("improve round 1: recorded" in m for m in logs) and not any("improve round 1: cached" in m for m in logs)
 
 
 def test_experiment_config_errors(tmp_path):

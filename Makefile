@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: install demo test test-fast bench shipped-model clean
+.PHONY: install demo test test-fast bench shipped-model suboptimal-model clean
 
 $(STAMP): requirements.txt requirements-ros.txt requirements-test.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ shipped-model: $(STAMP)
 	$(VENV)/bin/pac-ros collect --out $(SHIP)/data --episodes 300 --quality perfect --seed 1
 	$(VENV)/bin/pac-ros train --config config/train_tiny.yaml --data $(SHIP)/data --out $(SHIP)/run --steps 1000
 	$(PY) scripts/ship_model.py $(SHIP)/run --out models/pac_tiny_stacking --episodes 100
+
+# PAC trained on sub-optimal data, then on its own recorded episodes (issue 6; ~2 h on 2 cores)
+suboptimal-model: $(STAMP)
+	$(VENV)/bin/pac-ros experiment --config config/experiment.yaml --report docs/results.md --jobs 2
+	$(PY) scripts/ship_model.py outputs/experiment/improve/round_2/run --out models/pac_tiny_suboptimal \
+		--episodes 100 --decoding mean --command "make suboptimal-model"
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -21,6 +21,7 @@ setup(
         share("config", "*.xml"),
         share("models", "*.xml"),
         share("models/pac_tiny_stacking"),
+        share("models/pac_tiny_suboptimal"),
         share("msg", "*.msg"),
     ],
     install_requires=["setuptools", "numpy", "pyyaml", "mujoco", "pyarrow", "pillow", "safetensors", "tqdm"],

@@ -12,16 +12,17 @@ from pac_ros.spec import default_spec  # noqa: E402
 
 
 @pytest.mark.slow
-def test_shipped_model_closes_the_loop_and_is_recorded(tmp_path):
-    shipped = share_file("models", "pac_tiny_stacking")
+@pytest.mark.parametrize("model, decoding", [("pac_tiny_stacking", "greedy"), ("pac_tiny_suboptimal", "mean")])
+def test_shipped_model_closes_the_loop_and_is_recorded(tmp_path, model, decoding):
+    shipped = share_file("models", model)
     seen = []
     episodes = run_closed_loop(tmp_path / "ds", 2, "policy", str(shipped), seed=300_000, on_episode=seen.append,
-                               timeout=300, domain_id=ros_domain_id())
+                               timeout=300, domain_id=ros_domain_id(), overrides=[f"policy.decoding={decoding}"])
     assert len(episodes) == 2 and [m["episode_index"] for m in seen] == [0, 1]
     spec = default_spec()
     ds = Dataset(tmp_path / "ds", spec)
     for meta in episodes:
-        assert meta["source"] == "policy" and meta["checkpoint"].startswith("pac_tiny_stacking@")
+        assert meta["source"] == "policy" and meta["checkpoint"].startswith(f"{model}@")
         assert meta["dropped"] == 0 and 2 <= meta["length"] <= spec.max_episode_steps + 1
         episode = ds.load_episode(meta["episode_index"])
         commands = episode.actions[:-1]

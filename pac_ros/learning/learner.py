@@ -123,15 +123,15 @@ class Learner:
             q_pi = m.q_value(lat, a_s) if cfg.conservative > 0 else None
             with torch.no_grad():
                 q_s = q_pi.detach() if q_pi is not None else m.q_value(lat, a_s)
-                w = improvement_weights(q_s, float(self.log_eta.exp()))
             logp_data = m.log_prob(logits, action[:, None])[:, 0]
             q_data = (q_logits.float().softmax(-1) * m.value_support).sum(-1)
+            eta = float(self.log_eta.exp())
             if cfg.improvement_actions == "data":  # in-sample: only actions the data holds are imitated
-                w = data_improvement_weights(q_data, q_s, float(self.log_eta.exp()),
-                                             baseline=cfg.data_weighting)[:, None]
-                l_pi, bc, imp = policy_loss(logp_data, logp_data[:, None], w, alpha)
+                w = data_improvement_weights(q_data, q_s, eta, baseline=cfg.data_weighting)[:, None]
+                logp_imp = logp_data[:, None]
             else:
-                l_pi, bc, imp = policy_loss(logp_data, m.log_prob(logits, a_s), w, alpha)
+                w, logp_imp = improvement_weights(q_s, eta), m.log_prob(logits, a_s)
+            l_pi, bc, imp = policy_loss(logp_data, logp_imp, w, alpha)
             total = l_pi + cfg.beta * l_q
             gap = torch.zeros((), device=self.device)
             if cfg.conservative > 0:  # CQL-style: the policy's own actions may not out-value the data's

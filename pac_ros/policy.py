@@ -20,6 +20,7 @@ from .spec import Spec, SpecError
 
 DECODING = ("greedy", "mean", "sample", "q_filter")
 PRECISION = ("fp32", "bf16")
+GRAPH_DECODING = ("greedy", "mean")  # deterministic: a captured CUDA graph can replay them
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -40,7 +41,7 @@ class Policy:
         self.device = pick_device(device)
         if cuda_graph and self.device.type != "cuda":
             raise ValueError(f"cuda_graph needs a CUDA device, the policy runs on {self.device}")
-        if cuda_graph and decoding not in ("greedy", "mean"):
+        if cuda_graph and decoding not in GRAPH_DECODING:
             raise ValueError(f"cuda_graph replays a fixed computation: decoding must be greedy or mean, got {decoding!r}")
         self.precision, self.cuda_graph = precision, cuda_graph
         self._graph: tuple | None = None  # (CUDAGraph, static inputs, static outputs) once captured
@@ -182,4 +183,4 @@ class Policy:
         return command, info
 
 
-__all__ = ["Policy", "pick_device", "CheckpointError", "SpecError", "DECODING", "PRECISION"]
+__all__ = ["Policy", "pick_device", "CheckpointError", "SpecError", "DECODING", "PRECISION", "GRAPH_DECODING"]

@@ -102,9 +102,9 @@ class PolicyNode(Node):
     # ---- checkpoints --------------------------------------------------------------
     def _load(self, checkpoint: str):
         from pac_ros.paths import existing_or_shared
-        from pac_ros.policy import Policy, pick_device
+        from pac_ros.policy import GRAPH_DECODING, Policy, pick_device
 
-        graph = self.cuda_graph and pick_device(self.device).type == "cuda" and self.decoding in ("greedy", "mean")
+        graph = self.cuda_graph and pick_device(self.device).type == "cuda" and self.decoding in GRAPH_DECODING
         policy = Policy.load(existing_or_shared(checkpoint), spec=self.spec, device=self.device,
                              decoding=self.decoding, precision=self.precision, cuda_graph=graph)
         meta = policy.meta

@@ -130,29 +130,43 @@ def test_acceleration_options_are_checked():
         Policy(learner.model, spec, device="cpu", cuda_graph=True)
 
 
-def test_bf16_policy_acts_like_fp32():
+def trained_learner(steps=5):
+    """Fresh heads start at zero (uniform outputs whatever the input): a few steps make them depend on it."""
     learner = make_learner()
+    for s in range(steps):
+        learner.step(batch(learner.model.spec, s))
+    return learner
+
+
+def test_bf16_policy_acts_like_fp32():
+    learner = trained_learner()
     spec = learner.model.spec
     fp32 = Policy(learner.model, spec, device="cpu", decoding="mean")
     bf16 = Policy(learner.model, spec, device="cpu", decoding="mean", precision="bf16")
+    rounded = []
     for s in range(3):
         (c32, i32), (c16, i16) = fp32.act(robot_obs(spec, s)), bf16.act(robot_obs(spec, s))
         assert np.isfinite(c16).all() and np.abs(c16 - c32).max() < 0.05 * spec.max_step.max()
         assert abs(i16["value"] - i32["value"]) < 0.05
+        rounded.append(i16["value"] != i32["value"] or not np.array_equal(c16, c32))
+    assert any(rounded)  # bf16 really ran: its rounding shows
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_cuda_graph_replays_the_eager_step(precision):
-    learner = make_learner()
+    learner = trained_learner()
     spec = learner.model.spec
     eager = Policy(learner.model, spec, device="cuda", decoding="mean", precision=precision)
     graphed = Policy(learner.model, spec, device="cuda", decoding="mean", precision=precision, cuda_graph=True)
     with pytest.raises(ValueError, match="greedy or mean"):
         Policy(learner.model, spec, device="cuda", decoding="sample", cuda_graph=True)
+    values = set()
     for s in range(4):  # new inputs each tick: the captured graph reads them, not the first ones
         (c1, i1), (c2, i2) = eager.act(robot_obs(spec, s)), graphed.act(robot_obs(spec, s))
         assert np.allclose(c1, c2, atol=1e-5) and abs(i1["value"] - i2["value"]) < 1e-4
+        values.add(round(i2["value"], 6))
+    assert len(values) > 1  # the outputs depend on the input, so a stale graph input would show
 
 
 def test_default_robot_policy_act(tmp_path):

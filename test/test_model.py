@@ -183,3 +183,60 @@ def test_attention_entropy_diagnostics():
     assert set(ent) == {"attn_entropy/input", "attn_entropy/latents", "attn_entropy/critic"}
     assert all(np.isfinite(v) and v >= 0 for v in ent.values())
     assert ent["attn_entropy/critic"] <= np.log(4) + 1e-5  # 4 latents
+
+
+def _randomised(module: torch.nn.Module) -> torch.nn.Module:
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0.0, 0.3)
+    return module.eval()
+
+
+def test_streamed_cross_attention_equals_full():
+    from pac_ros.model.layers import CrossBlock
+    blk = _randomised(CrossBlock(32, heads=4, mlp_ratio=2.0, qk_norm=True, chunk=7))
+    x, ctx = torch.randn(2, 5, 32), torch.randn(2, 50, 32)
+    pad = torch.zeros(2, 50, dtype=torch.bool)
+    pad[1, :20] = True  # the first chunks of sample 1 are all padding
+    pad[0, 45:] = True
+    for p in (None, pad):
+        full = blk.attn(blk.ln_q(x), blk.ln_kv(ctx), p)
+        assert not blk.streams(ctx)  # gradients on: the whole context at once, as in training
+        with torch.no_grad():
+            assert blk.streams(ctx)
+            streamed = blk.attn.streamed(blk.ln_q(x), ctx, blk.ln_kv, blk.chunk, p)
+        torch.testing.assert_close(streamed, full.detach(), atol=2e-5, rtol=1e-4)
+
+
+def test_encoder_chunking_changes_nothing_but_memory():
+    spec = small_spec()
+    cfg = micro_config(obs_mode="pixels")
+    torch.manual_seed(0)
+    whole = _randomised(PACModel(cfg.replace(input_chunk=0), spec))
+    chunked = PACModel(cfg.replace(input_chunk=5), spec).eval()
+    chunked.load_state_dict(whole.state_dict())
+    obs = random_obs(spec, 2)
+    tok, pad = whole.tokens(obs)
+    assert tok.shape[1] > 5
+    with torch.inference_mode():
+        torch.testing.assert_close(chunked.encode_tokens(tok, pad), whole.encode_tokens(tok, pad),
+                                   atol=1e-4, rtol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            a, b = chunked.encode_tokens(tok, pad).float(), whole.encode_tokens(tok, pad).float()
+        assert (a - b).abs().max() < 0.1
+    with pytest.raises(ValueError, match="input_chunk"):
+        cfg.replace(input_chunk=-1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_streamed_cross_attention_on_cuda(dtype):
+    from pac_ros.model.layers import CrossBlock
+    blk = _randomised(CrossBlock(64, heads=4, mlp_ratio=2.0, qk_norm=True, chunk=100)).cuda()
+    x, ctx = torch.randn(2, 8, 64, device="cuda"), torch.randn(2, 1000, 64, device="cuda")
+    with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+        full = blk.attn(blk.ln_q(x), blk.ln_kv(ctx))
+        streamed = blk.attn.streamed(blk.ln_q(x), ctx, blk.ln_kv, blk.chunk)
+    tol = 2e-4 if dtype == torch.float32 else 5e-2
+    torch.testing.assert_close(streamed.float(), full.float(), atol=tol, rtol=tol)

@@ -51,6 +51,7 @@ class PACConfig:
     n_self_blocks: int = 4  # M
     n_cross_blocks: int = 1  # latent <- input cross-attention layers
     n_decoder_blocks: int = 1  # cross-attention layers in each decoder
+    input_chunk: int = 512  # inference: input tokens the encoder attends at a time (0 = all at once)
     mlp_ratio: float = 4.0
     qk_norm: bool = True  # LayerNorm on queries/keys per head (PAC_NOTES: critic attention collapse)
     state_token: bool = True  # an MLP summary token of joints (+ block features) besides per-item tokens
@@ -72,6 +73,8 @@ class PACConfig:
             raise ValueError(f"control {self.control!r} not one of {CONTROLS}")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} not divisible by heads {self.heads}")
+        if self.input_chunk < 0:
+            raise ValueError(f"input_chunk must be >= 0 (0 = no chunking), got {self.input_chunk}")
         if self.n_action_bins < 2 or self.n_value_bins < 2:
             raise ValueError("n_action_bins and n_value_bins must be >= 2")
         if not self.v_min < self.v_max:

@@ -80,7 +80,7 @@ class PACModel(nn.Module):
 
         # Perceiver backbone
         self.latents = nn.Parameter(torch.zeros(c.n_latents, D))
-        self.cross = nn.ModuleList(CrossBlock(D, **blk) for _ in range(c.n_cross_blocks))
+        self.cross = nn.ModuleList(CrossBlock(D, **blk, chunk=c.input_chunk) for _ in range(c.n_cross_blocks))
         self.self_blocks = nn.ModuleList(SelfBlock(D, **blk) for _ in range(c.n_self_blocks))
         self.ln_latents = nn.LayerNorm(D)
 

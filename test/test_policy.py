@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pac_ros.learning import (CheckpointError, Learner, LearnerConfig, checkpoint_meta, load_into_learner,
-                              save_checkpoint)
+                              load_model_state, save_checkpoint, save_deployable)
 from pac_ros.model import PACModel
 from pac_ros.model.testing import micro_config, random_obs, small_spec
 from pac_ros.policy import Policy
@@ -56,6 +56,21 @@ def test_roundtrip_identical_outputs(tmp_path):
         c2, i2 = loaded.act(robot_obs(spec, s))
         assert np.array_equal(c1, c2) and i1["value"] == i2["value"]
     assert Policy.load(path / "model.safetensors", device="cpu").spec == spec
+
+
+def test_deployable_checkpoint_holds_only_what_a_policy_loads(tmp_path):
+    learner = make_learner()
+    spec = learner.model.spec
+    learner.step(batch(spec, 0))
+    path = save_deployable(tmp_path / "deploy", learner.model, meta=checkpoint_meta(learner.model, "micro"), step=7)
+    assert sorted(f.name for f in path.iterdir()) == ["meta.json", "model.safetensors"]
+    meta, _ = load_model_state(path)
+    assert meta["step"] == 7 and list(meta["files"]) == ["model.safetensors"]
+    command, _ = Policy.load(path, spec=spec, device="cpu").act(robot_obs(spec, 1))
+    assert np.array_equal(command, Policy(learner.model, spec, device="cpu").act(robot_obs(spec, 1))[0])
+    (path / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_model_state(path)
 
 
 def test_wrong_spec_is_a_clear_error(tmp_path):

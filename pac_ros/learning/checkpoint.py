@@ -66,10 +66,7 @@ def save_checkpoint(path: str | Path, learner, *, meta: Mapping[str, Any],
                     resume_tensors: Mapping[str, torch.Tensor] | None = None) -> Path:
     """Write ``learner`` (online, target, optimiser) and ``meta`` to the directory ``path``."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = _fresh_tmp(path)
     save_file(_contig(learner.model.state_dict()), str(tmp / MODEL_FILE))
 
     tensors = {f"target.{k}": v for k, v in learner.target.state_dict().items()}
@@ -92,8 +89,27 @@ def save_checkpoint(path: str | Path, learner, *, meta: Mapping[str, Any],
                   "optim_scalars": scalars, "resume": dict(resume_json or {})}
     (tmp / STATE_JSON).write_text(json.dumps(state_json))
 
-    meta = dict(meta, format=FORMAT, step=learner.step_count, saved_at=time.time(),
-                files={f: _sha256(tmp / f) for f in (MODEL_FILE, STATE_FILE, STATE_JSON)})
+    return _finish(tmp, path, meta, learner.step_count, (MODEL_FILE, STATE_FILE, STATE_JSON))
+
+
+def save_deployable(path: str | Path, model, *, meta: Mapping[str, Any], step: int = 0) -> Path:
+    """Write only what a deployed policy loads (``model``'s weights and ``meta``), no training state."""
+    tmp = _fresh_tmp(Path(path))
+    save_file(_contig(model.state_dict()), str(tmp / MODEL_FILE))
+    return _finish(tmp, Path(path), meta, step, (MODEL_FILE,))
+
+
+def _fresh_tmp(path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _finish(tmp: Path, path: Path, meta: Mapping[str, Any], step: int, files: tuple[str, ...]) -> Path:
+    """Write meta.json (with every file's sha256) into ``tmp``, then rename it into place as ``path``."""
+    meta = dict(meta, format=FORMAT, step=step, saved_at=time.time(), files={f: _sha256(tmp / f) for f in files})
     (tmp / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
     if path.exists():
         old = path.with_name(f".{path.name}.old-{os.getpid()}")

@@ -10,7 +10,9 @@
    cross-attend the tokens) against a plain transformer of the same width and depth
    over all tokens, side by side with their ratio, the growth per doubling and the
    peak memory of one forward pass (each measured in a fresh process: growth of the
-   resident set's high-water mark);
+   resident set's high-water mark; on a GPU the allocator's peak), also for the
+   encoder with input streaming off (input_chunk 0); on a GPU also as CUDA-graph
+   replays, which take away the per-kernel launch cost that dominates at batch 1;
 3. scoring K candidate actions with the Q decoder against one shared encoding,
    relative to K=1 and to a full single-action forward pass;
 4. training input supply: samples/s of the real data sampler (TransitionStore over a
@@ -138,12 +140,16 @@ class PlainTransformer(nn.Module):
         return x
 
 
+ENCODERS = ("pac", "pac_whole", "plain")  # pac_whole: input_chunk=0, all input tokens attended at once
+
+
 def encoder(kind: str, preset_name: str, spec):
     cfg = preset(preset_name, obs_mode="pixels")
     torch.manual_seed(0)
-    if kind == "pac":
-        return cfg, PACModel(cfg, spec).to(DEVICE).eval().encode_tokens
-    return cfg, PlainTransformer(cfg, cfg.n_cross_blocks + cfg.n_self_blocks).to(DEVICE).eval()
+    if kind == "plain":
+        return cfg, PlainTransformer(cfg, cfg.n_cross_blocks + cfg.n_self_blocks).to(DEVICE).eval()
+    chunk = {"pac": cfg.input_chunk, "pac_whole": 0}[kind]
+    return cfg, PACModel(cfg.replace(input_chunk=chunk), spec).to(DEVICE).eval().encode_tokens
 
 
 def one_pass(fn, x, training: bool) -> None:
@@ -198,32 +204,57 @@ def memory_probe(kind: str, preset_name: str, n: int, training: bool) -> None:
     print((_status_kib("VmHWM") - before) / 1024.0)
 
 
+def graph_timed(fn, x, repeats: int) -> np.ndarray:
+    """ms per replay of fn(x) captured as one CUDA graph (no per-kernel launch cost)."""
+    side = torch.cuda.Stream(DEVICE)
+    side.wait_stream(torch.cuda.current_stream(DEVICE))
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn(x)
+    torch.cuda.current_stream(DEVICE).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn(x)
+    return timed(graph.replay, repeats)
+
+
 def bench_scaling(spec, preset_name, tokens, repeats):
+    gpu = DEVICE.type == "cuda"
+    fns = {k: encoder(k, preset_name, spec)[1] for k in ENCODERS}
     cfg = preset(preset_name, obs_mode="pixels")
-    torch.manual_seed(0)
-    model = PACModel(cfg, spec).to(DEVICE).eval()
     depth = cfg.n_cross_blocks + cfg.n_self_blocks
-    plain = PlainTransformer(cfg, depth).to(DEVICE).eval()
     print(f"\n== encoder cost vs input tokens ({preset_name}: width {cfg.width}, {cfg.n_latents} latents, "
-          f"depth {depth}; batch 1, {DEVICE})")
-    print(f"  {'tokens':>6s} {'PAC ms':>9s} {'x prev':>7s} {'plain ms':>9s} {'x prev':>7s} {'plain/PAC':>10s}"
-          f" | peak MB inference: {'PAC':>6s} {'plain':>7s} {'ratio':>6s} | training: {'PAC':>6s} {'plain':>7s}"
-          f" {'ratio':>6s}")
+          f"depth {depth}, input_chunk {cfg.input_chunk}; batch 1, {DEVICE})")
+    print("  PAC = the encoder as shipped; whole = the same with input_chunk 0 (no streaming); plain = a "
+          "transformer of the same width and depth over all tokens")
+    graph_head = f" | CUDA graph ms: {'PAC':>6s} {'plain':>7s} {'ratio':>6s}" if gpu else ""
+    print(f"  {'tokens':>6s} {'PAC ms':>9s} {'x prev':>7s} {'whole ms':>9s} {'plain ms':>9s} {'x prev':>7s}"
+          f" {'plain/PAC':>10s}{graph_head} | peak MB inference: {'PAC':>6s} {'whole':>6s} {'plain':>7s}"
+          f" {'ratio':>6s} | training: {'PAC':>6s} {'plain':>7s} {'ratio':>6s}")
     prev = None
     with torch.inference_mode():
         for n in tokens:
             x = torch.randn(1, n, cfg.width, device=DEVICE)
-            t_pac = np.median(timed(lambda: model.encode_tokens(x), repeats))
-            t_plain = np.median(timed(lambda: plain(x), max(3, repeats // 4), warmup=1))
-            memory = ""
-            for training in (False, True):
-                m_pac, m_plain = (peak_memory_mb(k, preset_name, n, training) for k in ("pac", "plain"))
-                ratio = f"{m_plain / m_pac:5.1f}x" if m_pac > 0 else "     -"
-                memory += f" | {'training:' if training else 'peak MB inference:'} {m_pac:6.1f} {m_plain:7.1f} {ratio}"
-            grow = "" if prev is None else f"{t_pac / prev[0]:6.2f}x"
-            grow_p = "" if prev is None else f"{t_plain / prev[1]:6.2f}x"
-            print(f"  {n:6d} {t_pac:9.2f} {grow:>7s} {t_plain:9.2f} {grow_p:>7s} {t_plain / t_pac:9.1f}x{memory}")
-            prev = (t_pac, t_plain)
+            t = {k: np.median(timed(lambda: fns[k](x), repeats if k != "plain" else max(3, repeats // 4),
+                                    warmup=3 if k != "plain" else 1)) for k in ENCODERS}
+            graphs = ""
+            if gpu:
+                g_pac, g_plain = (np.median(graph_timed(fns[k], x, repeats)) for k in ("pac", "plain"))
+                graphs = f" | CUDA graph ms: {g_pac:6.3f} {g_plain:7.3f} {g_plain / g_pac:5.1f}x"
+            mem = {k: peak_memory_mb(k, preset_name, n, training=False) for k in ENCODERS}
+            train = {k: peak_memory_mb(k, preset_name, n, training=True) for k in ("pac", "plain")}
+            memory = (f" | peak MB inference: {mem['pac']:6.1f} {mem['pac_whole']:6.1f} {mem['plain']:7.1f} "
+                      f"{ratio(mem['plain'], mem['pac'])} | training: {train['pac']:6.1f} {train['plain']:7.1f} "
+                      f"{ratio(train['plain'], train['pac'])}")
+            grow = "" if prev is None else f"{t['pac'] / prev['pac']:6.2f}x"
+            grow_p = "" if prev is None else f"{t['plain'] / prev['plain']:6.2f}x"
+            print(f"  {n:6d} {t['pac']:9.2f} {grow:>7s} {t['pac_whole']:9.2f} {t['plain']:9.2f} {grow_p:>7s}"
+                  f" {t['plain'] / t['pac']:9.1f}x{graphs}{memory}", flush=True)
+            prev = t
+
+
+def ratio(big: float, small: float) -> str:
+    return f"{big / small:5.1f}x" if small > 0 else "     -"
 
 
 def bench_candidates(spec, preset_name, ks, repeats):

@@ -160,9 +160,9 @@ def one_pass(fn, x, training: bool) -> None:
             fn(x)
 
 
-def _cuda_peak_mb(kind: str, preset_name: str, n: int, training: bool) -> float:
+def _cuda_peak_mb(kind: str, preset_name: str, n: int, training: bool, batch: int) -> float:
     cfg, fn = encoder(kind, preset_name, default_spec())
-    x = torch.randn(1, n, cfg.width, device=DEVICE)
+    x = torch.randn(batch, n, cfg.width, device=DEVICE)
     one_pass(fn, x[:, :8].clone(), training)
     sync()
     before = torch.cuda.memory_allocated(DEVICE)
@@ -172,13 +172,14 @@ def _cuda_peak_mb(kind: str, preset_name: str, n: int, training: bool) -> float:
     return (torch.cuda.max_memory_allocated(DEVICE) - before) / 2**20
 
 
-def peak_memory_mb(kind: str, preset_name: str, n: int, training: bool) -> float:
+def peak_memory_mb(kind: str, preset_name: str, n: int, training: bool, batch: int = 1) -> float:
     """Extra peak memory (MB) of one pass over n tokens: on a GPU the allocator's peak
     above what was allocated before; on the CPU the resident set's, in a fresh process."""
     if DEVICE.type == "cuda":
         with torch.inference_mode(False), torch.enable_grad():  # the caller times under inference_mode
-            return _cuda_peak_mb(kind, preset_name, n, training)
-    out = subprocess.run([sys.executable, __file__, "--memory-probe", kind, preset_name, str(n), str(int(training))],
+            return _cuda_peak_mb(kind, preset_name, n, training, batch)
+    out = subprocess.run([sys.executable, __file__, "--memory-probe", kind, preset_name, str(n), str(int(training)),
+                          str(batch)],
                          capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -190,13 +191,13 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def memory_probe(kind: str, preset_name: str, n: int, training: bool) -> None:
+def memory_probe(kind: str, preset_name: str, n: int, training: bool, batch: int) -> None:
     """Prints the peak resident memory one pass adds (MB) — inference: a forward pass;
     training: forward + backward, activations kept for the gradient. The kernel's
     high-water mark (VmHWM) is reset just before it (Linux: write 5 to /proc/self/clear_refs)."""
     torch.set_num_threads(1)
     cfg, fn = encoder(kind, preset_name, default_spec())
-    x = torch.randn(1, n, cfg.width)
+    x = torch.randn(batch, n, cfg.width)
     one_pass(fn, x[:, :8].clone(), training)  # allocator and kernels warm, on a tiny input
     Path("/proc/self/clear_refs").write_text("5")
     before = _status_kib("VmRSS")
@@ -218,31 +219,32 @@ def graph_timed(fn, x, repeats: int) -> np.ndarray:
     return timed(graph.replay, repeats)
 
 
-def bench_scaling(spec, preset_name, tokens, repeats):
+def bench_scaling(spec, preset_name, tokens, repeats, batch=1):
     gpu = DEVICE.type == "cuda"
     fns = {k: encoder(k, preset_name, spec)[1] for k in ENCODERS}
     cfg = preset(preset_name, obs_mode="pixels")
     depth = cfg.n_cross_blocks + cfg.n_self_blocks
     print(f"\n== encoder cost vs input tokens ({preset_name}: width {cfg.width}, {cfg.n_latents} latents, "
-          f"depth {depth}, input_chunk {cfg.input_chunk}; batch 1, {DEVICE})")
+          f"depth {depth}, input_chunk {cfg.input_chunk}; batch {batch}, {DEVICE})")
     print("  PAC = the encoder as shipped; whole = the same with input_chunk 0 (no streaming); plain = a "
           "transformer of the same width and depth over all tokens")
-    graph_head = f" | CUDA graph ms: {'PAC':>6s} {'plain':>7s} {'ratio':>6s}" if gpu else ""
+    graph_head = f" | CUDA graph ms: {'PAC':>6s} {'whole':>6s} {'plain':>7s} {'ratio':>6s}" if gpu else ""
     print(f"  {'tokens':>6s} {'PAC ms':>9s} {'x prev':>7s} {'whole ms':>9s} {'plain ms':>9s} {'x prev':>7s}"
           f" {'plain/PAC':>10s}{graph_head} | peak MB inference: {'PAC':>6s} {'whole':>6s} {'plain':>7s}"
           f" {'ratio':>6s} | training: {'PAC':>6s} {'plain':>7s} {'ratio':>6s}")
     prev = None
     with torch.inference_mode():
         for n in tokens:
-            x = torch.randn(1, n, cfg.width, device=DEVICE)
+            x = torch.randn(batch, n, cfg.width, device=DEVICE)
             t = {k: np.median(timed(lambda: fns[k](x), repeats if k != "plain" else max(3, repeats // 4),
                                     warmup=3 if k != "plain" else 1)) for k in ENCODERS}
             graphs = ""
             if gpu:
-                g_pac, g_plain = (np.median(graph_timed(fns[k], x, repeats)) for k in ("pac", "plain"))
-                graphs = f" | CUDA graph ms: {g_pac:6.3f} {g_plain:7.3f} {g_plain / g_pac:5.1f}x"
-            mem = {k: peak_memory_mb(k, preset_name, n, training=False) for k in ENCODERS}
-            train = {k: peak_memory_mb(k, preset_name, n, training=True) for k in ("pac", "plain")}
+                g = {k: np.median(graph_timed(fns[k], x, repeats)) for k in ENCODERS}
+                graphs = (f" | CUDA graph ms: {g['pac']:6.3f} {g['pac_whole']:6.3f} {g['plain']:7.3f} "
+                          f"{g['plain'] / g['pac']:5.1f}x")
+            mem = {k: peak_memory_mb(k, preset_name, n, False, batch) for k in ENCODERS}
+            train = {k: peak_memory_mb(k, preset_name, n, True, batch) for k in ("pac", "plain")}
             memory = (f" | peak MB inference: {mem['pac']:6.1f} {mem['pac_whole']:6.1f} {mem['plain']:7.1f} "
                       f"{ratio(mem['plain'], mem['pac'])} | training: {train['pac']:6.1f} {train['plain']:7.1f} "
                       f"{ratio(train['plain'], train['pac'])}")
@@ -324,11 +326,13 @@ def main() -> None:
     parser.add_argument("--train-config", type=Path, default=Path("config/train_tiny.yaml"))
     parser.add_argument("--only", nargs="+", choices=["presets", "scaling", "candidates", "supply"],
                         default=["presets", "scaling", "candidates", "supply"])
-    parser.add_argument("--memory-probe", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--scaling-batch", type=int, default=1,
+                        help="batch of the encoder scaling section (1: one observation; larger: compute-bound)")
+    parser.add_argument("--memory-probe", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
-        kind, name, n, training = args.memory_probe
-        memory_probe(kind, name, int(n), training == "1")
+        kind, name, n, training, batch = args.memory_probe
+        memory_probe(kind, name, int(n), training == "1", int(batch))
         return
     torch.set_num_threads(args.threads)
     global DEVICE
@@ -340,7 +344,7 @@ def main() -> None:
     if "presets" in args.only:
         bench_presets(args.presets, spec, args.repeats, args.train_steps, args.batch)
     if "scaling" in args.only:
-        bench_scaling(spec, "tiny", args.tokens, max(10, args.repeats // 10))
+        bench_scaling(spec, "tiny", args.tokens, max(10, args.repeats // 10), args.scaling_batch)
     if "candidates" in args.only:
         bench_candidates(spec, "tiny", [1, 8, 32, 128], args.repeats)
     if "supply" in args.only:

@@ -87,7 +87,7 @@ def run_graph(args, checkpoint: str, precision: str, dataset: str) -> dict:
     episodes = Dataset(dataset).episodes if committed else []
     return {"statuses": statuses, "arrivals": arrivals, "wall": wall, "episodes": episodes,
             "device": str(policy.device), "graph": getattr(policy, "cuda_graph", False),
-            "params": sum(p.numel() for p in policy.model.parameters())}
+            "params": sum(p.numel() for p in policy.model.parameters()), "no_render": args.no_render}
 
 
 def summary(name: str, precision: str, run: dict, mode: str, rtf: float) -> str:
@@ -105,11 +105,12 @@ def summary(name: str, precision: str, run: dict, mode: str, rtf: float) -> str:
         n = int(np.sum(np.maximum(np.round(gaps) - 1, 0)))
         missed = f"{n} (interval max {gaps.max() * period * 1e3:.0f} ms)"
     wins = sum(bool(m["success"]) for m in run["episodes"])
+    episodes = "- (no cameras: nothing to record)" if run["no_render"] else f"{len(run['episodes'])} ({wins})"
     return (f"| {name} | {run['params'] / 1e6:.2f}M | {run['device']} | {precision} | "
             f"{'yes' if run['graph'] else 'no'} | {len(statuses)} in {run['wall']:.1f} s | "
             f"{pct(e2e, 50)} / {pct(e2e, 99)} / {e2e.max() if len(e2e) else float('nan'):.2f} | "
             f"{pct(tick, 50)} / {pct(tick, 99)} | {len(statuses) - len(ok)} | {missed} | "
-            f"{len(run['episodes'])} ({wins}) |")
+            f"{episodes} |")
 
 
 def main() -> None:

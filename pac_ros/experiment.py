@@ -328,9 +328,10 @@ def improve(cfg: ExperimentConfig, start: dict, log: Callable[..., None]) -> lis
         tcfg = cfg.train_config_for(imp.arm, cfg.seeds[0], steps=imp.steps, learner=imp.learner,
                                     root=str(merged), out=str(rdir / "run"))
         tcfg.run.init_from = rounds[-1]["checkpoint"]
-        # the round's whole recipe: its training config (with the checkpoint it starts from) and how it records
-        key = hashlib.sha256((_run_key(cfg, tcfg) + json.dumps(dataclasses.asdict(imp), sort_keys=True)).encode()
-                             ).hexdigest()[:16]
+        # the round's whole recipe: its training config (with the checkpoint it starts from) and how it
+        # records; not how many rounds follow it, so adding rounds keeps the finished ones
+        recipe = {k: v for k, v in dataclasses.asdict(imp).items() if k != "rounds"}
+        key = hashlib.sha256((_run_key(cfg, tcfg) + json.dumps(recipe, sort_keys=True)).encode()).hexdigest()[:16]
         if done.is_file():
             cached = json.loads(done.read_text())
             if cached.get("key") == key:

@@ -63,6 +63,12 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     assert err.count(": cached") == 4 and "training" not in err
     assert sum("cached" in m for m in logs) == 3 and not any("training" in m for m in logs)
     assert again["arms"] == saved["arms"]
+    # one more round runs only that round
+    logs.clear()
+    cfg.improve.rounds = 2
+    more = run_experiment(cfg, log=logs.append)
+    assert any("improve round 1: cached" in m for m in logs) and any("improve round 2: recorded" in m for m in logs)
+    assert [r["round"] for r in more["improve"]] == [0, 1, 2] and more["improve"][1] == saved["improve"][1]
     # a changed improvement recipe is not served from the cache
     logs.clear()
     cfg.improve.steps = 3

@@ -1,4 +1,5 @@
 """PAC learner: C51 projection, loss semantics, target updates, config, RL sanity check."""
+import json
 import math
 import numpy as np
 import pytest
@@ -274,7 +275,7 @@ run: {{out_dir: {tmp_path / out}, steps: {steps}, log_every: 2, checkpoint_every
     return str(f)
 
 
-def test_train_main_resume_is_exact(dataset, tmp_path):
+def test_train_main_resume_is_exact(dataset, tmp_path, capsys):
     from safetensors.torch import load_file
 
     from pac_ros.learning.train import main
@@ -291,6 +292,20 @@ def test_train_main_resume_is_exact(dataset, tmp_path):
     assert list((tmp_path / "full/tb").iterdir())
     pol = Policy.load(tmp_path / "full/checkpoints/step_00000007", spec=dataset.spec, device="cpu")
     assert pol.meta["dataset_fingerprint"] == dataset.fingerprint() and pol.meta["step"] == 7
+    # a checkpoint written before input_chunk existed (or with another one) still resumes ...
+    ckpt = tmp_path / "full/checkpoints/step_00000007"
+    meta = json.loads((ckpt / "meta.json").read_text())
+    del meta["model_config"]["input_chunk"]
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    assert main(["--config", _train_yaml(tmp_path, root, "full", 8)]) == 0
+    assert (tmp_path / "full/latest").read_text() == "step_00000008"
+    # ... but one of another architecture does not
+    meta["model_config"]["width"] = 64
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    (tmp_path / "full/latest").write_text("step_00000007")
+    capsys.readouterr()
+    assert main(["--config", _train_yaml(tmp_path, root, "full", 9)]) != 0
+    assert "model config differs from the training config" in capsys.readouterr().err
     # bad config key -> exit code 2, clear message
     bad = tmp_path / "bad.yaml"
     bad.write_text("learner: {gama: 0.9}\n")

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from ..model import PACModel
+from ..model import PACConfig, PACModel
 from ..spec import Spec
 from .checkpoint import (CheckpointError, checkpoint_meta, load_into_learner, load_model_state, read_meta,
                          save_checkpoint)
@@ -49,6 +49,15 @@ def _latest(out_dir: Path) -> Path | None:
         return None
     path = out_dir / "checkpoints" / f.read_text().strip()
     return path if path.is_dir() else None
+
+
+def same_architecture(meta: dict, model_cfg: PACConfig) -> bool:
+    """Whether a checkpoint's weights fit ``model_cfg`` (execution-only fields, and fields added
+    since the checkpoint was written, at their defaults, do not count)."""
+    try:
+        return PACConfig.from_dict(meta["model_config"]).architecture() == model_cfg.architecture()
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def _step_seed(seed: int, rank: int, step: int) -> int:
@@ -114,13 +123,13 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
         if meta.get("dataset_fingerprint") != store.fingerprint:
             raise CheckpointError(f"{ckpt}: trained on dataset {meta.get('dataset_fingerprint')}, "
                                   f"this data is {store.fingerprint}; use a new run.out_dir")
-        if meta.get("model_config") != model_cfg.to_dict():
+        if not same_architecture(meta, model_cfg):
             raise CheckpointError(f"{ckpt}: model config differs from the training config")
         start = load_into_learner(ckpt, learner).step_count
         log(f"resumed from {ckpt} at step {start}")
     elif run.init_from:  # fine-tuning: the weights (and input statistics) of another run, a fresh optimiser
         meta, weights = load_model_state(run.init_from)
-        if meta.get("model_config") != model_cfg.to_dict():
+        if not same_architecture(meta, model_cfg):
             raise CheckpointError(f"{run.init_from}: its model config differs from the training config")
         learner.model.load_state_dict(weights)
         learner.hard_update()

@@ -95,8 +95,15 @@ class PACConfig:
         """Length of the model's block-feature vector (the spec's block poses, transformed)."""
         return spec.feature_dim if self.control == "joint" else len(spec.blocks) * TASK_BLOCK_DIM
 
+    # how the network is run, not what it is: checkpoints that differ only here are interchangeable
+    EXECUTION_FIELDS = ("input_chunk",)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def architecture(self) -> dict[str, Any]:
+        """The fields that decide the weights (to_dict without EXECUTION_FIELDS)."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.EXECUTION_FIELDS}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PACConfig":

@@ -1,6 +1,7 @@
 """ROS-side figures: bridge real-time factor, recorder under load, recorded episodes.
 
-    .venv/bin/python bench/bench_ros.py [--load-seconds 60] [--episodes 10]
+    .venv/bin/python bench/bench_ros.py [--load-seconds 60] [--load-episode-steps 200] [--episodes 10]
+                                        [--parts bridge recorder graph]
 
 1. mujoco_bridge pinned to one core, both cameras, control at 20 Hz: the real-time
    factor it holds at real_time_factor=1, the most it reaches when asked for more,
@@ -164,7 +165,7 @@ def load_publisher(spec_file: str, seconds: float, domain: int, report: str) -> 
     rclpy.shutdown()
 
 
-def bench_recorder(spec_file: Path, seconds: float, tmp: Path) -> None:
+def bench_recorder(spec_file: Path, seconds: float, tmp: Path, episode_steps: int) -> None:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -178,7 +179,7 @@ def bench_recorder(spec_file: Path, seconds: float, tmp: Path) -> None:
     init_ros(domain_id=domain)
     args = ["--ros-args", "-p", f"spec_file:={spec_file}", "-p", f"dataset:={tmp / 'load_ds'}",
             "-p", "command_state_topic:=/load/command", "-p", "record_features:=false",
-            "-p", f"max_steps:={os.environ.get('BENCH_MAX_STEPS', 100)}", "-p", "source:=teleop"]
+            "-p", f"max_steps:={episode_steps}", "-p", "source:=teleop"]
     recorder = Recorder(cli_args=args)
     ex = SingleThreadedExecutor()
     ex.add_node(recorder)
@@ -201,7 +202,7 @@ def bench_recorder(spec_file: Path, seconds: float, tmp: Path) -> None:
     print(f"  recorder CPU: {cpu / spun:.2f} cores (callbacks + commit thread + DDS)")
     if recorder.commit_seconds:
         c = np.array(recorder.commit_seconds)
-        print(f"  episodes committed: {len(c)} of 100 steps; commit (PNG + Parquet + fsync) "
+        print(f"  episodes committed: {len(c)} of {episode_steps} steps; commit (PNG + Parquet + fsync) "
               f"median {np.median(c) * 1000:.0f} ms, max {c.max() * 1000:.0f} ms")
     recorder.destroy_node()
     rclpy.shutdown()
@@ -238,25 +239,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bridge-seconds", type=float, default=10.0)
     parser.add_argument("--load-seconds", type=float, default=60.0)
+    parser.add_argument("--load-episode-steps", type=int, default=200,
+                        help="recorder load test: steps (commands) per episode; one is committed each time")
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--parts", nargs="+", choices=["bridge", "recorder", "graph"],
+                        default=["bridge", "recorder", "graph"])
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         # each part in its own process: core pinning and rclpy state stay separate
-        for part in ("bridge", "recorder", "graph"):
+        for part in args.parts:
             subprocess.run([sys.executable, __file__, "--part", part, str(tmp), str(args.bridge_seconds),
-                            str(args.load_seconds), str(args.episodes)], check=True,
+                            str(args.load_seconds), str(args.episodes), str(args.load_episode_steps)], check=True,
                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
 
 def part() -> None:
-    name, tmp, bridge_s, load_s, episodes = sys.argv[2], Path(sys.argv[3]), *map(float, sys.argv[4:7])
+    name, tmp, bridge_s, load_s, episodes, episode_steps = sys.argv[2], Path(sys.argv[3]), *map(float, sys.argv[4:8])
     if name == "bridge":
         bench_bridge(spec_variant(tmp, control_rate_hz=20.0), bridge_s)
     elif name == "recorder":
         cams = [{"name": "front", "width": 640, "height": 480, "encoding": "rgb8"}]
-        bench_recorder(spec_variant(tmp, cameras=cams), load_s, tmp)
+        bench_recorder(spec_variant(tmp, cameras=cams), load_s, tmp, int(episode_steps))
     else:
         bench_graph(int(episodes), tmp)
 

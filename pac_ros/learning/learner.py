@@ -125,7 +125,7 @@ class Learner:
                 q_s = q_pi.detach() if q_pi is not None else m.q_value(lat, a_s)
             logp_data = m.log_prob(logits, action[:, None])[:, 0]
             q_data = (q_logits.float().softmax(-1) * m.value_support).sum(-1)
-            eta = float(self.log_eta.exp())
+            eta = float(self.log_eta.detach().exp())
             if cfg.improvement_actions == "data":  # in-sample: only actions the data holds are imitated
                 w = data_improvement_weights(q_data, q_s, eta, baseline=cfg.data_weighting)[:, None]
                 logp_imp = logp_data[:, None]

@@ -1,6 +1,6 @@
 """Policy node latency in the closed loop: bridge + policy node + recorder in one process.
 
-    .venv/bin/python bench/bench_policy_node.py [--checkpoint models/pac_tiny_stacking] [--ticks 1000]
+    .venv/bin/python bench/bench_policy_node.py [--checkpoint models/pac_tiny_suboptimal] [--ticks 1000]
         [--mode lockstep|realtime] [--device cpu|cuda|auto] [--presets base xl] [--precision fp32 bf16]
         [--real-time-factor 2] [--no-render]
 
@@ -115,7 +115,7 @@ def summary(name: str, precision: str, run: dict, mode: str, rtf: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default="models/pac_tiny_stacking")
+    parser.add_argument("--checkpoint", default=None, help="default: policy.checkpoint in config/stacking.yaml")
     parser.add_argument("--presets", nargs="*", default=[],
                         help="also run an untrained model of each preset (figures for sizes not trained)")
     parser.add_argument("--ticks", type=int, default=1000)
@@ -130,6 +130,10 @@ def main() -> None:
                         help="the bridge publishes no camera images (enough for a features-mode model)")
     args = parser.parse_args()
 
+    if args.checkpoint is None:
+        from pac_ros.nodes.graph import configured
+
+        args.checkpoint = configured("stacking", "policy", "checkpoint")
     init_ros(domain_id=94)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,7 @@
 """Soak: the full sim stack for N minutes, then memory growth, missed ticks and the episodes.
 
     .venv/bin/python bench/soak.py [--minutes 30] [--rate 20] [--mode realtime|lockstep]
-                                   [--checkpoint models/pac_tiny_stacking] [--out DIR] [-p NODE.PARAM=VALUE]
+                                   [--checkpoint models/pac_tiny_suboptimal] [--out DIR] [-p NODE.PARAM=VALUE]
 
 Bridge + policy node (the shipped model) + recorder in one process on one executor, as
 `pac-ros launch stacking` runs them (pac_ros/nodes/graph.py). ``--rate`` is control ticks
@@ -55,7 +55,10 @@ def soak(minutes: float, out: str | Path, rate_hz: float = 20.0, mode: str = "re
     from pac_ros.spec import default_spec
 
     spec = default_spec()
-    checkpoint = Path(checkpoint or ROOT / "models" / "pac_tiny_stacking")
+    if checkpoint is None:  # the graph's own: policy.checkpoint in config/stacking.yaml
+        from pac_ros.nodes.graph import configured
+
+        checkpoint = configured("stacking", "policy", "checkpoint")
     ticks = int(round(minutes * 60 * rate_hz))
     first_minute = min(int(round(60 * rate_hz)), ticks // 2)  # the first half of a run under two minutes
     out = Path(out)
@@ -140,7 +143,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=20.0, help="control ticks per wall-clock second")
     parser.add_argument("--mode", default="realtime", choices=["realtime", "lockstep"])
-    parser.add_argument("--checkpoint", default=str(ROOT / "models" / "pac_tiny_stacking"))
+    parser.add_argument("--checkpoint", default=None, help="default: policy.checkpoint in config/stacking.yaml")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="dataset directory to keep (default: a temporary one)")
     parser.add_argument("-p", dest="overrides", action="append", default=[], metavar="NODE.PARAM=VALUE",

@@ -68,12 +68,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pac_ros.data import Dataset
     from pac_ros.evaluate import wilson_interval
     from pac_ros.nodes.closed_loop import run_closed_loop
+    from pac_ros.nodes.graph import configured
     from pac_ros.sim.video import write_gif
     from pac_ros.spec import default_spec
 
     dataset = args.out / "dataset"
+    checkpoint = args.checkpoint or configured("stacking", "policy", "checkpoint")
     print(f"stacking in sim: mujoco_bridge (lock-step) + {args.driver}"
-          + (f" ({args.checkpoint})" if args.driver == "policy" else "") + f" + recorder -> {dataset}")
+          + (f" ({checkpoint})" if args.driver == "policy" else "") + f" + recorder -> {dataset}")
 
     def report(meta):
         print(f"  episode {meta['episode_index']:3d}: {'SUCCESS' if meta['success'] else 'fail   '} "
@@ -118,7 +120,7 @@ def _eval_through_ros(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         dataset = args.record or Path(tmp) / "eval"
         episodes = run_closed_loop(dataset, args.episodes, "policy", str(args.checkpoint), args.seed,
-                                   on_episode=report)
+                                   overrides=[f"policy.decoding={args.decoding}"], on_episode=report)
     result = EvalResult(seeds=[args.seed + i for i in range(len(episodes))],
                         successes=[bool(m["success"]) for m in episodes],
                         returns=[float(m["return"]) for m in episodes],
@@ -154,7 +156,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     result = evaluate(policy, args.episodes, args.seed, spec, record_frames=args.video_episodes if args.video else 0,
                       progress=progress)
-    print(f"checkpoint:    {args.checkpoint} ({policy.model.config.obs_mode}, {args.decoding}, {policy.device})")
+    print(f"checkpoint:    {args.checkpoint} ({policy.model.config.obs_mode}, {policy.decoding}, {policy.device})")
     for line in result.lines():
         print(line)
     if args.video and result.frames:
@@ -370,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="where the dataset and video go")
     p.add_argument("--episodes", type=int, default=5)
     p.add_argument("--driver", default="policy", choices=["policy", "expert"])
-    p.add_argument("--checkpoint", default="models/pac_tiny_stacking", help="the policy's checkpoint")
+    p.add_argument("--checkpoint", default=None,
+                   help="the policy's checkpoint (default: policy.checkpoint in config/stacking.yaml)")
     p.add_argument("--seed", type=int, default=100_000, help="seed of the first episode (then +1 each)")
     p.add_argument("--timeout", type=float, default=900.0, help="give up after this many wall seconds")
     p.set_defaults(func=cmd_demo)
@@ -389,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="checkpoint directory (or a run directory: its latest)")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--seed", type=int, default=100_000, help="first evaluation seed")
-    p.add_argument("--decoding", default="greedy", choices=["greedy", "mean", "sample", "q_filter"])
+    p.add_argument("--decoding", default="auto", choices=["auto", "greedy", "mean", "sample", "q_filter"],
+                   help="auto: the decoding recorded with the checkpoint (its card's), else greedy")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--spec", type=Path, default=None, help="robot/task spec YAML (default config/robot.yaml)")
     p.add_argument("--video", type=Path, default=None, help="write a GIF of the first episodes here")

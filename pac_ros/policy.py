@@ -19,8 +19,19 @@ from .model import PACConfig, PACModel, tokenize
 from .spec import Spec, SpecError
 
 DECODING = ("greedy", "mean", "sample", "q_filter")
+AUTO_DECODING = "auto"  # the decoding the checkpoint was evaluated with (meta.json "decoding"), else greedy
 PRECISION = ("fp32", "bf16")
 GRAPH_DECODING = ("greedy", "mean")  # deterministic: a captured CUDA graph can replay them
+
+
+def resolve_decoding(decoding: str, meta: Mapping[str, Any]) -> str:
+    """``decoding``, or for "auto" the one recorded in the checkpoint's meta (greedy if none)."""
+    if decoding != AUTO_DECODING:
+        return decoding
+    chosen = meta.get("decoding") or "greedy"
+    if chosen not in DECODING:
+        raise CheckpointError(f"meta.json decoding {chosen!r} is not one of {DECODING}")
+    return chosen
 
 
 def pick_device(device: str | torch.device = "auto") -> torch.device:
@@ -56,8 +67,11 @@ class Policy:
     @classmethod
     def load(cls, path: str | Path, spec: Spec | None = None, device: str | torch.device = "auto",
              **kw: Any) -> "Policy":
-        """Load a checkpoint; if ``spec`` (the robot's) is given, the checkpoint's must match it."""
+        """Load a checkpoint; if ``spec`` (the robot's) is given, the checkpoint's must match it.
+        ``decoding="auto"``: the decoding recorded with the checkpoint (resolve_decoding)."""
         meta, weights = load_model_state(path)
+        if "decoding" in kw:
+            kw["decoding"] = resolve_decoding(kw["decoding"], meta)
         where = resolve(path)
         try:
             ckpt_spec = Spec.from_dict(meta["spec"], f"{where}/meta.json: spec")

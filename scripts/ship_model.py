@@ -91,6 +91,7 @@ def main() -> int:
             os.chmod(staged / name, 0o644)
         shipped_meta = json.loads((staged / "meta.json").read_text())
         shipped_meta["files"] = {k: v for k, v in shipped_meta.get("files", {}).items() if k in SHIPPED_FILES}
+        shipped_meta["decoding"] = args.decoding  # the policy's decoding "auto" picks it
         (staged / "meta.json").write_text(json.dumps(shipped_meta, indent=1))
         card = f"""# {args.out.name}: PAC `{meta.get('preset')}` for simulated block stacking
 
@@ -104,7 +105,7 @@ instruction and the block poses from `/sim/block_poses`; no camera input; contro
 - {result.n} seeded episodes, seeds {args.seed}..{args.seed + result.n - 1} (no training episode used these seeds)
 - **success {s['success_rate']:.1%}** (95% Wilson CI {s['success_ci_low']:.1%} - {s['success_ci_high']:.1%})
 - mean return {s['mean_return']:.3f}, mean episode length {s['mean_length']:.1f} steps (limit {spec.max_episode_steps})
-- {args.decoding} decoding (policy node parameter `decoding: {args.decoding}`), CPU; policy latency p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms
+- {args.decoding} decoding (recorded in meta.json: the policy node's `decoding: auto` uses it), CPU; policy latency p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms
   ({platform.machine()}, {os.cpu_count()} cores; evaluation took {eval_s:.0f} s)
 
 ## Data

@@ -73,6 +73,22 @@ def test_deployable_checkpoint_holds_only_what_a_policy_loads(tmp_path):
         load_model_state(path)
 
 
+def test_auto_decoding_is_the_checkpoints_own(tmp_path):
+    learner = make_learner()
+    model, spec = learner.model, learner.model.spec
+    plain = save_deployable(tmp_path / "plain", model, meta=checkpoint_meta(model, "micro"))
+    assert Policy.load(plain, device="cpu", decoding="auto").decoding == "greedy"
+    assert Policy.load(plain, device="cpu", decoding="sample").decoding == "sample"
+    carded = save_deployable(tmp_path / "carded", model, meta=checkpoint_meta(model, "micro", decoding="mean"))
+    assert Policy.load(carded, device="cpu", decoding="auto").decoding == "mean"
+    assert Policy.load(carded, device="cpu", decoding="greedy").decoding == "greedy"  # an explicit choice wins
+    odd = save_deployable(tmp_path / "odd", model, meta=checkpoint_meta(model, "micro", decoding="beam"))
+    with pytest.raises(CheckpointError, match="decoding 'beam'"):
+        Policy.load(odd, device="cpu", decoding="auto")
+    with pytest.raises(ValueError, match="decoding must be one of"):
+        Policy(model, spec, device="cpu", decoding="auto")  # only a checkpoint knows what auto means
+
+
 def test_wrong_spec_is_a_clear_error(tmp_path):
     path = saved(tmp_path, make_learner())
     with pytest.raises(SpecError, match="checkpoint .*different spec"):

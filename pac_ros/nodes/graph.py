@@ -54,3 +54,14 @@ def graph(name: str = "stacking", driver: str = "expert") -> tuple[list[NodeEntr
         raise ValueError(f"unknown driver {driver!r}; drivers: {sorted(DRIVERS)}")
     chosen = DRIVERS[driver]
     return [BRIDGE, chosen.node, RECORDER], share_file("config", GRAPHS[name]), {RECORDER.name: chosen.recorder}
+
+
+def configured(name: str, node: str, param: str):
+    """A node parameter's value in the graph's parameter file (config/<graph>.yaml)."""
+    import yaml
+
+    params_file = share_file("config", GRAPHS[name])
+    try:
+        return yaml.safe_load(params_file.read_text())[node]["ros__parameters"][param]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"{params_file}: no {node}.{param}") from exc

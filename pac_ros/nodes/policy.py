@@ -44,7 +44,7 @@ class PolicyNode(Node):
         # CPU threads for the model (0: torch's default, one per core). With other processes busy,
         # torch's default made the lock-step loop 20x slower: 4.7 vs ~100 ticks/s (bench/soak.py).
         self.threads = int(p("threads", 1).value)
-        self.decoding = p("decoding", "greedy").value
+        self.decoding = p("decoding", "auto").value  # auto: the checkpoint's own (meta.json), else greedy
         # bf16 autocast; on a CUDA device with greedy/mean decoding, one CUDA graph replay per tick
         # instead of hundreds of kernel launches (tiny on an H100: 1.1 vs 6.8 ms, bench/README.md)
         self.precision = p("precision", "fp32").value
@@ -101,12 +101,15 @@ class PolicyNode(Node):
 
     # ---- checkpoints --------------------------------------------------------------
     def _load(self, checkpoint: str):
+        from pac_ros.learning.checkpoint import read_meta
         from pac_ros.paths import existing_or_shared
-        from pac_ros.policy import GRAPH_DECODING, Policy, pick_device
+        from pac_ros.policy import GRAPH_DECODING, Policy, pick_device, resolve_decoding
 
-        graph = self.cuda_graph and pick_device(self.device).type == "cuda" and self.decoding in GRAPH_DECODING
-        policy = Policy.load(existing_or_shared(checkpoint), spec=self.spec, device=self.device,
-                             decoding=self.decoding, precision=self.precision, cuda_graph=graph)
+        path = existing_or_shared(checkpoint)
+        decoding = resolve_decoding(self.decoding, read_meta(path))
+        graph = self.cuda_graph and pick_device(self.device).type == "cuda" and decoding in GRAPH_DECODING
+        policy = Policy.load(path, spec=self.spec, device=self.device,
+                             decoding=decoding, precision=self.precision, cuda_graph=graph)
         meta = policy.meta
         model_id = f"{Path(checkpoint).resolve().name}@{meta.get('step', '?')}:{meta.get('preset', '?')}"
         policy.act(self._dummy_observation(policy))  # warm up (allocations, kernels)

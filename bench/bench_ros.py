@@ -104,8 +104,9 @@ def bench_bridge(spec_file: Path, seconds: float) -> None:
 
 
 # ---- 2. recorder under load ----------------------------------------------------------
-def load_publisher(spec_file: str, seconds: float, domain: int, report: str) -> None:
-    """Child process: camera 640x480 rgb8 @30 Hz, joints @500 Hz, commands @10 Hz."""
+def load_publisher(spec_file: str, seconds: float, domain: int, report: str, episode_steps: int) -> None:
+    """Child process: camera 640x480 rgb8 @30 Hz, joints @500 Hz, commands @10 Hz; a new instruction
+    (the recorder's next episode) every episode_steps + 10 commands, so episodes commit under load."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image, JointState
@@ -123,8 +124,9 @@ def load_publisher(spec_file: str, seconds: float, domain: int, report: str) -> 
     image_pub = node.create_publisher(Image, common.CAMERA_TOPIC.format(name=cam.name), common.SENSOR_QOS)
     joint_pub = node.create_publisher(JointState, common.JOINT_STATES, common.SENSOR_QOS)
     command_pub = node.create_publisher(JointState, "/load/command", common.RELIABLE_QOS)
-    node.create_publisher(String, common.INSTRUCTION, common.LATCHED_QOS).publish(
-        String(data=spec.instructions()[0]))
+    instruction_pub = node.create_publisher(String, common.INSTRUCTION, common.LATCHED_QOS)
+    instructions = spec.instructions()
+    instruction_pub.publish(String(data=instructions[0]))
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, cam.shape, dtype=np.uint8) for _ in range(4)]
     counts = {"image": 0, "joint_states": 0, "command": 0}
@@ -150,6 +152,9 @@ def load_publisher(spec_file: str, seconds: float, domain: int, report: str) -> 
             msg.header.stamp = state["stamp"]
             command_pub.publish(msg)
             counts["command"] += 1
+            if counts["command"] % (episode_steps + 10) == 0:  # the recorder ended the episode 10 commands ago
+                episode = counts["command"] // (episode_steps + 10)
+                instruction_pub.publish(String(data=instructions[episode % len(instructions)]))
 
     node.create_timer(1 / 30, image)
     node.create_timer(1 / 500, joints)
@@ -174,7 +179,7 @@ def bench_recorder(spec_file: Path, seconds: float, tmp: Path, episode_steps: in
     domain = 92
     report = tmp / "publisher.json"
     child = subprocess.Popen([sys.executable, __file__, "--publisher", str(spec_file), str(seconds), str(domain),
-                              str(report)], env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                              str(report), str(episode_steps)], env=dict(os.environ, PYTHONPATH=str(ROOT)))
     os.sched_setaffinity(0, {0})
     init_ros(domain_id=domain)
     args = ["--ros-args", "-p", f"spec_file:={spec_file}", "-p", f"dataset:={tmp / 'load_ds'}",
@@ -202,8 +207,8 @@ def bench_recorder(spec_file: Path, seconds: float, tmp: Path, episode_steps: in
     print(f"  recorder CPU: {cpu / spun:.2f} cores (callbacks + commit thread + DDS)")
     if recorder.commit_seconds:
         c = np.array(recorder.commit_seconds)
-        print(f"  episodes committed: {len(c)} of {episode_steps} steps; commit (PNG + Parquet + fsync) "
-              f"median {np.median(c) * 1000:.0f} ms, max {c.max() * 1000:.0f} ms")
+        print(f"  episodes committed during the load: {len(c)} of {episode_steps} steps; commit (PNG + Parquet + "
+              f"fsync, on the commit thread) median {np.median(c) * 1000:.0f} ms, max {c.max() * 1000:.0f} ms")
     recorder.destroy_node()
     rclpy.shutdown()
 
@@ -234,7 +239,7 @@ def bench_graph(episodes: int, tmp: Path) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--publisher":
-        load_publisher(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+        load_publisher(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bridge-seconds", type=float, default=10.0)

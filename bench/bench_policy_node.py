@@ -34,9 +34,9 @@ from pac_ros.nodes.common import STATUS, init_ros  # noqa: E402
 from pac_ros.nodes.launcher import GraphRunner  # noqa: E402
 
 
-def untrained_checkpoint(like: str, preset_name: str, out: Path) -> Path:
+def untrained_checkpoint(like: str, preset_name: str, out: Path, obs_mode: str | None = None) -> Path:
     """A deployable checkpoint of ``preset_name`` (seeded initial weights) for the robot,
-    observation mode and control of the checkpoint ``like``."""
+    observation mode (unless ``obs_mode``) and control of the checkpoint ``like``."""
     from pac_ros.learning import checkpoint_meta, read_meta, save_deployable
     from pac_ros.model import PACConfig, PACModel, preset
     from pac_ros.paths import existing_or_shared
@@ -44,7 +44,7 @@ def untrained_checkpoint(like: str, preset_name: str, out: Path) -> Path:
 
     meta = read_meta(existing_or_shared(like))
     base = PACConfig.from_dict(meta["model_config"])
-    cfg = preset(preset_name, obs_mode=base.obs_mode, control=base.control, image_size=base.image_size,
+    cfg = preset(preset_name, obs_mode=obs_mode or base.obs_mode, control=base.control, image_size=base.image_size,
                  max_instruction_len=base.max_instruction_len)
     torch.manual_seed(0)
     model = PACModel(cfg, Spec.from_dict(meta["spec"], "checkpoint spec"))
@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="default: policy.checkpoint in config/stacking.yaml")
     parser.add_argument("--presets", nargs="*", default=[],
                         help="also run an untrained model of each preset (figures for sizes not trained)")
+    parser.add_argument("--obs-mode", default=None, choices=["pixels", "features", "pixels+features"],
+                        help="observation mode of the --presets models (default: the checkpoint's)")
     parser.add_argument("--ticks", type=int, default=1000)
     parser.add_argument("--mode", default="lockstep", choices=["lockstep", "realtime"])
     parser.add_argument("--real-time-factor", type=float, default=1.0,
@@ -140,7 +142,8 @@ def main() -> None:
         models = [(Path(args.checkpoint).name, args.checkpoint)]
         for name in args.presets:
             t = time.perf_counter()
-            models.append((f"{name} (untrained)", str(untrained_checkpoint(args.checkpoint, name, Path(tmp)))))
+            label = f"{name} (untrained{', ' + args.obs_mode if args.obs_mode else ''})"
+            models.append((label, str(untrained_checkpoint(args.checkpoint, name, Path(tmp), args.obs_mode))))
             print(f"built an untrained {name} checkpoint in {time.perf_counter() - t:.1f} s", flush=True)
         for i, (name, path) in enumerate(models):
             for precision in args.precision:

@@ -195,3 +195,18 @@ def test_checkpoint_swap_at_run_time_and_bad_checkpoints(ros, checkpoints, tmp_p
     other = make_checkpoint(tmp_path / "other", spec=small_spec(n_arm=2))
     with pytest.raises(SpecError, match="different spec"):
         PolicyNode(cli_args=["--ros-args", "-p", f"checkpoint:={other}", "-p", "device:=cpu"])
+
+
+def test_decoding_auto_follows_each_checkpoint(ros, checkpoints, tmp_path):
+    torch.manual_seed(2)
+    model = PACModel(micro_config(obs_mode="pixels+features"), SPEC)
+    carded = save_checkpoint(tmp_path / "carded", Learner(model, LearnerConfig(amp="none")),
+                             meta=checkpoint_meta(model, "micro", {}, "test", decoding="mean"))
+    for checkpoint, params, want in ((checkpoints[0], {}, "greedy"), (carded, {}, "mean"),
+                                     (carded, {"decoding": "sample"}, "sample")):
+        policy, robot, _ = make_graph(checkpoint, **params)
+        try:
+            assert policy.policy.decoding == want
+        finally:
+            policy.destroy_node()
+            robot.node.destroy_node()

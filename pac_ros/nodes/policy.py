@@ -96,8 +96,8 @@ class PolicyNode(Node):
         self.add_on_set_parameters_callback(self._on_params)
         self.timer = self.create_timer(period, self._tick)
         cfg = self.policy.model.config
-        self.get_logger().info(f"PAC policy {self.model_id} ({cfg.obs_mode}) on {self.policy.device}, "
-                               f"{self.spec.control_rate_hz:g} Hz")
+        self.get_logger().info(f"PAC policy {self.model_id} ({cfg.obs_mode}, {self.policy.decoding} decoding) on "
+                               f"{self.policy.device}, {self.spec.control_rate_hz:g} Hz")
 
     # ---- checkpoints --------------------------------------------------------------
     def _load(self, checkpoint: str):

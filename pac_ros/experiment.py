@@ -370,9 +370,11 @@ def record_own(checkpoint: str | Path, out: Path, episodes: int, seed: int, thro
     by the recorder: through the node graph, or in-process with the recorder's writer."""
     if through_ros:
         from pac_ros.nodes.closed_loop import run_closed_loop
+        from pac_ros.nodes.common import private_domain_id
 
         run_closed_loop(out, episodes, driver="policy", checkpoint=str(checkpoint), seed=seed,
-                        overrides=[f"policy.decoding={decoding}"], timeout=60.0 * episodes)
+                        overrides=[f"policy.decoding={decoding}"], timeout=60.0 * episodes,
+                        domain_id=private_domain_id())
         return
     from pac_ros.collect import record_policy_episodes
 

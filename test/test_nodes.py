@@ -224,3 +224,12 @@ def test_sigkill_of_recording_process_loses_no_committed_episode(tmp_path):
         for meta in ds.episodes:
             episode = ds.load_episode(meta["episode_index"])  # verifies the file's sha256
             assert len(episode.timestamp) == meta["length"]
+
+
+def test_private_domain_is_the_users_or_never_the_default(monkeypatch):
+    from pac_ros.nodes.common import private_domain_id
+
+    monkeypatch.setenv("ROS_DOMAIN_ID", "42")
+    assert private_domain_id() == 42
+    monkeypatch.delenv("ROS_DOMAIN_ID")
+    assert 1 <= private_domain_id() <= 100

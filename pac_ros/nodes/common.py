@@ -51,6 +51,14 @@ def init_ros(args=None, **kwargs) -> None:
     rclpy.init(args=args, **kwargs)
 
 
+def private_domain_id() -> int:
+    """A ROS domain for a graph nobody else should hear (batch recording): ROS_DOMAIN_ID when the
+    user set one, else 1-100 from the process id, never the default 0 that a demo or another
+    stack on this machine uses (two bridges on one domain answer each other's policy)."""
+    chosen = os.environ.get("ROS_DOMAIN_ID", "").strip()
+    return int(chosen) if chosen else 1 + os.getpid() % 100
+
+
 def run_node(node_class, args=None) -> None:
     """The body of every node's console entry point (`ros2 run pac_ros <node>`)."""
     import rclpy

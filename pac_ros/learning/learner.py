@@ -124,7 +124,8 @@ class Learner:
             with torch.no_grad():
                 q_s = q_pi.detach() if q_pi is not None else m.q_value(lat, a_s)
             logp_data = m.log_prob(logits, action[:, None])[:, 0]
-            q_data = (q_logits.float().softmax(-1) * m.value_support).sum(-1)
+            qp = q_logits.float().softmax(-1)  # p(z | s, a_data): Q of the data's actions, and metrics
+            q_data = (qp * m.value_support).sum(-1)
             eta = float(self.log_eta.detach().exp())
             if cfg.improvement_actions == "data":  # in-sample: only actions the data holds are imitated
                 w = data_improvement_weights(q_data, q_s, eta, baseline=cfg.data_weighting)[:, None]
@@ -141,11 +142,11 @@ class Learner:
                 total = total + temperature_dual(q_s, self.log_eta, cfg.eta_kl)
 
         with torch.no_grad():
-            qp = q_logits.float().softmax(-1)
+            qp = qp.detach()
             metrics = {
                 "loss": total.detach(), "policy_loss": l_pi.detach(), "critic_loss": l_q.detach(),
                 "bc_nll": bc.detach(), "improvement_loss": imp.detach(),
-                "q_mean": (qp * m.value_support).sum(-1).mean(),
+                "q_mean": q_data.detach().mean(),
                 "q_entropy": -(qp * qp.clamp_min(1e-12).log()).sum(-1).mean(),
                 "q_samples_mean": q_s.mean(), "q_samples_std": q_s.std(1).mean(), "q_gap": gap.detach(),
                 "target_q_mean": (target * m.value_support).sum(-1).mean(),

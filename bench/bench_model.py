@@ -37,7 +37,7 @@ from pac_ros.learning import Learner, LearnerConfig
 from pac_ros.model import PACModel, count_parameters, preset
 from pac_ros.model.layers import SelfBlock
 from pac_ros.model.testing import random_obs
-from pac_ros.policy import Policy
+from pac_ros.policy import Policy, capture_cuda_graph
 from pac_ros.spec import default_spec
 
 
@@ -207,15 +207,7 @@ def memory_probe(kind: str, preset_name: str, n: int, training: bool, batch: int
 
 def graph_timed(fn, x, repeats: int) -> np.ndarray:
     """ms per replay of fn(x) captured as one CUDA graph (no per-kernel launch cost)."""
-    side = torch.cuda.Stream(DEVICE)
-    side.wait_stream(torch.cuda.current_stream(DEVICE))
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn(x)
-    torch.cuda.current_stream(DEVICE).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn(x)
+    graph, _ = capture_cuda_graph(lambda: fn(x), DEVICE)
     return timed(graph.replay, repeats)
 
 

@@ -34,6 +34,22 @@ def resolve_decoding(decoding: str, meta: Mapping[str, Any]) -> str:
     return chosen
 
 
+def capture_cuda_graph(fn, device: torch.device, warmup: int = 3) -> tuple[Any, Any]:
+    """(graph, output) of ``fn()`` captured as one CUDA graph after ``warmup`` calls on a side
+    stream (allocator and kernel selection settle outside the capture). ``graph.replay()``
+    reruns it on whatever its input tensors then hold and rewrites the output in place."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn()
+    return graph, out
+
+
 def pick_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -153,15 +169,7 @@ class Policy:
         if self._graph is None:
             static = {k: ({c: t.clone() for c, t in v.items()} if isinstance(v, dict) else v.clone())
                       for k, v in batch.items()}
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                for _ in range(3):  # warm-up outside the capture (allocator, kernel selection)
-                    self._network(static)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                out = self._network(static)
+            graph, out = capture_cuda_graph(lambda: self._network(static), self.device)
             self._graph = (graph, static, out)
         graph, static, out = self._graph
         for k, v in batch.items():

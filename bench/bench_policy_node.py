@@ -86,26 +86,25 @@ def run_graph(args, checkpoint: str, precision: str, dataset: str) -> dict:
 
     episodes = Dataset(dataset).episodes if committed else []
     return {"statuses": statuses, "arrivals": arrivals, "wall": wall, "episodes": episodes,
-            "device": str(policy.device), "graph": getattr(policy, "cuda_graph", False),
-            "params": sum(p.numel() for p in policy.model.parameters()), "no_render": args.no_render}
+            "device": str(policy.device), "graph": policy.cuda_graph, "params": policy.meta["n_parameters"]}
 
 
-def summary(name: str, precision: str, run: dict, mode: str, rtf: float) -> str:
+def summary(name: str, precision: str, run: dict, args) -> str:
     statuses = run["statuses"]
     ok = [s for s in statuses if s["mode"] == "ok"]
     e2e = np.array([float(s["input_to_command_ms"]) for s in ok if s.get("input_to_command_ms")])
     tick = np.array([float(s["latency_ms"]) for s in ok])
     pct = (lambda v, q: f"{np.percentile(v, q):.2f}") if len(ok) else (lambda v, q: "-")
     missed = "-"
-    if mode == "realtime":  # wall-clock gaps between ticks: a gap of k periods missed k - 1 ticks
+    if args.mode == "realtime":  # wall-clock gaps between ticks: a gap of k periods missed k - 1 ticks
         from pac_ros.spec import default_spec
 
-        period = default_spec().control_period / rtf
+        period = default_spec().control_period / args.real_time_factor
         gaps = np.diff(run["arrivals"]) / period
         n = int(np.sum(np.maximum(np.round(gaps) - 1, 0)))
         missed = f"{n} (interval max {gaps.max() * period * 1e3:.0f} ms)"
     wins = sum(bool(m["success"]) for m in run["episodes"])
-    episodes = "- (no cameras: nothing to record)" if run["no_render"] else f"{len(run['episodes'])} ({wins})"
+    episodes = "- (no cameras: nothing to record)" if args.no_render else f"{len(run['episodes'])} ({wins})"
     return (f"| {name} | {run['params'] / 1e6:.2f}M | {run['device']} | {precision} | "
             f"{'yes' if run['graph'] else 'no'} | {len(statuses)} in {run['wall']:.1f} s | "
             f"{pct(e2e, 50)} / {pct(e2e, 99)} / {e2e.max() if len(e2e) else float('nan'):.2f} | "
@@ -148,7 +147,7 @@ def main() -> None:
         for i, (name, path) in enumerate(models):
             for precision in args.precision:
                 run = run_graph(args, path, precision, f"{tmp}/ds{len(rows)}")
-                rows.append(summary(name, precision, run, args.mode, args.real_time_factor))
+                rows.append(summary(name, precision, run, args))
                 print(rows[-1], flush=True)
             if i:
                 Path(path, "model.safetensors").unlink()  # free the disk before the next preset

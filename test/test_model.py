@@ -220,6 +220,7 @@ def test_encoder_chunking_changes_nothing_but_memory():
     tok, pad = whole.tokens(obs)
     assert tok.shape[1] > 5
     with torch.inference_mode():
+        assert chunked.cross[0].streams(tok) and not whole.cross[0].streams(tok)  # the two paths do differ
         torch.testing.assert_close(chunked.encode_tokens(tok, pad), whole.encode_tokens(tok, pad),
                                    atol=1e-4, rtol=1e-4)
         with torch.autocast("cpu", dtype=torch.bfloat16):

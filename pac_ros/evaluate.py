@@ -14,11 +14,10 @@ from typing import Callable
 import numpy as np
 
 from pac_ros.policy import Policy
+from pac_ros.seeds import EVAL_SEED
 from pac_ros.sim.env import StackingEnv
 from pac_ros.sim.perturb import Perturbation
 from pac_ros.spec import Spec
-
-EVAL_SEED = 100_000
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

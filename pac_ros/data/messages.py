@@ -12,6 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pac_ros.errors import PacRosError
+
 # encoding -> (dtype, channels)
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "rgb8": (np.dtype(np.uint8), 3),
@@ -25,7 +27,7 @@ MAX_IMAGE_BYTES = 64 * 1024 * 1024
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-class ConversionError(ValueError):
+class ConversionError(PacRosError, ValueError):
     """A message that cannot be converted; the text names the field and problem."""
 
 

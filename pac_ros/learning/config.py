@@ -8,10 +8,11 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..errors import PacRosError
 from ..model.config import PACConfig, check_field_types, preset
 
 
-class ConfigError(ValueError):
+class ConfigError(PacRosError, ValueError):
     """A config file or dict with unknown keys or bad values."""
 
 

@@ -174,9 +174,11 @@ def test_recorder_rejects_malformed_input_and_keeps_running(ros, tmp_path):
     try:
         time.sleep(0.2)
         bad_images = [
-            numpy_to_image(np.zeros((64, 64), np.uint8), "mono8"),  # wrong encoding
-            numpy_to_image(np.zeros((32, 64, 3), np.uint8), "rgb8"),  # wrong size
+            numpy_to_image(np.zeros((64, 64), np.uint16), "16UC1"),  # an encoding no camera image has
         ]
+        short = numpy_to_image(np.zeros((64, 64, 3), np.uint8), "rgb8")
+        short.data = bytes(100)  # fewer bytes than height*step
+        bad_images.append(short)
         broken = numpy_to_image(np.zeros((64, 64, 3), np.uint8), "rgb8")
         broken.step = 10  # step too small
         bad_images.append(broken)

@@ -86,6 +86,7 @@ def test_bridge_publishes_everything_under_sim_time(ros):
         image = image_to_numpy(probe.msgs["front"][-1])
         assert image.shape == SPEC.cameras[0].shape and image.dtype == np.uint8
         assert probe.msgs["instruction"][0].data in SPEC.instructions()
+        assert probe.node.count_publishers(common.BLOCK_POSES) == 1  # publish_block_poses defaults to true
     finally:
         bridge.destroy_node()
         probe.node.destroy_node()
@@ -161,6 +162,39 @@ def test_expert_through_ros_is_recorded(ros, tmp_path):
     assert ds.episodes[1]["instruction"] == initial["instruction"]
     np.testing.assert_allclose(second.joint_positions[0], initial["joint_positions"], atol=1e-6)
     np.testing.assert_allclose(second.features[0], initial["features"], atol=1e-6)
+
+
+def test_pixels_policy_on_a_bridge_without_block_poses_is_recorded_without_them(ros, tmp_path):
+    import torch
+
+    from pac_ros.data.validate import validate
+    from pac_ros.learning import checkpoint_meta, save_deployable
+    from pac_ros.learning.data import TransitionStore
+    from pac_ros.model import PACModel, preset
+
+    torch.manual_seed(0)
+    model = PACModel(preset("tiny", obs_mode="pixels", image_size=32, control="task"), SPEC)
+    checkpoint = save_deployable(tmp_path / "pixels", model, meta=checkpoint_meta(model, "tiny", {}, "test"))
+    runner = GraphRunner("stacking", "policy", [f"recorder.dataset={tmp_path / 'ds'}", "recorder.max_steps=4",
+                                                "mujoco_bridge.publish_block_poses=false",
+                                                f"policy.checkpoint={checkpoint}", "policy.device=cpu"])
+    recorder = runner.nodes["recorder"]
+    try:
+        assert recorder.count_publishers(common.BLOCK_POSES) == 0
+        assert recorder.count_subscribers(common.BLOCK_POSES) == 1  # the recorder would take them
+        assert runner.spin(until=lambda: len(recorder.committed) >= 1, timeout=60)
+        recorder.flush()
+        assert recorder.num_episodes >= 1
+    finally:
+        runner.close()
+    ds = Dataset(tmp_path / "ds", SPEC)
+    episode = ds.load_episode(0)
+    assert not ds.has_features and episode.features is None and len(episode.timestamp) >= 2
+    assert ds.episodes[0]["source"] == "policy" and ds.episodes[0]["checkpoint"].startswith("pixels@")
+    report = validate(tmp_path / "ds")
+    assert report.episodes >= 1 and not report.problems, report.problems
+    with pytest.raises(ValueError, match="needs block features; dataset .* was recorded without them"):
+        TransitionStore(ds, preset("tiny", obs_mode="features"), gamma=0.99)
 
 
 def test_recorder_rejects_malformed_input_and_keeps_running(ros, tmp_path):

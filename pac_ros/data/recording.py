@@ -350,7 +350,8 @@ class RecorderCore:
         self.source = source
         self.checkpoint = checkpoint
         self.log = log or (lambda level, text: None)
-        self.assembler = EpisodeAssembler(spec, tolerance=tolerance, features=self._features_now())
+        # (a callable is first asked at the first episode's start)
+        self.assembler = EpisodeAssembler(spec, tolerance=tolerance, features=not callable(features) and features)
         self.cameras = {c.name: c for c in spec.cameras}
         self.recording = False
         self.instruction = ""

@@ -197,6 +197,34 @@ def test_pixels_policy_on_a_bridge_without_block_poses_is_recorded_without_them(
         TransitionStore(ds, preset("tiny", obs_mode="features"), gamma=0.99)
 
 
+def test_recorder_pairs_poses_as_its_dataset_or_the_graph_says(ros, tmp_path):
+    from geometry_msgs.msg import PoseArray
+
+    from pac_ros.data import DatasetWriter
+    from pac_ros.data.recording import FinishedEpisode, RecordingStats, Step
+
+    for name, features in (("with", True), ("without", False)):
+        DatasetWriter(tmp_path / name, SPEC, features=features).close()
+    publisher = rclpy.create_node("pose_source")
+    recorders = {name: Recorder(cli_args=ros_args(dataset=str(tmp_path / name))) for name in ("with", "without", "new")}
+    try:
+        assert recorders["new"].writer is None and recorders["new"].num_episodes == 0
+        assert [r._record_poses() for r in recorders.values()] == [True, False, False]  # nobody publishes poses
+        publisher.create_publisher(PoseArray, common.BLOCK_POSES, common.SENSOR_QOS)
+        assert [r._record_poses() for r in recorders.values()] == [True, False, True]
+        # an episode without poses cannot go into a dataset that stores them: logged, not committed
+        q = 0.5 * (SPEC.lower + SPEC.upper)
+        step = Step(1.0, q, {c.name: np.zeros(c.shape, np.uint8) for c in SPEC.cameras}, q, None,
+                    SPEC.instructions()[0])
+        episode = FinishedEpisode([step], None, False, False, "test", RecordingStats(), "expert", None)
+        assert recorders["with"]._commit(episode) is None and recorders["with"].failed == 1
+        assert recorders["without"]._commit(episode) == 0
+    finally:
+        for recorder in recorders.values():
+            recorder.destroy_node()
+        publisher.destroy_node()
+
+
 def test_recorder_rejects_malformed_input_and_keeps_running(ros, tmp_path):
     recorder = Recorder(cli_args=ros_args(dataset=str(tmp_path / "ds"), record_features=False))
     pub_node = rclpy.create_node("fuzzer")

@@ -449,7 +449,8 @@ def test_import_bag_without_episode_events(tmp_path, spec):
 
     notes = "\n".join(report.notes)
     assert "no /pac/episode_events" in notes and "commands from /policy/command" in notes
-    assert "1 of 11 messages on /camera/front/image_raw rejected, first: image encoding '16UC1' cannot be converted" in notes
+    assert ("1 of 11 messages on /camera/front/image_raw rejected, first: image encoding '16UC1' cannot be "
+            "converted") in notes
     assert "1 of 12 messages on /joint_states rejected, first: joint state lacks joint(s)" in notes
     assert "dropped commands: 1" in notes
 

@@ -137,7 +137,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.ros:
         return _eval_through_ros(args)
     from pac_ros.evaluate import evaluate
-    from pac_ros.learning.checkpoint import CheckpointError
+    from pac_ros.checkpoint import CheckpointError
     from pac_ros.policy import Policy
     from pac_ros.sim.video import write_gif
     from pac_ros.spec import Spec, SpecError, default_spec

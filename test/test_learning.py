@@ -348,7 +348,8 @@ def test_temperature_dual_meets_kl_bound():
 
 
 def test_learned_eta_trains_and_resumes(tmp_path):
-    from pac_ros.learning import checkpoint_meta, load_into_learner, save_checkpoint
+    from pac_ros.checkpoint import checkpoint_meta
+    from pac_ros.learning import load_into_learner, save_checkpoint
 
     learner, spec = make_learner(eta_kl=0.1, eta_lr=0.05, eta=0.5)
     for s in range(3):

@@ -21,8 +21,8 @@ import torch.distributed as dist
 
 from ..model import PACConfig, PACModel
 from ..spec import Spec
-from .checkpoint import (CheckpointError, checkpoint_meta, load_into_learner, load_model_state, read_meta,
-                         save_checkpoint)
+from ..checkpoint import CheckpointError, checkpoint_meta, load_model_state, read_meta
+from .checkpoint import load_into_learner, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .data import TransitionStore
 from .learner import Learner

@@ -1,4 +1,4 @@
-"""Fault suite (issue 8): crashes, full disks, sensor dropouts, malformed input, adversarial
+"""Fault suite: crashes, full disks, sensor dropouts, malformed input, adversarial
 model outputs, bad files, clock jumps and a soak. Seeded and deterministic.
 
 Covered elsewhere and only referenced here:

@@ -88,5 +88,6 @@ def load_into_learner(path: str | Path, learner, verify: bool = True) -> ResumeS
     cuda = [state[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count()) if f"rng.cuda.{i}" in state]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
-    extra = {k: v for k, v in state.items() if not k.startswith(("target.", "optim.", "rng.torch", "rng.cuda", "learner."))}
+    internal = ("target.", "optim.", "rng.torch", "rng.cuda", "learner.")
+    extra = {k: v for k, v in state.items() if not k.startswith(internal)}
     return ResumeState(learner.step_count, sj.get("resume", {}), extra)

@@ -42,7 +42,7 @@ shipped-model: $(STAMP)
 	$(VENV)/bin/pac-ros train --config config/train_tiny.yaml --data $(SHIP)/data --out $(SHIP)/run --steps 1000
 	$(PY) scripts/ship_model.py $(SHIP)/run --out models/pac_tiny_stacking --episodes 100
 
-# PAC trained on sub-optimal data, then on its own recorded episodes (issue 6; ~2.5 h on 2 cores).
+# PAC trained on sub-optimal data, then on its own recorded episodes (~2.5 h on 2 cores).
 # Ships round 2: rounds 3 and 4 scored lower (docs/results.md).
 suboptimal-model: $(STAMP)
 	$(VENV)/bin/pac-ros experiment --config config/experiment.yaml --report docs/results.md --jobs 2

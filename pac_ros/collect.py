@@ -213,7 +213,7 @@ def record_policy_episodes(checkpoint: str | Path, out: str | Path, episodes: in
                            decoding: str = "greedy", spec: Spec | None = None) -> CollectSummary:
     """A checkpoint's own seeded episodes in sim, committed into ``out`` as the recorder
     would (source "policy", the checkpoint in the metadata): the in-process data loop."""
-    from pac_ros.learning.checkpoint import resolve
+    from pac_ros.checkpoint import resolve
     from pac_ros.policy import Policy
 
     spec = spec or default_spec()

@@ -1,4 +1,4 @@
-"""Default topic names of the robot's interface (DESIGN.md 3); ROS-free, so the
+"""Default topic names of the robot's interface (docs/design.md, section 3); ROS-free, so the
 dataset's MCAP export and the nodes share them. Every node takes them as parameters."""
 CAMERA_TOPIC = "/camera/{name}/image_raw"
 JOINT_STATES = "/joint_states"

@@ -22,7 +22,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from pac_ros.data import Dataset  # noqa: E402
 from pac_ros.evaluate import EVAL_SEED, evaluate  # noqa: E402
 from pac_ros.learning import LearnerConfig  # noqa: E402
-from pac_ros.learning.checkpoint import read_meta, resolve  # noqa: E402
+from pac_ros.checkpoint import read_meta, resolve  # noqa: E402
 from pac_ros.policy import DECODING, Policy  # noqa: E402
 from pac_ros.spec import default_spec  # noqa: E402
 

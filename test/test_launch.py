@@ -34,7 +34,7 @@ def test_parameter_file_configures_every_node_of_the_graph():
 
 def test_real_launch_description_matches_where_launch_ros_exists():
     if importlib.util.find_spec("launch_ros") is None:
-        pytest.skip("launch_ros is not installable from pip (ENVIRONMENT.md); checked on a ROS 2 install")
+        pytest.skip("launch_ros has no pip wheel; checked on a ROS 2 install")
     from launch import LaunchContext
 
     spec = importlib.util.spec_from_file_location("stacking_launch", LAUNCH)

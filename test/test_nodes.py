@@ -168,7 +168,7 @@ def test_pixels_policy_on_a_bridge_without_block_poses_is_recorded_without_them(
     import torch
 
     from pac_ros.data.validate import validate
-    from pac_ros.learning import checkpoint_meta, save_deployable
+    from pac_ros.checkpoint import checkpoint_meta, save_deployable
     from pac_ros.learning.data import TransitionStore
     from pac_ros.model import PACModel, preset
 

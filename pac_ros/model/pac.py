@@ -272,7 +272,7 @@ class PACModel(nn.Module):
     @torch.no_grad()
     def attention_entropy(self, obs: Obs, actions: torch.Tensor) -> dict[str, float]:
         """Mean attention entropy (nats) of the input cross-attention, the last latent
-        self-attention and the Q decoder, to watch for attention collapse (PAC_NOTES)."""
+        self-attention and the Q decoder, to watch for attention collapse (docs/method.md)."""
         tok, pad = self.tokens(obs)
         z = self.latents.expand(tok.shape[0], -1, -1)
         out = {"attn_entropy/input": 0.0}

@@ -81,13 +81,15 @@ def run_node(node_class, args=None) -> None:
     from rclpy.executors import ExternalShutdownException
 
     init_ros(args=args)
-    node = node_class()
+    node = None
     try:
+        node = node_class()  # Ctrl-C while it loads (a model, a scene) is a clean exit too
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
 
 

@@ -49,7 +49,6 @@ class Graph:
     robot: tuple[NodeEntry, ...]  # started before the driver: the robot's side (sim bridge), if any
     drivers: dict[str, Driver]
     use_sim_time: bool  # the launch argument's default
-    description: str = ""
 
 
 POLICY_DRIVER = Driver(POLICY, {"command_state_topic": "policy/command", "source": "policy"})
@@ -57,11 +56,11 @@ GRAPHS = {
     "stacking": Graph("stacking.yaml", (BRIDGE,), {
         "policy": POLICY_DRIVER,
         "expert": Driver(EXPERT, {"command_state_topic": "expert/command", "source": "expert"}),
-    }, use_sim_time=True, description="MuJoCo stacking sim (bridge) + driver + recorder"),
+    }, use_sim_time=True),  # MuJoCo bridge + driver + recorder
     "robot": Graph("robot_nodes.yaml", (), {
         "policy": POLICY_DRIVER,
         "teleop": Driver(None, {"command_state_topic": "teleop/command", "source": "teleop"}),
-    }, use_sim_time=False, description="a real robot's drivers already running: driver + recorder"),
+    }, use_sim_time=False),  # next to a real robot's drivers: driver + recorder
 }
 def _graph(name: str) -> Graph:
     if name not in GRAPHS:

@@ -147,6 +147,24 @@ def test_robot_launch_file_starts_policy_and_recorder_without_a_bridge(monkeypat
         "recorder"]
 
 
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_real_launch_description_matches_where_launch_ros_exists(name):
+    if importlib.util.find_spec("launch_ros") is None:
+        pytest.skip("launch_ros is not installable from pip; checked on a ROS 2 install")
+    from launch import LaunchContext
+
+    spec = importlib.util.spec_from_file_location(f"{name}_launch", launch_file(name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    context = LaunchContext()
+    for action in description.entities:
+        action.visit(context)
+    nodes = description.entities[-1].execute(context)
+    entries, _, _ = graph(name, "policy")
+    assert [n.node_executable for n in nodes] == [e.executable for e in entries]
+
+
 def test_robot_graph_in_process_takes_the_launch_arguments(ros, tmp_path):
     from pac_ros.nodes.launcher import GraphRunner
 

@@ -13,6 +13,9 @@
    resident set's high-water mark; on a GPU the allocator's peak), also for the
    encoder with input streaming off (input_chunk 0); on a GPU also as CUDA-graph
    replays, which take away the per-kernel launch cost that dominates at batch 1;
+2b. the pixels policy step (batch 1, two cameras) of PAC with the patch and the keypoint
+   image stems against a plain transformer policy of the same width and depth over the
+   same tokens (what ACT-style policies do), side by side;
 3. scoring K candidate actions with the Q decoder against one shared encoding,
    relative to K=1 and to a full single-action forward pass;
 4. training input supply: samples/s of the real data sampler (TransitionStore over a
@@ -42,6 +45,7 @@ from pac_ros.spec import default_spec
 
 
 DEVICE = torch.device("cpu")
+SECTIONS = ("presets", "pixel_step", "scaling", "candidates", "supply")
 
 
 def sync() -> None:
@@ -247,6 +251,54 @@ def bench_scaling(spec, preset_name, tokens, repeats, batch=1):
             prev = t
 
 
+class PlainPolicy(nn.Module):
+    """A plain transformer policy over the same input tokens as a PAC model: self-attention over
+    all of them (as ACT's encoder does), then per-dimension action logits from the mean token.
+    Same width and depth as the PAC encoder, so the parameter counts are close."""
+
+    def __init__(self, pac: PACModel):
+        super().__init__()
+        cfg = pac.config
+        self.pac = pac  # its tokenizer (patch or keypoint stems, text, joints); its other parts are unused
+        self.body = PlainTransformer(cfg, cfg.n_cross_blocks + cfg.n_self_blocks + cfg.n_decoder_blocks)
+        self.head = nn.Sequential(nn.LayerNorm(cfg.width), nn.Linear(cfg.width, pac.action_dim * cfg.n_action_bins))
+        self.shape = (pac.action_dim, cfg.n_action_bins)
+
+    def forward(self, obs):
+        tok, _ = self.pac.tokens(obs)
+        return self.head(self.body(tok).mean(1)).view(-1, *self.shape)
+
+    def n_params(self) -> int:
+        used = sum(p.numel() for n, p in self.pac.named_parameters()
+                   if n.startswith(("patch", "keypoint", "pos_", "camera_id", "joint_", "byte_", "text_", "state_")))
+        return used + sum(p.numel() for p in [*self.body.parameters(), *self.head.parameters()])
+
+
+def bench_pixel_step(spec, names, repeats):
+    """One observation, two cameras, one network forward per call: PAC (encode + policy decoder)
+    against a plain transformer policy of the same width and depth over the same tokens."""
+    print(f"\n== pixels policy step vs a plain transformer policy (batch 1, two {spec.cameras[0].width}x"
+          f"{spec.cameras[0].height} cameras, one forward, {DEVICE})")
+    print(f"  {'model':26s} {'tokens':>6s} {'PAC params':>11s} {'plain params':>13s} {'PAC p50':>8s} {'PAC p99':>8s}"
+          f" {'plain p50':>10s} {'plain p99':>10s} {'plain/PAC':>10s}")
+    for name in names:
+        for stem, extra in (("patch", {}), ("keypoints", {"image_stem": "keypoints", "control": "task",
+                                                           "n_action_bins": 21})):
+            torch.manual_seed(0)
+            pac = PACModel(preset(name, obs_mode="pixels", **extra), spec).to(DEVICE).eval()
+            plain = PlainPolicy(pac).to(DEVICE).eval()
+            batch = Policy(pac, spec, device=DEVICE).obs_batch(robot_obs(spec))
+            with torch.inference_mode():
+                n_tok = pac.tokens(batch)[0].shape[1]
+                t_pac = timed(lambda: pac.policy_logits(pac.encode(batch)), repeats)
+                t_plain = timed(lambda: plain(batch), repeats)
+            n_pac = sum(p.numel() for p in pac.parameters())
+            print(f"  {name + ' ' + stem:26s} {n_tok:6d} {n_pac / 1e6:10.2f}M {plain.n_params() / 1e6:12.2f}M"
+                  f" {np.percentile(t_pac, 50):7.2f}ms {np.percentile(t_pac, 99):7.2f}ms"
+                  f" {np.percentile(t_plain, 50):9.2f}ms {np.percentile(t_plain, 99):9.2f}ms"
+                  f" {np.median(t_plain) / np.median(t_pac):9.2f}x", flush=True)
+
+
 def ratio(big: float, small: float) -> str:
     return f"{big / small:5.1f}x" if small > 0 else "     -"
 
@@ -316,8 +368,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("outputs/shipped/data"),
                         help="recorded dataset for the sampler figure (make shipped-model collects it)")
     parser.add_argument("--train-config", type=Path, default=Path("config/train_tiny.yaml"))
-    parser.add_argument("--only", nargs="+", choices=["presets", "scaling", "candidates", "supply"],
-                        default=["presets", "scaling", "candidates", "supply"])
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--scaling-batch", type=int, default=1,
                         help="batch of the encoder scaling section (1: one observation; larger: compute-bound)")
     parser.add_argument("--memory-probe", nargs=5, help=argparse.SUPPRESS)
@@ -335,6 +386,8 @@ def main() -> None:
           f"{torch.get_num_threads()} threads{gpu}")
     if "presets" in args.only:
         bench_presets(args.presets, spec, args.repeats, args.train_steps, args.batch)
+    if "pixel_step" in args.only:
+        bench_pixel_step(spec, args.presets, args.repeats)
     if "scaling" in args.only:
         bench_scaling(spec, "tiny", args.tokens, max(10, args.repeats // 10), args.scaling_batch)
     if "candidates" in args.only:

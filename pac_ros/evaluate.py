@@ -14,10 +14,10 @@ from typing import Callable
 import numpy as np
 
 from pac_ros.policy import Policy
+from pac_ros.seeds import EVAL_SEED
 from pac_ros.sim.env import StackingEnv
+from pac_ros.sim.perturb import Perturbation
 from pac_ros.spec import Spec
-
-EVAL_SEED = 100_000
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -74,15 +74,19 @@ class EvalResult:
 
 
 def evaluate(policy: Policy, episodes: int, seed: int = EVAL_SEED, spec: Spec | None = None,
-             record_frames: int = 0, progress: Callable[[int, bool, int], None] | None = None) -> EvalResult:
-    """Run ``episodes`` seeded episodes (seeds seed, seed+1, ...) with ``policy``."""
+             record_frames: int = 0, progress: Callable[[int, bool, int], None] | None = None,
+             perturbation: Perturbation | None = None) -> EvalResult:
+    """Run ``episodes`` seeded episodes (seeds seed, seed+1, ...) with ``policy``, in the
+    world as trained or changed by ``perturbation`` (pac_ros.sim.perturb)."""
     spec = spec or policy.spec
     render = policy.model.config.uses_images or record_frames > 0
     env = StackingEnv(spec, render=render)
+    perturbation = perturbation or Perturbation("none")
+    perturbation.apply(env)
     result = EvalResult()
     try:
         for i in range(episodes):
-            obs = env.reset(seed=seed + i)
+            obs = perturbation.reset(env, seed + i)
             frames: list[np.ndarray] = []
             ret, steps, success = 0.0, 0, False
             while True:

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
+from pac_ros.errors import PacRosError
 from pac_ros.paths import share_file
 
 ENCODINGS = ("rgb8", "bgr8", "mono8")
@@ -33,7 +34,7 @@ POSITION_SLACK = 0.25
 COMMAND_TOLERANCE = 1e-6
 
 
-class SpecError(ValueError):
+class SpecError(PacRosError, ValueError):
     """A spec file or dict that does not describe a valid robot/task."""
 
 

@@ -9,7 +9,6 @@ from pac_ros.nodes.convert import (  # noqa: E402
     array_to_command,
     command_to_array,
     image_to_numpy,
-    image_to_rgb,
     joint_positions,
     joint_state,
     numpy_to_image,
@@ -50,15 +49,6 @@ def test_row_padding_and_byte_order(encoding):
     array = CASES[encoding]
     for bigendian in (False, True):
         np.testing.assert_array_equal(image_to_numpy(_padded(array, encoding, 5, bigendian)), array)
-
-
-def test_colour_conversion_to_rgb():
-    rgb = CASES["rgb8"]
-    np.testing.assert_array_equal(image_to_rgb(numpy_to_image(rgb[:, :, ::-1].copy(), "bgr8")), rgb)
-    mono = image_to_rgb(numpy_to_image(CASES["mono8"], "mono8"))
-    assert mono.shape == (5, 7, 3) and np.all(mono[:, :, 0] == CASES["mono8"])
-    with pytest.raises(ConversionError, match="cannot be converted to rgb8"):
-        image_to_rgb(numpy_to_image(CASES["32FC1"], "32FC1"))
 
 
 @pytest.mark.parametrize(

@@ -96,3 +96,43 @@ def test_pool_gives_wilson_interval_over_seeds():
     p = pool(runs)
     assert p["successes"] == 6 and p["episodes"] == 20 and p["success_rate"] == 0.3
     assert 0.1 < p["ci_low"] < 0.3 < p["ci_high"] < 0.55 and p["per_seed"] == [0.2, 0.4]
+
+
+def test_cache_keys_are_those_of_results_written_before(tmp_path):
+    import dataclasses
+    import hashlib
+
+    from pac_ros.experiment.runs import cache_key, run_key
+
+    def sha16(text):
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    cfg = ExperimentConfig.from_dict(_configs(tmp_path))
+    tcfg = cfg.train_config_for("pac", 0)
+    d = tcfg.to_dict()
+    d["run"].pop("progress")
+    d["eval"] = dataclasses.asdict(cfg.eval)
+    assert run_key(cfg, tcfg) == sha16(json.dumps(d, sort_keys=True))
+    recipe = {"episodes": 2, "steps": 2}
+    key = run_key(cfg, tcfg)
+    assert cache_key(recipe, within=key) == sha16(key + json.dumps(recipe, sort_keys=True))
+
+
+def test_cached_serves_a_result_of_the_same_key_and_redoes_another(tmp_path):
+    from pac_ros.experiment.runs import cached
+
+    work, file, logs, calls = tmp_path / "run", tmp_path / "run" / "result.json", [], []
+
+    def compute():
+        calls.append(1)
+        work.mkdir(exist_ok=True)
+        (work / "made").write_text(str(len(calls)))
+        return {"final": {"success_rate": 0.25}, "n": len(calls)}
+
+    first = cached(file, "k1", "arm seed 0", logs.append, compute, workdir=work)
+    assert first == {"key": "k1", "final": {"success_rate": 0.25}, "n": 1} and json.loads(file.read_text()) == first
+    assert cached(file, "k1", "arm seed 0", logs.append, compute, workdir=work) == first and len(calls) == 1
+    assert logs == ["arm seed 0: cached (25.0%)"]
+    (work / "stale").write_text("from the older run")
+    again = cached(file, "k2", "arm seed 0", logs.append, compute, workdir=work)
+    assert again["n"] == 2 and again["key"] == "k2" and not (work / "stale").exists()

@@ -484,3 +484,37 @@ def test_value_weighting_drops_states_whose_actions_all_fail():
     assert val[2] < 1e-6 and val[3] < 1e-6 and val[0] > val[1] > 1.0 and torch.isclose(val.mean(), torch.tensor(1.0))
     with pytest.raises(ValueError, match="data_weighting"):
         LearnerConfig(data_weighting="return")
+
+
+def test_target_network_standardises_inputs_like_the_online_one_after_init_from(dataset, tmp_path):
+    """Fine-tuning (init_from) loads another run's weights and input statistics into the online
+    network; the target must get them too, or every bootstrap target sees other inputs."""
+    from safetensors.torch import load_file
+
+    from pac_ros.learning.train import main
+
+    assert main(["--config", _train_yaml(tmp_path, dataset.root, "first", 3)]) == 0
+    other = tmp_path / "other"
+    spec = dataset.spec
+    _write_dataset(other, spec, lengths=(7, 6), terminal=(True, True))
+    cfg = tmp_path / "train_second.yaml"
+    cfg.write_text(open(_train_yaml(tmp_path, other, "second", 2)).read().replace(
+        "run: {", f"run: {{init_from: {tmp_path / 'first/checkpoints/step_00000003'}, "))
+    assert main(["--config", str(cfg)]) == 0
+    ckpt = tmp_path / "second/checkpoints/step_00000002"
+    online = load_file(str(ckpt / "model.safetensors"))
+    state = load_file(str(ckpt / "train_state.safetensors"))
+    first = load_file(str(tmp_path / "first/checkpoints/step_00000003/model.safetensors"))
+    for name in ("joint_loc", "joint_scale", "feature_loc", "feature_scale"):
+        assert torch.equal(state[f"target.{name}"], online[name]), name
+        assert torch.equal(online[name], first[name]), name  # the checkpoint's statistics, not the new data's
+
+
+def test_hard_update_copies_buffers():
+    spec = small_spec(n_arm=1, cameras=0)
+    model = PACModel(micro_config(obs_mode="features"), spec)
+    learner = Learner(model, LearnerConfig(amp="none"))
+    model.set_normalization(torch.randn(10, spec.action_dim), torch.randn(10, spec.feature_dim))
+    learner.hard_update()
+    for (name, b), t in zip(model.named_buffers(), learner.target.buffers()):
+        assert torch.equal(b, t), name

@@ -371,7 +371,7 @@ MS = 1_000_000
 WALL_NS = 1_700_000_000 * 1_000_000_000
 
 
-def write_robot_bag(path: Path, spec: Spec, stamps_ns, *, instructions=None, success_tick=None, bad_image_tick=None,
+def write_robot_bag(path: Path, spec: Spec, stamps_ns, *, instructions=None, success_tick=None, bad_image_ticks=(),
                     command_topic="/policy/command", types=None):
     """What a bridge- or robot-driven session records, tick by tick: images, joint state, the reward
     and success of the step just taken, then the stamped command (5 ms later). Log times are the
@@ -393,10 +393,9 @@ def write_robot_bag(path: Path, spec: Spec, stamps_ns, *, instructions=None, suc
         q = rng.uniform(spec.lower, spec.upper).astype(np.float32)
         images = {c.name: rng.integers(0, 256, c.shape, dtype=np.uint8) for c in spec.cameras}
         for c in spec.cameras:
-            img = images[c.name]
-            if t == bad_image_tick and c.name == spec.camera_names[0]:
-                img = img[: c.height // 2]  # the wrong size
-            b.write(f"/camera/{c.name}/image_raw", "sensor_msgs/msg/Image", ns + MS, b.image(stamp, img, c.encoding))
+            bad = t in bad_image_ticks and c.name == spec.camera_names[0]  # no camera image has 16UC1
+            b.write(f"/camera/{c.name}/image_raw", "sensor_msgs/msg/Image", ns + MS,
+                    b.image(stamp, images[c.name], "16UC1" if bad else c.encoding))
         js_type = types.get("/joint_states", "sensor_msgs/msg/JointState")
         js = b.joints(stamp, spec.joint_names, q) if js_type.endswith("JointState") else b.T[js_type](data="q")
         b.write("/joint_states", js_type, ns + MS, js)
@@ -418,7 +417,7 @@ def test_import_bag_without_episode_events(tmp_path, spec):
     instr = spec.instructions()
     stamps = [1_000_000_000 + t * 100 * MS for t in range(11)]  # a clock that never restarts
     ticks = write_robot_bag(tmp_path / "bag", spec, stamps, instructions={0: instr[0], 6: instr[1]},
-                            success_tick=5, bad_image_tick=8)
+                            success_tick=5, bad_image_ticks={8})
     report = bagx.import_mcap(tmp_path / "bag", tmp_path / "ds", spec)
     ds = Dataset(tmp_path / "ds", spec)
     assert (report.episodes, report.steps) == (2, 10) and len(ds) == 2 and not ds.has_features
@@ -438,7 +437,7 @@ def test_import_bag_without_episode_events(tmp_path, spec):
     assert (meta["source"], meta["checkpoint"]) == ("policy", "pac@7")  # commander name; /pac/status model
     assert meta["metadata"]["stop_reason"] == "success"
 
-    # episode 1: ticks 6..10 without 8 (its front image was the wrong size, so its command found no
+    # episode 1: ticks 6..10 without 8 (its front image could not be converted, so its command found no
     # observation); the bag's end leaves it truncated, with tick 10 the final observation
     e = ds.load_episode(1)
     kept = [6, 7, 9, 10]
@@ -450,7 +449,8 @@ def test_import_bag_without_episode_events(tmp_path, spec):
 
     notes = "\n".join(report.notes)
     assert "no /pac/episode_events" in notes and "commands from /policy/command" in notes
-    assert "1 of 11 messages on /camera/front/image_raw rejected, first: shape (16, 40, 3)" in notes
+    assert ("1 of 11 messages on /camera/front/image_raw rejected, first: image encoding '16UC1' cannot be "
+            "converted") in notes
     assert "1 of 12 messages on /joint_states rejected, first: joint state lacks joint(s)" in notes
     assert "dropped commands: 1" in notes
 
@@ -490,13 +490,19 @@ def test_import_rejects_unusable_bags(tmp_path, spec):
           r"sensor_msgs/msg/JointState", types={"/joint_states": "std_msgs/msg/String"})
     fails("no_command", r"no stamped command topic", command_topic="/policy/commands")
 
-    # a spec whose front camera is bigger than the bag's: every image is rejected
+    # every front image unconvertible: the import names the first problem
+    write_robot_bag(tmp_path / "depth", spec, stamps, instructions=instr, bad_image_ticks=range(len(stamps)))
+    with pytest.raises(DatasetError, match=r"all 4 messages on /camera/front/image_raw were rejected, e\.g\. "
+                       r"image encoding '16UC1' cannot be converted"):
+        bagx.import_mcap(tmp_path / "depth", tmp_path / "x", spec)
+
+    # a spec whose front camera is bigger than the bag's: images are resized to it
     d = copy.deepcopy(spec.to_dict())
     d["cameras"][0]["width"] = 64
     write_robot_bag(tmp_path / "small_images", spec, stamps, instructions=instr)
-    with pytest.raises(DatasetError, match=r"all 4 messages on /camera/front/image_raw were rejected, e\.g\. "
-                       r"shape \(32, 40, 3\), the spec wants \(32, 64, 3\)"):
-        bagx.import_mcap(tmp_path / "small_images", tmp_path / "x", Spec.from_dict(d))
+    wide = Spec.from_dict(d)
+    bagx.import_mcap(tmp_path / "small_images", tmp_path / "wide", wide)
+    assert Dataset(tmp_path / "wide", wide).load_episode(0).images["front"].shape[1:] == (32, 64, 3)
 
     # a camera topic missing
     d = copy.deepcopy(spec.to_dict())

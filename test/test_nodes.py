@@ -87,6 +87,7 @@ def test_bridge_publishes_everything_under_sim_time(ros):
         image = image_to_numpy(probe.msgs["front"][-1])
         assert image.shape == SPEC.cameras[0].shape and image.dtype == np.uint8
         assert probe.msgs["instruction"][0].data in SPEC.instructions()
+        assert probe.node.count_publishers(common.BLOCK_POSES) == 1  # publish_block_poses defaults to true
     finally:
         bridge.destroy_node()
         probe.node.destroy_node()
@@ -211,6 +212,67 @@ def test_expert_through_ros_is_recorded(ros, tmp_path):
     np.testing.assert_allclose(second.features[0], initial["features"], atol=1e-6)
 
 
+def test_pixels_policy_on_a_bridge_without_block_poses_is_recorded_without_them(ros, tmp_path):
+    import torch
+
+    from pac_ros.data.validate import validate
+    from pac_ros.learning import checkpoint_meta, save_deployable
+    from pac_ros.learning.data import TransitionStore
+    from pac_ros.model import PACModel, preset
+
+    torch.manual_seed(0)
+    model = PACModel(preset("tiny", obs_mode="pixels", image_size=32, control="task"), SPEC)
+    checkpoint = save_deployable(tmp_path / "pixels", model, meta=checkpoint_meta(model, "tiny", {}, "test"))
+    runner = GraphRunner("stacking", "policy", [f"recorder.dataset={tmp_path / 'ds'}", "recorder.max_steps=4",
+                                                "mujoco_bridge.publish_block_poses=false",
+                                                f"policy.checkpoint={checkpoint}", "policy.device=cpu"])
+    recorder = runner.nodes["recorder"]
+    try:
+        assert recorder.count_publishers(common.BLOCK_POSES) == 0
+        assert recorder.count_subscribers(common.BLOCK_POSES) == 1  # the recorder would take them
+        assert runner.spin(until=lambda: len(recorder.committed) >= 1, timeout=60)
+        recorder.flush()
+        assert recorder.num_episodes >= 1
+    finally:
+        runner.close()
+    ds = Dataset(tmp_path / "ds", SPEC)
+    episode = ds.load_episode(0)
+    assert not ds.has_features and episode.features is None and len(episode.timestamp) >= 2
+    assert ds.episodes[0]["source"] == "policy" and ds.episodes[0]["checkpoint"].startswith("pixels@")
+    report = validate(tmp_path / "ds")
+    assert report.episodes >= 1 and not report.problems, report.problems
+    with pytest.raises(ValueError, match="needs block features; dataset .* was recorded without them"):
+        TransitionStore(ds, preset("tiny", obs_mode="features"), gamma=0.99)
+
+
+def test_recorder_pairs_poses_as_its_dataset_or_the_graph_says(ros, tmp_path):
+    from geometry_msgs.msg import PoseArray
+
+    from pac_ros.data import DatasetWriter
+    from pac_ros.data.recording import FinishedEpisode, RecordingStats, Step
+
+    for name, features in (("with", True), ("without", False)):
+        DatasetWriter(tmp_path / name, SPEC, features=features).close()
+    publisher = rclpy.create_node("pose_source")
+    recorders = {name: Recorder(cli_args=ros_args(dataset=str(tmp_path / name))) for name in ("with", "without", "new")}
+    try:
+        assert recorders["new"].writer is None and recorders["new"].num_episodes == 0
+        assert [r._record_poses() for r in recorders.values()] == [True, False, False]  # nobody publishes poses
+        publisher.create_publisher(PoseArray, common.BLOCK_POSES, common.SENSOR_QOS)
+        assert [r._record_poses() for r in recorders.values()] == [True, False, True]
+        # an episode without poses cannot go into a dataset that stores them: logged, not committed
+        q = 0.5 * (SPEC.lower + SPEC.upper)
+        step = Step(1.0, q, {c.name: np.zeros(c.shape, np.uint8) for c in SPEC.cameras}, q, None,
+                    SPEC.instructions()[0])
+        episode = FinishedEpisode([step], None, False, False, "test", RecordingStats(), "expert", None)
+        assert recorders["with"]._commit(episode) is None and recorders["with"].failed == 1
+        assert recorders["without"]._commit(episode) == 0
+    finally:
+        for recorder in recorders.values():
+            recorder.destroy_node()
+        publisher.destroy_node()
+
+
 def test_recorder_rejects_malformed_input_and_keeps_running(ros, tmp_path):
     recorder = Recorder(cli_args=ros_args(dataset=str(tmp_path / "ds"), record_features=False))
     pub_node = rclpy.create_node("fuzzer")
@@ -222,9 +284,11 @@ def test_recorder_rejects_malformed_input_and_keeps_running(ros, tmp_path):
     try:
         time.sleep(0.2)
         bad_images = [
-            numpy_to_image(np.zeros((64, 64), np.uint8), "mono8"),  # wrong encoding
-            numpy_to_image(np.zeros((32, 64, 3), np.uint8), "rgb8"),  # wrong size
+            numpy_to_image(np.zeros((64, 64), np.uint16), "16UC1"),  # an encoding no camera image has
         ]
+        short = numpy_to_image(np.zeros((64, 64, 3), np.uint8), "rgb8")
+        short.data = bytes(100)  # fewer bytes than height*step
+        bad_images.append(short)
         broken = numpy_to_image(np.zeros((64, 64, 3), np.uint8), "rgb8")
         broken.step = 10  # step too small
         bad_images.append(broken)

@@ -67,3 +67,41 @@ def test_late_messages_gaps_and_success_cut():
     a.add_command(20 * DT, np.zeros(SPEC.action_dim), now=20 * DT)
     steps, final = a.finish(until=a.success_at)
     assert len(steps) == 3 and final["timestamp"] == 20 * DT  # the command at success is not a step
+
+
+def test_core_converts_images_and_asks_each_episode_whether_to_pair_poses(tmp_path):
+    import fake_msgs
+    from pac_ros.data import Dataset, DatasetWriter
+    from pac_ros.data.recording import RecorderCore, commit_episode
+
+    episodes, wanted = [], iter([False, True])
+    core = RecorderCore(SPEC, episodes.append, features=lambda: next(wanted))
+    bgr = np.zeros((60, 80, 3), np.uint8)
+    bgr[..., 0] = 200  # blue, as bgr8 bytes
+    rows = np.concatenate([bgr.reshape(60, -1), np.full((60, 16), 9, np.uint8)], axis=1)
+    t = 1.0
+    for k, instruction in enumerate(SPEC.instructions()[:2]):
+        core.on_instruction(instruction)
+        for i in range(4):
+            t = round(t + DT, 9)
+            core.on_joint_state(fake_msgs.joint_state(t, SPEC.joint_names, 0.5 * (SPEC.lower + SPEC.upper)), t)
+            for cam in SPEC.camera_names:
+                msg = fake_msgs.NS(header=fake_msgs.header(t), height=60, width=80, encoding="bgr8", is_bigendian=0,
+                                   step=rows.shape[1], data=rows.tobytes())
+                core.on_image(cam, msg, t)
+            core.on_block_poses(fake_msgs.pose_array(t, np.full(SPEC.feature_dim, 0.1)), t)
+            if i < 3:
+                core.on_command(fake_msgs.joint_state(t, SPEC.joint_names, 0.5 * (SPEC.lower + SPEC.upper)), t)
+    core.stop("end")
+    assert core.rejected == 0 and len(episodes) == 2
+    first, second = episodes
+    assert not first.has_features and all(s.features is None for s in first.steps)
+    assert second.has_features and second.final["features"] is not None
+    image = first.steps[0].images["front"]
+    assert image.shape == SPEC.cameras[0].shape and np.all(image == [0, 0, 200])  # the spec's size, rgb8
+    with DatasetWriter(tmp_path / "ds", SPEC, features=False) as writer:
+        for episode in (first, second.without_features()):
+            commit_episode(writer, episode)
+    ds = Dataset(tmp_path / "ds", SPEC)
+    assert len(ds) == 2 and not ds.has_features
+    assert np.all(ds.load_episode(1).images["front"] == [0, 0, 200])

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from pac_ros.errors import PacRosError
 from pac_ros.jsonfile import read_json_object
 from pac_ros.spec import CameraSpec, Spec, SpecError
 
@@ -40,7 +41,7 @@ EPISODE_META_KEY = b"pac_ros.episode"  # parquet key-value metadata: the index l
 REQUIRED_EPISODE_KEYS = ("episode_index", "tasks", "length", "file", "sha256")
 
 
-class DatasetError(Exception):
+class DatasetError(PacRosError):
     """A dataset that cannot be created, opened, written or read as asked."""
 
 

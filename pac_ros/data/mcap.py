@@ -60,7 +60,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from pac_ros.data.convert import ConversionReport, select_episodes
-from pac_ros.data.format import DatasetError, fsync_dir
+from pac_ros.data.format import POSE_NAMES, DatasetError, fsync_dir
 from pac_ros.data.messages import stamp_seconds
 from pac_ros.data.reader import Dataset, Episode
 from pac_ros.data.recording import FinishedEpisode, RecorderCore, commit_episode
@@ -263,7 +263,7 @@ def _write_bag(ds: Dataset, selected: list[int], bag: Path, command_topic: str, 
                     w.write(INSTRUCTION, s, T[_T_STRING](data=instr))
                 # the observation o_t
                 if e.features is not None:
-                    poses = [_pose(T, row) for row in e.features[t].astype(np.float64).reshape(-1, 7)]
+                    poses = [_pose(T, row) for row in e.features[t].astype(np.float64).reshape(-1, len(POSE_NAMES))]
                     w.write(BLOCK_POSES, s, T[_T_POSES](header=w.header(s, BLOCK_FRAME), poses=poses))
                 for c in cams:
                     img = e.images[c.name][t]

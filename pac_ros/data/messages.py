@@ -2,9 +2,10 @@
 
 The functions read messages by field name only, so they take rclpy messages and the
 deserialised messages of ``rosbags`` alike. Images follow cv_bridge's ``passthrough``
-conventions: rgb8/bgr8 -> HxWx3 uint8, mono8 -> HxW uint8, 16UC1 -> HxW uint16,
-32FC1 -> HxW float32, honouring ``step`` row padding and ``is_bigendian``. Joint states
-are matched by joint *name*.
+conventions: rgb8/bgr8 -> HxWx3 uint8, rgba8/bgra8 -> HxWx4 uint8, mono8/8UC1 -> HxW
+uint8, 8UC3 -> HxWx3 uint8, 16UC1 -> HxW uint16, 32FC1 -> HxW float32, honouring ``step``
+row padding and ``is_bigendian``; pac_ros/data/images.py turns them into a spec camera's
+image. Joint states are matched by joint *name*.
 """
 from __future__ import annotations
 
@@ -12,11 +13,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pac_ros.errors import PacRosError
+
 # encoding -> (dtype, channels)
 ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "rgb8": (np.dtype(np.uint8), 3),
     "bgr8": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4),
+    "bgra8": (np.dtype(np.uint8), 4),
     "mono8": (np.dtype(np.uint8), 1),
+    "8UC1": (np.dtype(np.uint8), 1),
+    "8UC3": (np.dtype(np.uint8), 3),
     "16UC1": (np.dtype(np.uint16), 1),
     "mono16": (np.dtype(np.uint16), 1),
     "32FC1": (np.dtype(np.float32), 1),
@@ -25,7 +32,7 @@ MAX_IMAGE_BYTES = 64 * 1024 * 1024
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-class ConversionError(ValueError):
+class ConversionError(PacRosError, ValueError):
     """A message that cannot be converted; the text names the field and problem."""
 
 

@@ -15,14 +15,15 @@ newest joint state at its arrival.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-from pac_ros.data.messages import (FLOAT32_MAX, ConversionError, block_poses_array, image_to_numpy, joint_positions,
-                                   stamp_seconds)
+from pac_ros.data.images import camera_image
+from pac_ros.data.messages import FLOAT32_MAX, ConversionError, block_poses_array, joint_positions, stamp_seconds
 from pac_ros.data.writer import DatasetWriter
 from pac_ros.spec import COMMAND_TOLERANCE, Spec
 
@@ -295,6 +296,17 @@ class FinishedEpisode:
         return self.steps[0].instruction
 
     @property
+    def has_features(self) -> bool:
+        """Every row has block poses."""
+        rows = [s.features for s in self.steps] + ([self.final["features"]] if self.final is not None else [])
+        return all(f is not None for f in rows)
+
+    def without_features(self) -> "FinishedEpisode":
+        steps = [dataclasses.replace(s, features=None) for s in self.steps]
+        final = None if self.final is None else {**self.final, "features": None}
+        return dataclasses.replace(self, steps=steps, final=final)
+
+    @property
     def metadata(self) -> dict[str, Any]:
         return {"stop_reason": self.reason, "recording": self.stats.as_metadata()}
 
@@ -311,7 +323,10 @@ class RecorderCore:
     starts the next; success (``stop_on_success``) or ``max_steps`` steps stop it at the
     observation reached; a joint-state stamp more than ``CLOCK_JUMP_S`` older than the
     previous one (``split_on_clock_jump``) stops it there and starts over. Each stopped
-    episode with steps goes to ``on_episode``. ``log(level, text)`` gets "info", "warning",
+    episode with steps goes to ``on_episode``. ``features``: pair steps with block poses; a
+    callable is asked at each episode's start (the recorder node: does anyone publish them?), and
+    an episode without them has steps without poses. Images are converted to the spec camera's
+    encoding and size (pac_ros/data/images.py). ``log(level, text)`` gets "info", "warning",
     "error", and "reject" for a malformed message (counted in ``rejected``, by input in
     ``rejections``, with the first reason per input in ``first_rejection``). What validate
     would flag is malformed too: a joint state beyond the spec's plausible range, a
@@ -320,7 +335,8 @@ class RecorderCore:
 
     CLOCK_JUMP_S = 1.0
 
-    def __init__(self, spec: Spec, on_episode: Callable[[FinishedEpisode], None], *, features: bool = True,
+    def __init__(self, spec: Spec, on_episode: Callable[[FinishedEpisode], None], *,
+                 features: bool | Callable[[], bool] = True,
                  tolerance: float | None = None, auto_start: bool = True, stop_on_success: bool = True,
                  max_steps: int | None = None, split_on_clock_jump: bool = True, source: str = "expert",
                  checkpoint: str | None = None, log: Callable[[str, str], None] | None = None):
@@ -334,7 +350,8 @@ class RecorderCore:
         self.source = source
         self.checkpoint = checkpoint
         self.log = log or (lambda level, text: None)
-        self.assembler = EpisodeAssembler(spec, tolerance=tolerance, features=features)
+        # (a callable is first asked at the first episode's start)
+        self.assembler = EpisodeAssembler(spec, tolerance=tolerance, features=not callable(features) and features)
         self.cameras = {c.name: c for c in spec.cameras}
         self.recording = False
         self.instruction = ""
@@ -353,6 +370,9 @@ class RecorderCore:
     def rejected(self) -> int:
         return sum(self.rejections.values())
 
+    def _features_now(self) -> bool:
+        return bool(self.features()) if callable(self.features) else bool(self.features)
+
     def _stamp(self, msg: Any) -> float:
         return stamp_seconds(msg.header.stamp, self.stamp_offset_ns)
 
@@ -365,14 +385,8 @@ class RecorderCore:
     def on_image(self, camera: str, msg: Any, now: float) -> None:
         key = f"image:{camera}"
         self.received[key] += 1
-        cam = self.cameras[camera]
         try:
-            if msg.encoding != cam.encoding:
-                raise ConversionError(f"encoding {msg.encoding!r}, the spec wants {cam.encoding!r}")
-            image = image_to_numpy(msg)
-            image = image.reshape(cam.shape) if image.size == np.prod(cam.shape) else image
-            if image.shape != cam.shape:
-                raise ConversionError(f"shape {image.shape}, the spec wants {cam.shape}")
+            image = camera_image(msg, self.cameras[camera])  # the spec camera's encoding and size
         except ConversionError as exc:
             self._reject(key, f"image '{camera}'", exc)
             return
@@ -492,6 +506,7 @@ class RecorderCore:
             start = self.assembler.newest_stamp - 1e-6
         else:
             start = float("-inf")
+        self.assembler.features = self._features_now()
         self.assembler.reset(start=start, instruction=self.instruction)
         self.recording = True
         return True

@@ -8,10 +8,11 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..errors import PacRosError
 from ..model.config import PACConfig, check_field_types, preset
 
 
-class ConfigError(ValueError):
+class ConfigError(PacRosError, ValueError):
     """A config file or dict with unknown keys or bad values."""
 
 
@@ -60,6 +61,9 @@ class LearnerConfig:
     adam_betas: tuple = (0.9, 0.999)
     grad_clip: float = 1.0
     amp: str = "auto"  # auto (bf16 autocast on a GPU that supports it) | bf16 | none
+    aux_weight: float = 1.0  # weight of the auxiliary block-feature loss (models with aux_features)
+    image_shift: int = 0  # random-shift augmentation: pixels of padding (0 = off; DrQ uses 4 at 84 px)
+    image_jitter: float = 0.0  # brightness/contrast augmentation: factors in [1 - x, 1 + x] (0 = off)
 
     def __post_init__(self) -> None:
         self.adam_betas = tuple(self.adam_betas)
@@ -86,6 +90,8 @@ class LearnerConfig:
             raise ValueError(f"eta_kl must be > 0 or null, got {self.eta_kl}")
         if self.eta <= 0 or not 0 < self.tau <= 1 or self.n_action_samples < 1 or self.n_target_samples < 1:
             raise ValueError("eta > 0, 0 < tau <= 1, n_action_samples >= 1, n_target_samples >= 1 required")
+        if self.aux_weight < 0 or self.image_shift < 0 or not 0 <= self.image_jitter < 1:
+            raise ValueError("aux_weight >= 0, image_shift >= 0 and 0 <= image_jitter < 1 required")
         if self.n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {self.n_step}")
         if not 0.0 <= self.gamma <= 1.0:

@@ -48,8 +48,10 @@ class TransitionStore:
         n_eps = len(dataset) if num_episodes is None else min(num_episodes, len(dataset))
         if n_eps == 0:
             raise ValueError(f"dataset {getattr(dataset, 'root', '')} has no episodes")
-        if model_config.uses_features and not getattr(dataset, "has_features", True):
-            raise ValueError(f"obs_mode {model_config.obs_mode!r} needs block features; dataset "
+        self.needs_features = model_config.uses_features or model_config.aux_features
+        if self.needs_features and not getattr(dataset, "has_features", True):
+            why = f"obs_mode {model_config.obs_mode!r}" if model_config.uses_features else "aux_features"
+            raise ValueError(f"{why} needs block features; dataset "
                              f"{getattr(dataset, 'root', '')} was recorded without them")
         self.fingerprint = dataset.fingerprint() + ("" if num_episodes is None else f"-n{n_eps}")
         self.control = Control(model_config, self.spec)
@@ -62,7 +64,7 @@ class TransitionStore:
             actions.append(self.control.action_labels(ep.joint_positions, ep.actions))
             rewards.append(ep.rewards.astype(np.float32))
             terminal.append(ep.is_terminal.astype(bool))
-            if model_config.uses_features:
+            if self.needs_features:
                 feats.append(self.control.features(ep.joint_positions, ep.features, ep.instructions))
             cache: dict[str, np.ndarray] = {}
             tokens.append(np.stack([cache.setdefault(s, tokenize(s, model_config.max_instruction_len))

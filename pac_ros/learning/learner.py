@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 
 from ..model import PACModel
+from .augment import augment_images
 from .config import LearnerConfig
 from .losses import (categorical_projection, critic_loss, data_improvement_weights, improvement_weights,
                      policy_loss, temperature_dual, weight_stats)
@@ -65,8 +66,11 @@ class Learner:
     # ---- target network ----------------------------------------------------------
     @torch.no_grad()
     def hard_update(self) -> None:
+        """θ' ← θ, buffers included: the input standardisation is part of what the target computes."""
         for t, p in zip(self.target.parameters(), self.model.parameters()):
             t.copy_(p)
+        for t, b in zip(self.target.buffers(), self.model.buffers()):
+            t.copy_(b)
 
     @torch.no_grad()
     def polyak_update(self, tau: float) -> None:
@@ -134,6 +138,11 @@ class Learner:
                 w, logp_imp = improvement_weights(q_s, eta), m.log_prob(logits, a_s)
             l_pi, bc, imp = policy_loss(logp_data, logp_imp, w, alpha)
             total = l_pi + cfg.beta * l_q
+            l_aux = torch.zeros((), device=self.device)
+            if m.aux_head is not None:  # privileged training-time target: where the blocks are
+                truth = m.standardize_features(obs["features"])
+                l_aux = torch.nn.functional.smooth_l1_loss(m.aux_prediction(lat).float(), truth)
+                total = total + cfg.aux_weight * l_aux
             gap = torch.zeros((), device=self.device)
             if cfg.conservative > 0:  # CQL-style: the policy's own actions may not out-value the data's
                 gap = q_pi.float().mean() - q_data.mean()
@@ -145,6 +154,7 @@ class Learner:
             qp = qp.detach()
             metrics = {
                 "loss": total.detach(), "policy_loss": l_pi.detach(), "critic_loss": l_q.detach(),
+                "aux_loss": l_aux.detach(),
                 "bc_nll": bc.detach(), "improvement_loss": imp.detach(),
                 "q_mean": q_data.detach().mean(),
                 "q_entropy": -(qp * qp.clamp_min(1e-12).log()).sum(-1).mean(),
@@ -159,6 +169,9 @@ class Learner:
     # ---- one step -----------------------------------------------------------------
     def step(self, batch: Mapping[str, Any]) -> dict[str, float]:
         batch = self.to_device(batch)
+        if self.config.image_shift or self.config.image_jitter:
+            batch = {**batch, **{k: augment_images(batch[k], self.config.image_shift, self.config.image_jitter)
+                                 for k in ("obs", "next_obs")}}
         self.model.train()
         alpha = self.config.alpha(self.step_count)
         warm = min(1.0, (self.step_count + 1) / max(1, self.config.lr_warmup_steps))

@@ -1,4 +1,4 @@
-"""Training loop: ``pac-ros train --config config/train_tiny.yaml`` (``main(argv)``).
+"""Training loop: ``pac-ros train --config config/train_tiny.yaml`` (``main(argv)`` runs that command).
 
 Seeded and exactly resumable (stateless batch sampling, optimiser/target/RNG state in
 the checkpoint), tqdm progress, TensorBoard scalars, periodic checkpoints
@@ -7,7 +7,6 @@ data parallel under ``torchrun`` (gloo on CPU, nccl on GPU).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ from ..model import PACConfig, PACModel
 from ..spec import Spec
 from .checkpoint import (CheckpointError, checkpoint_meta, load_into_learner, load_model_state, read_meta,
                          save_checkpoint)
-from .config import ConfigError, TrainConfig
+from .config import TrainConfig
 from .data import TransitionStore
 from .learner import Learner
 
@@ -202,21 +201,6 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
     return last if last is not None else out_dir
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pac-ros train", description="Train a PAC policy offline.")
-    p.add_argument("--config", required=True, help="training YAML (e.g. config/train_tiny.yaml)")
-    p.add_argument("--data", help="dataset root (overrides data.root)")
-    p.add_argument("--out", help="run directory (overrides run.out_dir)")
-    p.add_argument("--steps", type=int, help="total steps (overrides run.steps)")
-    p.add_argument("--device", help="auto | cpu | cuda (overrides run.device)")
-    p.add_argument("--seed", type=int, help="overrides run.seed")
-    p.add_argument("--resume", default="auto",
-                   help="'auto' (newest checkpoint in the run directory, if any), 'no', or a checkpoint path")
-    p.add_argument("--eval-episodes", type=int, help="evaluate each checkpoint in sim (overrides run.eval_episodes)")
-    p.add_argument("--no-progress", action="store_true")
-    return p
-
-
 def set_input_statistics(model: PACModel, dataset, store: TransitionStore, num_episodes: int | None, log) -> None:
     """Standardise inputs with the dataset's meta/stats.json when it describes exactly the
     episodes trained on, else with statistics computed from the loaded rows (same numbers)."""
@@ -236,47 +220,10 @@ def set_input_statistics(model: PACModel, dataset, store: TransitionStore, num_e
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = TrainConfig.load(args.config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.data:
-        cfg.data.root = args.data
-    if args.out:
-        cfg.run.out_dir = args.out
-    if args.steps is not None:
-        cfg.run.steps = args.steps
-    if args.device:
-        cfg.run.device = args.device
-    if args.seed is not None:
-        cfg.run.seed = args.seed
-    if args.eval_episodes is not None:
-        cfg.run.eval_episodes = args.eval_episodes
-    if args.no_progress:
-        cfg.run.progress = False
-    resume = None if args.resume in ("no", "none", "") else args.resume
-    try:
-        from pac_ros.data import DatasetError
-    except ImportError:  # pragma: no cover
-        DatasetError = CheckpointError
-    eval_fn = None
-    if cfg.run.eval_episodes > 0:
-        from pac_ros.evaluate import make_eval_fn  # needs the simulator; only when asked
+    """``pac-ros train ARGS`` (the entry ``torchrun -m pac_ros.learning.train`` runs)."""
+    from pac_ros.cli import main as cli_main
 
-        eval_fn = make_eval_fn(cfg.run.eval_episodes, cfg.run.eval_seed,
-                               log=lambda *a: print(*a, file=sys.stderr, flush=True))
-    try:
-        path = train(cfg, resume=resume, eval_fn=eval_fn)
-    except (CheckpointError, ConfigError, DatasetError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    print(path)
-    return 0
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 OBS_MODES = ("pixels", "features", "pixels+features")
+# How images become tokens: patch (one token per patch_size² patch) or keypoints (a small strided conv
+# stem, then a spatial softmax: n_keypoints (x, y) tokens per camera, also fed to the state token)
+IMAGE_STEMS = ("patch", "keypoints")
 # What the model commands and, with features, how it sees the blocks (pac_ros/control.py):
 # joint: each joint's step, blocks in spec order; task: grip-site motion, yaw and gripper
 # (IK turns it into joint targets), blocks ordered by the instruction and relative to the grip.
@@ -56,6 +59,10 @@ class PACConfig:
     qk_norm: bool = True  # LayerNorm on queries/keys per head (PAC_NOTES: critic attention collapse)
     state_token: bool = True  # an MLP summary token of joints (+ block features) besides per-item tokens
     patch_size: int = 8
+    image_stem: str = "patch"  # patch | keypoints (IMAGE_STEMS)
+    stem_channels: int = 32  # keypoints stem: conv channels
+    n_keypoints: int = 16  # keypoints stem: spatial-softmax keypoints per camera
+    aux_features: bool = False  # a head predicting the block features from the latents (training-time target)
     image_size: int | None = None  # model resolution (square); None = each camera's own
     max_instruction_len: int = 64  # byte tokens
     obs_mode: str = "pixels"  # pixels | features | pixels+features
@@ -69,6 +76,10 @@ class PACConfig:
     def __post_init__(self) -> None:
         if self.obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode {self.obs_mode!r} not one of {OBS_MODES}")
+        if self.image_stem not in IMAGE_STEMS:
+            raise ValueError(f"image_stem {self.image_stem!r} not one of {IMAGE_STEMS}")
+        if self.stem_channels < 1 or self.n_keypoints < 1:
+            raise ValueError("stem_channels and n_keypoints must be >= 1")
         if self.control not in CONTROLS:
             raise ValueError(f"control {self.control!r} not one of {CONTROLS}")
         if self.width % self.heads:

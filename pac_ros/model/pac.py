@@ -18,6 +18,7 @@ from ..spec import Spec
 from .config import PACConfig
 from .layers import CrossBlock, SelfBlock
 from .tokenizer import PAD, VOCAB_SIZE
+from .vision import KeypointStem
 
 Obs = Mapping[str, object]
 
@@ -49,18 +50,28 @@ class PACModel(nn.Module):
             raise ValueError(f"obs_mode {c.obs_mode!r} needs cameras; the spec has none")
         self.image_hw: dict[str, tuple[int, int]] = {}
         self.patch = nn.ModuleDict()
+        self.keypoint_stem = nn.ModuleDict()
+        keypoints = c.image_stem == "keypoints"
         grid_h = grid_w = 0
         for cam in spec.cameras if c.uses_images else ():
             h, w = (c.image_size, c.image_size) if c.image_size else (cam.height, cam.width)
+            self.image_hw[cam.name] = (h, w)
+            if keypoints:
+                self.keypoint_stem[cam.name] = KeypointStem(cam.channels, c.stem_channels, c.n_keypoints)
+                continue
             if h % c.patch_size or w % c.patch_size:
                 raise ValueError(f"camera {cam.name}: {h}x{w} not divisible by patch_size {c.patch_size}")
-            self.image_hw[cam.name] = (h, w)
             self.patch[cam.name] = nn.Conv2d(cam.channels, D, c.patch_size, stride=c.patch_size)
             grid_h, grid_w = max(grid_h, h // c.patch_size), max(grid_w, w // c.patch_size)
         if self.camera_names:
-            self.pos_row = nn.Parameter(torch.zeros(grid_h, D))
-            self.pos_col = nn.Parameter(torch.zeros(grid_w, D))
             self.camera_id = nn.Parameter(torch.zeros(len(self.camera_names), D))
+            if keypoints:  # a keypoint token: its coordinates through an MLP + which keypoint it is
+                self.keypoint_value = nn.Sequential(nn.Linear(2, D), nn.GELU(), nn.Linear(D, D))
+                self.keypoint_id = nn.Parameter(torch.zeros(c.n_keypoints, D))
+            else:
+                self.pos_row = nn.Parameter(torch.zeros(grid_h, D))
+                self.pos_col = nn.Parameter(torch.zeros(grid_w, D))
+        n_keypoint_values = 2 * c.n_keypoints * len(self.camera_names) if keypoints else 0
 
         # language: byte tokens + position embedding
         self.byte_embed = nn.Embedding(VOCAB_SIZE, D)
@@ -74,7 +85,7 @@ class PACModel(nn.Module):
         # one summary token of the whole low-dimensional state (joints [+ block features])
         # through an MLP: per-joint tokens alone make the latents assemble the state by
         # attention, which learned several times slower on a CPU budget (ours, measured)
-        state_dim = n_joints + (feature_dim if c.uses_features else 0)
+        state_dim = n_joints + (feature_dim if c.uses_features else 0) + n_keypoint_values
         self.state_token = nn.Sequential(nn.Linear(state_dim, D), nn.GELU(), nn.Linear(D, D)) \
             if c.state_token else None
 
@@ -94,6 +105,11 @@ class PACModel(nn.Module):
         self.action_embed = nn.Sequential(nn.Linear(self.action_dim, D), nn.GELU(), nn.Linear(D, D))
         self.q_dec = nn.ModuleList(CrossBlock(D, **blk) for _ in range(c.n_decoder_blocks))
         self.q_head = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, c.n_value_bins))
+
+        # auxiliary: the block features (standardised) predicted from the mean latent; trained on
+        # the simulator's poses, never an input, so a pixels model learns where the blocks are
+        self.aux_head = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, D), nn.GELU(), nn.Linear(D, feature_dim)) \
+            if c.aux_features else None
 
         self.register_buffer("action_bins", evenly_spaced(-1.0, 1.0, c.n_action_bins), persistent=False)
         self.register_buffer("value_support", evenly_spaced(c.v_min, c.v_max, c.n_value_bins), persistent=False)
@@ -176,6 +192,12 @@ class PACModel(nn.Module):
                 hw = self.image_hw[cam]
                 if tuple(img.shape[-2:]) != hw:
                     img = F.interpolate(img, size=hw, mode="bilinear", align_corners=False, antialias=True)
+                if self.keypoint_stem:
+                    kp = self.keypoint_stem[cam](img)  # [B,K,2]
+                    state.append(kp.flatten(1))
+                    toks.append(self.keypoint_value(kp) + self.keypoint_id + self.camera_id[i])
+                    pads.append(torch.zeros(B, kp.shape[1], dtype=torch.bool, device=dev))
+                    continue
                 p = self.patch[cam](img)  # [B,D,gh,gw]
                 gh, gw = p.shape[-2:]
                 pos = self.pos_row[:gh, None, :] + self.pos_col[None, :gw, :]
@@ -191,7 +213,7 @@ class PACModel(nn.Module):
             feats = obs.get("features")
             if feats is None:
                 raise KeyError(f"obs_mode {self.config.obs_mode!r} needs 'features' in the observation")
-            f = (feats.float() - self.feature_loc) / self.feature_scale
+            f = self.standardize_features(feats)
             state.append(f)
             toks.append(self.feature_embed(f.reshape(B, self.n_feature_tokens, -1)) + self.feature_id)
             pads.append(torch.zeros(B, self.n_feature_tokens, dtype=torch.bool, device=dev))
@@ -212,6 +234,16 @@ class PACModel(nn.Module):
         for blk in self.self_blocks:
             z = blk(z)
         return self.ln_latents(z)
+
+    # ---- auxiliary -----------------------------------------------------------------
+    def aux_prediction(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents [B,Z,D] -> predicted standardised block features [B,F] (needs aux_features)."""
+        if self.aux_head is None:
+            raise ValueError("this model has no auxiliary head (aux_features: false)")
+        return self.aux_head(latents.mean(1))
+
+    def standardize_features(self, features: torch.Tensor) -> torch.Tensor:
+        return (features.float() - self.feature_loc) / self.feature_scale
 
     # ---- decoders -----------------------------------------------------------------
     def policy_logits(self, latents: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ def run_closed_loop(dataset: str | Path, episodes: int, driver: str = "policy", 
             for node in runner.nodes.values():
                 node.get_logger().set_level(LoggingSeverity.WARN)
         recorder = runner.nodes["recorder"]
-        first = recorder.writer.num_episodes
+        first = recorder.num_episodes
         reported = 0
 
         def done() -> bool:

@@ -14,7 +14,7 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
 from pac_ros.data.messages import block_poses_array  # noqa: F401  (re-exported for the nodes)
@@ -120,12 +120,33 @@ def camera_topics(node: Node, spec: Spec) -> dict[str, str]:
     }
 
 
+IMAGE_TRANSPORTS = ("raw", "compressed")
+
+
+def image_transport(node: Node) -> str:
+    """The ``image_transport`` parameter, as image_transport's subscribers take it: ``raw``
+    (sensor_msgs/Image on each camera topic) or ``compressed`` (sensor_msgs/CompressedImage,
+    jpeg or png, on ``<camera topic>/compressed``)."""
+    transport = node.declare_parameter("image_transport", "raw").value
+    if transport not in IMAGE_TRANSPORTS:
+        raise ValueError(f"parameter image_transport must be one of {IMAGE_TRANSPORTS}, got {transport!r}")
+    return transport
+
+
+def subscribe_camera(node: Node, topic: str, transport: str, callback, qos=SENSOR_QOS):
+    """One camera's subscription in ``transport`` (see ``image_transport``)."""
+    if transport == "compressed":
+        return node.create_subscription(CompressedImage, f"{topic}/compressed", callback, qos)
+    return node.create_subscription(Image, topic, callback, qos)
+
+
 def subscribe_robot_inputs(node: Node, on_joints, on_poses, on_instruction) -> None:
-    """Joint states, block poses and the instruction, on the topics the node's parameters
-    name: the inputs every driver of the arm (expert, policy) listens to."""
+    """Joint states, block poses (unless ``on_poses`` is None) and the instruction, on the topics
+    the node's parameters name: the inputs every driver of the arm (expert, policy) listens to."""
     p = node.declare_parameter
     node.create_subscription(JointState, p("joint_states_topic", JOINT_STATES).value, on_joints, SENSOR_QOS)
-    node.create_subscription(PoseArray, p("block_poses_topic", BLOCK_POSES).value, on_poses, SENSOR_QOS)
+    if on_poses is not None:
+        node.create_subscription(PoseArray, p("block_poses_topic", BLOCK_POSES).value, on_poses, SENSOR_QOS)
     node.create_subscription(String, p("instruction_topic", INSTRUCTION).value, on_instruction, LATCHED_QOS)
 
 

@@ -4,7 +4,8 @@ Reading images and joint states is ROS-free and lives in pac_ros/data/messages.p
 with the MCAP import; re-exported here); this module adds what builds rclpy messages.
 Images follow cv_bridge's ``passthrough`` conventions: rgb8/bgr8 -> HxWx3 uint8,
 mono8 -> HxW uint8, 16UC1 -> HxW uint16, 32FC1 -> HxW float32, honouring ``step``
-row padding and ``is_bigendian``. Joint states are matched by joint *name*.
+row padding and ``is_bigendian``; pac_ros/data/images.py converts one to a spec camera's
+image. Joint states are matched by joint *name*.
 """
 from __future__ import annotations
 
@@ -18,18 +19,6 @@ from std_msgs.msg import Float64MultiArray
 from pac_ros.data.messages import (  # noqa: F401  (ROS-free; re-exported for the nodes)
     ENCODINGS, MAX_IMAGE_BYTES, ConversionError, image_to_numpy, joint_positions,
 )
-
-
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """Any 8-bit colour/mono image -> HxWx3 rgb8 (what the policy and dataset use)."""
-    array = image_to_numpy(msg)
-    if msg.encoding == "rgb8":
-        return array
-    if msg.encoding == "bgr8":
-        return np.ascontiguousarray(array[:, :, ::-1])
-    if msg.encoding == "mono8":
-        return np.repeat(array[:, :, None], 3, axis=2)
-    raise ConversionError(f"image encoding {msg.encoding!r} cannot be converted to rgb8")
 
 
 def numpy_to_image(array: np.ndarray, encoding: str, stamp=None, frame_id: str = "") -> Image:

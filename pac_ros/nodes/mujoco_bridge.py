@@ -3,7 +3,9 @@
 Each control period it applies the newest joint command (clamped to limits and max
 step; the last one is held when none arrives), steps the physics, then publishes the
 observation stamped with sim time (one Image and CameraInfo per camera, /joint_states,
-block poses), /reward and /task_success for the step, and finally /clock.
+block poses), /reward and /task_success for the step, and finally /clock. With
+``publish_block_poses: false`` there are no block poses (no publisher at all), as on a robot
+without a pose tracker.
 
 It speaks like a robot's drivers: /joint_states is reliable (as joint_state_broadcaster's),
 images are sensor-data QoS with a CameraInfo next to each (``camera_info`` beside the image
@@ -74,8 +76,9 @@ class MujocoBridge(Node):
         self.camera_infos = {cam.name: self._camera_info(cam) for cam in self.spec.cameras}
         self.joint_pub = self.create_publisher(JointState, p("joint_states_topic", common.JOINT_STATES).value,
                                                common.RELIABLE_QOS)
-        self.pose_pub = self.create_publisher(PoseArray, p("block_poses_topic", common.BLOCK_POSES).value,
-                                              common.SENSOR_QOS)
+        poses_topic = p("block_poses_topic", common.BLOCK_POSES).value
+        self.pose_pub = (self.create_publisher(PoseArray, poses_topic, common.SENSOR_QOS)
+                         if p("publish_block_poses", True).value else None)
         self.reward_pub = self.create_publisher(Float32, p("reward_topic", common.REWARD).value,
                                                 common.RELIABLE_QOS)
         self.success_pub = self.create_publisher(Bool, p("success_topic", common.SUCCESS).value,
@@ -176,7 +179,8 @@ class MujocoBridge(Node):
         joints = JointState(name=self.spec.joint_names, position=[float(v) for v in obs["joint_positions"]])
         joints.header.stamp = stamp
         self.joint_pub.publish(joints)
-        self.pose_pub.publish(common.block_poses_msg(obs["features"], stamp, self.frame_id))
+        if self.pose_pub is not None:
+            self.pose_pub.publish(common.block_poses_msg(obs["features"], stamp, self.frame_id))
         if reward is not None:
             self.reward_pub.publish(Float32(data=float(reward)))
             self.success_pub.publish(Bool(data=bool(success)))

@@ -9,6 +9,12 @@ the hold command (by default the last command, so a gripper keeps its grip) and
 says why on /pac/status. Every command is
 clamped to joint limits and max step by the Policy; a non-finite one is never sent.
 
+The node subscribes to what its model uses, and only that: the cameras for a pixels model,
+/sim/block_poses for a features model (resubscribing when a checkpoint swap changes it).
+Camera images come raw or, with ``image_transport: compressed``, as jpeg/png on
+``<camera topic>/compressed``; any accepted encoding and size is converted to the spec
+camera's by pac_ros/data/images.py (docs/nodes.md), and one that cannot be is rejected.
+
 On a CPU the model runs on ``threads`` threads (default 1, enough for the small presets:
 with other processes busy, torch's default of one per core slowed the loop twentyfold).
 
@@ -27,12 +33,13 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
+from pac_ros.data.images import camera_image
 from pac_ros.nodes import common
-from pac_ros.nodes.convert import ConversionError, array_to_command, image_to_numpy, joint_positions
+from pac_ros.nodes.convert import ConversionError, array_to_command, joint_positions
 
 class PolicyNode(Node):
     def __init__(self, **kwargs):
@@ -77,9 +84,11 @@ class PolicyNode(Node):
                                                  common.RELIABLE_QOS)
         self.stamped_pub = self.create_publisher(JointState, common.STAMPED_COMMAND, common.RELIABLE_QOS)
         self.status_pub = self.create_publisher(DiagnosticStatus, p("status_topic", common.STATUS).value, 10)
-        for cam, topic in common.camera_topics(self, self.spec).items():
-            self.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m), common.SENSOR_QOS)
-        common.subscribe_robot_inputs(self, self._on_joints, self._on_poses, self._on_instruction)
+        self.camera_topics = common.camera_topics(self, self.spec)
+        self.image_transport = common.image_transport(self)
+        self.block_poses_topic = p("block_poses_topic", common.BLOCK_POSES).value
+        self.input_subs: dict[str, object] = {}  # model input -> its subscription (_subscribe_model_inputs)
+        common.subscribe_robot_inputs(self, self._on_joints, None, self._on_instruction)
         self.create_service(Trigger, "~/reload", self._srv_reload)
 
         checkpoint = p("checkpoint", "").value
@@ -93,6 +102,7 @@ class PolicyNode(Node):
             if pick_device(self.device).type == "cpu":
                 torch.set_num_threads(self.threads)  # process-wide; before the warm-up in _load
         self.policy, self.model_id = self._load(checkpoint)  # a bad checkpoint at start-up is fatal
+        self._subscribe_model_inputs()
         self.add_on_set_parameters_callback(self._on_params)
         self.timer = self.create_timer(period, self._tick)
         cfg = self.policy.model.config
@@ -157,16 +167,31 @@ class PolicyNode(Node):
         self.malformed[name] = why
         self.get_logger().warning(f"{name} rejected: {why}", throttle_duration_sec=1.0)
 
-    def _on_image(self, camera: str, msg: Image) -> None:
+    def _subscribe_model_inputs(self) -> None:
+        """Subscribe to the cameras and block poses the acting model uses; drop the others."""
+        cfg = self.policy.model.config
+        wanted = [f"image:{c}" for c in self.spec.camera_names] if cfg.uses_images else []
+        wanted += ["block_poses"] if cfg.uses_features else []
+        for name in [n for n in self.input_subs if n not in wanted]:
+            self.destroy_subscription(self.input_subs.pop(name))
+            for kept in (self.latest, self.malformed, self.arrived):
+                kept.pop(name, None)
+        for name in wanted:
+            if name in self.input_subs:
+                continue
+            if name == "block_poses":
+                sub = self.create_subscription(PoseArray, self.block_poses_topic, self._on_poses, common.SENSOR_QOS)
+            else:
+                cam = name.split(":", 1)[1]
+                sub = common.subscribe_camera(self, self.camera_topics[cam], self.image_transport,
+                                              lambda m, c=cam: self._on_image(c, m))
+            self.input_subs[name] = sub
+
+    def _on_image(self, camera: str, msg) -> None:
+        """An Image or CompressedImage, converted to the spec camera's encoding and size."""
         cam = self.spec.cameras[self.spec.camera_names.index(camera)]
         try:
-            if msg.encoding != cam.encoding:
-                raise ConversionError(f"encoding {msg.encoding!r}, the model wants {cam.encoding!r}")
-            image = image_to_numpy(msg)
-            if image.ndim == 2:
-                image = image[..., None]
-            if image.shape != cam.shape:
-                raise ConversionError(f"shape {image.shape}, the model wants {cam.shape}")
+            image = camera_image(msg, cam)
         except ConversionError as exc:
             self._invalid(f"image:{camera}", str(exc))
             return
@@ -226,6 +251,7 @@ class PolicyNode(Node):
     def _tick(self) -> None:
         if self.next_policy is not None:
             (self.policy, self.model_id), self.next_policy = self.next_policy, None
+            self._subscribe_model_inputs()
             self.get_logger().info(f"now acting with {self.model_id}")
         start = time.perf_counter()
         now = common.now_sec(self)

@@ -7,6 +7,15 @@ pac_ros/data/recording.py for the rules. Episodes are started and stopped by the
 success or ``max_steps`` ends it. Message handling and these rules are the ROS-free
 ``RecorderCore``, which the MCAP import replays bags through. Each finished episode is
 PNG-encoded and committed atomically on a worker thread, so callbacks never wait on disk.
+
+Images (raw, or with ``image_transport: compressed`` jpeg/png on ``<topic>/compressed``)
+are converted to the spec camera's encoding and size before they are stored, so a dataset
+stays uniform (pac_ros/data/images.py; docs/nodes.md); one that cannot be is rejected and logged.
+
+Block poses (``record_features``, default true) are recorded when they are published: each
+episode pairs its steps with them when the dataset stores them, or, for a dataset not created
+yet, when someone publishes the topic; the first committed episode creates the dataset with or
+without them. A dataset that stores poses waits for them; one without them drops any that come.
 """
 from __future__ import annotations
 
@@ -20,11 +29,12 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float32, String
 from std_srvs.srv import Trigger
 
-from pac_ros.data import DatasetWriter
+from pac_ros.data import DatasetError, DatasetWriter
+from pac_ros.data.format import INFO_PATH
 from pac_ros.data.recording import EpisodeAssembler, FinishedEpisode, RecorderCore, commit_episode
 from pac_ros.nodes import common
 
@@ -47,11 +57,15 @@ class Recorder(Node):
         stop_on_success = bool(p("stop_on_success", True).value)
         max_steps = int(p("max_steps", self.spec.max_episode_steps).value)
         self.record_features = bool(p("record_features", True).value)
+        self.block_poses_topic = p("block_poses_topic", common.BLOCK_POSES).value
         tolerance = float(p("stamp_tolerance", 0.5 * self.spec.control_period).value)
-        self.core = RecorderCore(self.spec, self._queue_commit, features=self.record_features, tolerance=tolerance,
+        # a new dataset is created by the first committed episode, with poses if it has them
+        self.writer: DatasetWriter | None = None
+        if not self.record_features or (self.dataset_path / INFO_PATH).exists():
+            self.writer = DatasetWriter(self.dataset_path, self.spec, features=None if self.record_features else False)
+        self.core = RecorderCore(self.spec, self._queue_commit, features=self._record_poses, tolerance=tolerance,
                                  auto_start=auto_start, stop_on_success=stop_on_success, max_steps=max_steps,
                                  source=source, checkpoint=checkpoint, log=self._log)
-        self.writer = DatasetWriter(self.dataset_path, self.spec, features=self.record_features)
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         self.pending: list[concurrent.futures.Future] = []
         self.lock = threading.Lock()
@@ -60,13 +74,14 @@ class Recorder(Node):
         self.failed = 0
 
         core = self.core
+        transport = common.image_transport(self)
         for cam, topic in common.camera_topics(self, self.spec).items():
-            self.create_subscription(Image, topic, lambda m, c=cam: core.on_image(c, m, self._now()),
-                                     RECORD_SENSOR_QOS)
+            common.subscribe_camera(self, topic, transport, lambda m, c=cam: core.on_image(c, m, self._now()),
+                                    RECORD_SENSOR_QOS)
         self.create_subscription(JointState, p("joint_states_topic", common.JOINT_STATES).value,
                                  lambda m: core.on_joint_state(m, self._now()), RECORD_STATE_QOS)
         if self.record_features:
-            self.create_subscription(PoseArray, p("block_poses_topic", common.BLOCK_POSES).value,
+            self.create_subscription(PoseArray, self.block_poses_topic,
                                      lambda m: core.on_block_poses(m, self._now()), RECORD_STATE_QOS)
         self.create_subscription(JointState, p("command_state_topic", "expert/command").value,
                                  lambda m: core.on_command(m, self._now()), common.RELIABLE_QOS)
@@ -80,7 +95,9 @@ class Recorder(Node):
                                  lambda m: core.on_status(m.hardware_id), 10)
         self.create_service(Trigger, "~/start", self._srv_start)
         self.create_service(Trigger, "~/stop", self._srv_stop)
-        self.get_logger().info(f"recording into {self.dataset_path} ({self.writer.num_episodes} episodes there)")
+        there = (f"{self.writer.num_episodes} episodes there, block poses {'yes' if self.writer.has_features else 'no'}"
+                 if self.writer is not None else "new: created by the first episode")
+        self.get_logger().info(f"recording into {self.dataset_path} ({there})")
 
     # ---- the core's state, as the node's -------------------------------------------
     @property
@@ -98,6 +115,25 @@ class Recorder(Node):
     @property
     def received(self) -> Counter[str]:
         return self.core.received
+
+    @property
+    def num_episodes(self) -> int:
+        """Episodes in the dataset (0 before a new one is created)."""
+        return self.writer.num_episodes if self.writer is not None else 0
+
+    def _record_poses(self) -> bool:
+        """Asked at each episode's start: are its steps paired with block poses?"""
+        if not self.record_features:
+            return False
+        published = self.count_publishers(self.block_poses_topic) > 0
+        writer = self.writer
+        if writer is None:
+            return published
+        if writer.has_features and not published:
+            self.get_logger().warning(f"{self.dataset_path} stores block poses but nobody publishes "
+                                      f"{self.block_poses_topic}: steps wait for them (record into a new dataset "
+                                      "to record without them)")
+        return writer.has_features
 
     def _log(self, level: str, text: str) -> None:
         logger = self.get_logger()
@@ -125,6 +161,15 @@ class Recorder(Node):
         """Worker thread: encode and commit one episode."""
         started = time.perf_counter()
         try:
+            if self.writer is None:
+                self.writer = DatasetWriter(self.dataset_path, self.spec, features=episode.has_features)
+                self.get_logger().info(f"created {self.dataset_path} "
+                                       f"({'with' if episode.has_features else 'without'} block poses)")
+            if not self.writer.has_features:
+                episode = episode.without_features()
+            elif not episode.has_features:
+                raise DatasetError(f"{self.dataset_path} stores block poses and this episode has none "
+                                   f"(nothing on {self.block_poses_topic})")
             index = commit_episode(self.writer, episode)
         except Exception as exc:  # disk full, unwritable directory, bad data: keep running
             self.failed += 1
@@ -163,7 +208,8 @@ class Recorder(Node):
         if self.recording:
             self.stop("shutdown")
         self.pool.shutdown(wait=True)
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
         return super().destroy_node()
 
 

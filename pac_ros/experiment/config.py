@@ -1,0 +1,124 @@
+"""The experiment's YAML (``config/experiment.yaml``): data, arms, seeds, evaluation, peers, improvement."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from pac_ros.learning.config import ConfigError, TrainConfig, _build
+from pac_ros.seeds import EVAL_SEED
+
+
+@dataclass
+class DataSection:
+    root: str = "data/experiment_mixed"
+    episodes: int = 300
+    quality: str = "mixed"
+    seed: int = 0
+    end_after_attempt: int | None = None  # see pac_ros.collect.run_expert_episode
+
+
+@dataclass
+class EvalSection:
+    episodes: int = 100
+    seed: int = EVAL_SEED
+    decoding: str = "greedy"
+    curve_every: int = 0  # > 0: also evaluate checkpoints every this many steps (learning curves)
+    curve_episodes: int = 20
+
+
+@dataclass
+class ImproveSection:
+    rounds: int = 0  # self-improvement rounds after the main runs (0: none)
+    arm: str = "pac"  # the arm whose seed-0 checkpoint starts the loop
+    episodes: int = 100  # own episodes recorded per round
+    steps: int = 1000  # fine-tuning steps per round
+    through_ros: bool = True  # record through the node graph (bridge + policy + recorder); else in-process
+    learner: dict = field(default_factory=dict)  # learner overrides for fine-tuning
+
+
+@dataclass
+class PeersSection:
+    algos: list = field(default_factory=list)  # d3rlpy peers, e.g. [bc, iql, cql, td3+bc] (pip install d3rlpy)
+    steps: int = 5000
+    batch_size: int = 256
+    seeds: list = field(default_factory=lambda: [0])
+
+
+@dataclass
+class ExperimentConfig:
+    train_config: str = "config/train_tiny.yaml"
+    out_dir: str = "outputs/experiment"
+    steps: int = 2000
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    model: dict = field(default_factory=dict)  # model overrides for every arm
+    learner: dict = field(default_factory=dict)  # learner overrides for every arm
+    arms: dict = field(default_factory=lambda: {"bc": {"alpha_final": 1.0}, "pac": {"alpha_final": 0.1}})
+    data: DataSection = field(default_factory=DataSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    improve: ImproveSection = field(default_factory=ImproveSection)
+    peers: PeersSection = field(default_factory=PeersSection)
+    threads: int | None = None
+    notes: str = ""  # Markdown placed in the report under "Notes" (how the setup came about)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "experiment") -> "ExperimentConfig":
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"{where}: expected a mapping")
+        d = dict(d)
+        sections = {"data": DataSection, "eval": EvalSection, "improve": ImproveSection, "peers": PeersSection}
+        parts = {k: _build(c, d.pop(k, None), f"{where}: {k}") for k, c in sections.items()}
+        cfg = _build(cls, d, where)
+        for k, v in parts.items():
+            setattr(cfg, k, v)
+        if not cfg.arms or not isinstance(cfg.arms, Mapping):
+            raise ConfigError(f"{where}: arms must map arm names to learner overrides")
+        if not cfg.seeds or cfg.steps < 1 or cfg.eval.episodes < 1:
+            raise ConfigError(f"{where}: needs seeds, steps >= 1 and eval.episodes >= 1")
+        for name in cfg.arms:
+            cfg.train_config_for(name, cfg.seeds[0])  # every arm's learner overrides are valid
+        from pac_ros.peers import ALGOS
+
+        unknown = sorted(set(cfg.peers.algos) - set(ALGOS))
+        if unknown:
+            raise ConfigError(f"{where}: peers: unknown algorithm(s) {unknown}; choose from {list(ALGOS)}")
+        if cfg.improve.rounds and cfg.improve.arm not in cfg.arms:
+            raise ConfigError(f"{where}: improve.arm {cfg.improve.arm!r} is not an arm ({sorted(cfg.arms)})")
+        return cfg
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ExperimentConfig":
+        try:
+            return cls.from_dict(yaml.safe_load(Path(path).read_text()), str(path))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def seeds_of(self, arm: str) -> list:
+        """The arm's training seeds: its own ``seeds`` entry (e.g. a one-seed ablation) or the experiment's."""
+        return list((self.arms[arm] or {}).get("seeds") or self.seeds)
+
+    def train_config_for(self, arm: str, seed: int, steps: int | None = None, learner: Mapping | None = None,
+                         root: str | None = None, out: str | None = None) -> TrainConfig:
+        """The arm's training config: the base YAML with the experiment's and the arm's overrides."""
+        base = TrainConfig.load(self.train_config).to_dict()
+        base["model"] = {**base["model"], **self.model}
+        arm_over = dict(self.arms[arm] or {})
+        arm_over.pop("seeds", None)
+        if "alpha_final" in arm_over and float(arm_over["alpha_final"]) >= 1.0:  # BC: α=1 throughout
+            arm_over.setdefault("alpha_start", 1.0)
+        base["learner"] = {**base["learner"], **self.learner, **arm_over, **dict(learner or {})}
+        base["data"]["root"] = root or self.data.root
+        base["run"].update(out_dir=out or str(Path(self.out_dir) / "runs" / f"{arm}_s{seed}"), seed=seed,
+                           steps=steps or self.steps, progress=False, eval_episodes=0,
+                           threads=self.threads or base["run"].get("threads"))
+        if self.eval.curve_every:
+            base["run"]["checkpoint_every"] = self.eval.curve_every
+            base["run"]["keep_checkpoints"] = 0  # keep every point of the learning curve
+        return TrainConfig.from_dict(base, f"{self.train_config} (arm {arm})")
+

@@ -1,0 +1,76 @@
+"""Self-improvement: rounds of deploy a checkpoint -> record its own episodes -> add them to the data ->
+fine-tune -> evaluate, each round cached like the main runs."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from pac_ros.experiment.config import ExperimentConfig
+from pac_ros.experiment.runs import Log, cache_key, cached, describe_dataset, evaluate_checkpoint, run_key
+from pac_ros.seeds import ROUND_SEED_STRIDE
+
+
+def improve(cfg: ExperimentConfig, start: dict, log: Log) -> list[dict]:
+    """Round 0 is ``start`` (a main run's result); then ``cfg.improve.rounds`` rounds, each from the last."""
+    from pac_ros.data import Dataset
+    from pac_ros.data.select import write_selection
+    from pac_ros.learning.train import train
+
+    imp = cfg.improve
+    rounds = [{"round": 0, "checkpoint": start["checkpoint"], "final": start["final"],
+               "data": describe_dataset(Dataset(cfg.data.root))}]
+    data_root = Path(cfg.data.root)
+    # a round's recipe: how it records and fine-tunes, not how many rounds follow (adding rounds keeps these)
+    recipe = {k: v for k, v in dataclasses.asdict(imp).items() if k != "rounds"}
+    for r in range(1, imp.rounds + 1):
+        rdir = Path(cfg.out_dir) / "improve" / f"round_{r}"
+        merged = rdir / "data"
+        tcfg = cfg.train_config_for(imp.arm, cfg.seeds[0], steps=imp.steps, learner=imp.learner,
+                                    root=str(merged), out=str(rdir / "run"))
+        tcfg.run.init_from = rounds[-1]["checkpoint"]
+        previous, source = rounds[-1], data_root
+
+        def compute() -> dict:
+            rdir.mkdir(parents=True)
+            own = rdir / "own"
+            t0 = time.perf_counter()
+            record_own(previous["checkpoint"], own, imp.episodes, cfg.data.seed + ROUND_SEED_STRIDE * r,
+                       imp.through_ros, cfg.eval.decoding)
+            record_s = time.perf_counter() - t0
+            own_desc = describe_dataset(Dataset(own))
+            log(f"improve round {r}: recorded {own_desc['episodes']} own episodes, "
+                f"{own_desc['success_rate']:.1%} success, {record_s:.0f} s")
+            write_selection(merged, [(ds, list(range(len(ds)))) for ds in (Dataset(source), Dataset(own))])
+            t0 = time.perf_counter()
+            final = Path(train(tcfg, resume=None))
+            train_s = time.perf_counter() - t0
+            result = evaluate_checkpoint(final, cfg.eval, cfg.eval.episodes)
+            log(f"improve round {r}: success {result['success_rate']:.1%} "
+                f"({result['successes']}/{result['episodes']})")
+            return {"round": r, "from": previous["checkpoint"], "checkpoint": str(final), "final": result,
+                    "own": own_desc, "record_s": record_s, "train_s": train_s,
+                    "data": describe_dataset(Dataset(merged))}
+
+        # the key: the round's training config (with the checkpoint it starts from), then the recipe
+        key = cache_key(recipe, within=run_key(cfg, tcfg))
+        rounds.append(cached(rdir / "result.json", key, f"improve round {r}", log, compute, workdir=rdir))
+        data_root = merged
+    return rounds
+
+
+def record_own(checkpoint: str | Path, out: Path, episodes: int, seed: int, through_ros: bool,
+               decoding: str = "greedy") -> None:
+    """``episodes`` episodes of the checkpoint's own, recorded into a new dataset ``out``
+    by the recorder: through the node graph, or in-process with the recorder's writer."""
+    if through_ros:
+        from pac_ros.nodes.closed_loop import run_closed_loop
+        from pac_ros.nodes.common import private_domain_id
+
+        run_closed_loop(out, episodes, driver="policy", checkpoint=str(checkpoint), seed=seed,
+                        overrides=[f"policy.decoding={decoding}"], timeout=60.0 * episodes,
+                        domain_id=private_domain_id())
+        return
+    from pac_ros.collect import record_policy_episodes
+
+    record_policy_episodes(checkpoint, out, episodes, seed, decoding)

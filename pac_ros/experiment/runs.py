@@ -1,0 +1,198 @@
+"""The experiment's runs: its dataset, each arm x seed trained and evaluated, the d3rlpy peers, pooling.
+
+Every run leaves its result in a JSON file with the key of what produced it (``cached``), so an
+interrupted experiment resumes where it stopped and a changed setting reruns only what it touches.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from pac_ros.experiment.config import EvalSection, ExperimentConfig
+from pac_ros.learning.config import TrainConfig
+
+Log = Callable[..., None]
+
+
+# ---- the result cache ------------------------------------------------------------------
+def cache_key(payload: Any, within: str = "") -> str:
+    """16 hex digits naming what a result was made from: ``payload`` as sorted JSON, after ``within``
+    (the key of the run a result builds on, if any)."""
+    return hashlib.sha256((within + json.dumps(payload, sort_keys=True)).encode()).hexdigest()[:16]
+
+
+def cached(file: Path, key: str, label: str, log: Log, compute: Callable[[], dict],
+           workdir: Path | None = None) -> dict:
+    """The result stored in ``file`` if it was made with ``key``; else ``compute()``'s, stored there with it.
+    ``workdir``, the run's own directory, is emptied before computing so no stale or half-done run mixes in."""
+    if file.is_file():
+        stored = json.loads(file.read_text())
+        if stored.get("key") == key:
+            log(f"{label}: cached ({stored['final']['success_rate']:.1%})")
+            return stored
+    if workdir is not None and workdir.exists():
+        shutil.rmtree(workdir)
+    result = {"key": key, **compute()}
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(result, indent=1))
+    return result
+
+
+# ---- data ----------------------------------------------------------------------------
+def ensure_dataset(cfg: ExperimentConfig, log: Log) -> dict:
+    """Collect the experiment's dataset if it is not there; returns its description."""
+    from pac_ros.collect import collect
+    from pac_ros.data import Dataset
+
+    root = Path(cfg.data.root)
+    if not (root / "meta" / "info.json").is_file():
+        log(f"collecting {cfg.data.episodes} '{cfg.data.quality}' episodes into {root} (seed {cfg.data.seed})")
+        collect(root, cfg.data.episodes, cfg.data.quality, seed=cfg.data.seed,
+                end_after_attempt=cfg.data.end_after_attempt)
+    return describe_dataset(Dataset(root))
+
+
+def describe_dataset(ds) -> dict:
+    eps = ds.episodes
+    qualities: dict[str, list[int]] = {}
+    for e in eps:
+        q = (e.get("metadata") or {}).get("quality") or e.get("source") or "?"
+        qualities.setdefault(q, []).append(bool(e.get("success")))
+    return {"root": str(ds.root), "fingerprint": ds.fingerprint(), "episodes": len(eps),
+            "steps": int(sum(e["length"] for e in eps)),
+            "success_rate": float(np.mean([bool(e.get("success")) for e in eps])) if eps else 0.0,
+            "by_quality": {q: {"episodes": len(v), "success_rate": float(np.mean(v))}
+                           for q, v in sorted(qualities.items())}}
+
+
+# ---- one run -------------------------------------------------------------------------
+def evaluate_checkpoint(checkpoint: Path, ev: EvalSection, episodes: int) -> dict:
+    from pac_ros.evaluate import evaluate
+    from pac_ros.policy import Policy
+
+    t0 = time.perf_counter()
+    r = evaluate(Policy.load(checkpoint, device="cpu", decoding=ev.decoding, seed=ev.seed), episodes, ev.seed)
+    out = r.scalars()
+    out.update(successes=int(sum(r.successes)), episodes=r.n, eval_s=time.perf_counter() - t0)
+    return out
+
+
+def final_metrics(run_dir: Path) -> dict:
+    """The last logged training scalars (TensorBoard), for the critic diagnostics."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:  # pragma: no cover
+        return {}
+    ea = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    ea.Reload()
+    out = {}
+    for tag in ea.Tags().get("scalars", []):
+        if tag.startswith("train/"):
+            out[tag[6:]] = float(ea.Scalars(tag)[-1].value)
+    return out
+
+
+def run_key(cfg: ExperimentConfig, tcfg: TrainConfig) -> str:
+    """The key of a training run: its whole config (less the progress bar) and the evaluation."""
+    d = tcfg.to_dict()
+    d["run"].pop("progress", None)
+    d["eval"] = dataclasses.asdict(cfg.eval)
+    return cache_key(d)
+
+
+def run_one(cfg: ExperimentConfig, arm: str, seed: int, log: Log) -> dict:
+    """Train one arm/seed and evaluate it; cached in ``<run>/result.json``."""
+    from pac_ros.learning.train import train
+
+    tcfg = cfg.train_config_for(arm, seed)
+    run_dir = Path(tcfg.run.out_dir)
+
+    def compute() -> dict:
+        log(f"{arm} seed {seed}: training {tcfg.run.steps} steps (α {tcfg.learner.alpha_start} -> "
+            f"{tcfg.learner.alpha_final}) into {run_dir}")
+        t0 = time.perf_counter()
+        final = Path(train(tcfg, resume=None))
+        train_s = time.perf_counter() - t0
+        curve = []
+        if cfg.eval.curve_every:
+            for ck in sorted((run_dir / "checkpoints").glob("step_*")):
+                step = int(ck.name.split("_")[1])
+                if step < tcfg.run.steps:
+                    r = evaluate_checkpoint(ck, cfg.eval, cfg.eval.curve_episodes)
+                    curve.append({"step": step, "success_rate": r["success_rate"], "episodes": r["episodes"]})
+        result = evaluate_checkpoint(final, cfg.eval, cfg.eval.episodes)
+        curve.append({"step": tcfg.run.steps, "success_rate": result["success_rate"],
+                      "episodes": result["episodes"]})
+        log(f"{arm} seed {seed}: success {result['success_rate']:.1%} "
+            f"({result['successes']}/{result['episodes']}), train {train_s:.0f} s, eval {result['eval_s']:.0f} s")
+        return {"arm": arm, "seed": seed, "checkpoint": str(final), "train_s": train_s,
+                "alpha_final": tcfg.learner.alpha_final, "final": result, "curve": curve,
+                "train_metrics": final_metrics(run_dir)}
+
+    return cached(run_dir / "result.json", run_key(cfg, tcfg), f"{arm} seed {seed}", log, compute, workdir=run_dir)
+
+
+def _run_one_in_worker(cfg: ExperimentConfig, arm: str, seed: int) -> dict:
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return run_one(cfg, arm, seed, lambda *a: print(*a, file=sys.stderr, flush=True))
+
+
+def run_arms(cfg: ExperimentConfig, log: Log, jobs: int = 1) -> dict[str, list[dict]]:
+    """Every arm x seed, ``jobs`` at a time (separate processes, each with ``cfg.threads`` threads)."""
+    todo = [(arm, seed) for arm in cfg.arms for seed in cfg.seeds_of(arm)]
+    if jobs <= 1 or len(todo) <= 1:
+        results = [run_one(cfg, arm, seed, log) for arm, seed in todo]
+    else:
+        import multiprocessing
+
+        log(f"{len(todo)} runs, {jobs} at a time")
+        with multiprocessing.get_context("spawn").Pool(min(jobs, len(todo))) as workers:
+            results = workers.starmap(_run_one_in_worker, [(cfg, arm, seed) for arm, seed in todo], chunksize=1)
+    runs: dict[str, list[dict]] = {}
+    for (arm, _), r in zip(todo, results):
+        runs.setdefault(arm, []).append(r)
+    return runs
+
+
+def run_peer(cfg: ExperimentConfig, algo: str, seed: int, log: Log) -> dict:
+    """One d3rlpy peer on the same data and evaluation seeds; cached in ``peers/<algo>_s<seed>.json``."""
+    from pac_ros.peers import train_and_evaluate
+
+    def compute() -> dict:
+        log(f"peer {algo} seed {seed}: training {cfg.peers.steps} steps (d3rlpy)")
+        model_cfg = cfg.train_config_for(next(iter(cfg.arms)), seed).model_config()
+        r = train_and_evaluate(algo, cfg.data.root, model_cfg, cfg.peers.steps, cfg.eval.episodes, cfg.eval.seed,
+                               seed=seed, batch_size=cfg.peers.batch_size)
+        log(f"peer {algo} seed {seed}: success {r['success_rate']:.1%} ({r['successes']}/{r['episodes']}), "
+            f"train {r['train_s']:.0f} s")
+        return {"arm": f"d3rlpy {algo}", "seed": seed, "train_s": r["train_s"], "final": r}
+
+    key = cache_key([dataclasses.asdict(cfg.peers), dataclasses.asdict(cfg.eval), cfg.data.root, cfg.model])
+    file = Path(cfg.out_dir) / "peers" / f"{algo.replace('+', '_')}_s{seed}.json"
+    return cached(file, key, f"peer {algo} seed {seed}", log, compute)
+
+
+def pool(results: list[dict]) -> dict:
+    """One arm over its seeds: pooled success with a Wilson 95% CI, and the spread across seeds."""
+    from pac_ros.evaluate import wilson_interval
+
+    k = sum(r["final"]["successes"] for r in results)
+    n = sum(r["final"]["episodes"] for r in results)
+    lo, hi = wilson_interval(k, n)
+    per_seed = [r["final"]["success_rate"] for r in results]
+    return {"successes": k, "episodes": n, "success_rate": k / n if n else 0.0, "ci_low": lo, "ci_high": hi,
+            "per_seed": per_seed, "seed_std": float(np.std(per_seed)) if per_seed else 0.0,
+            "mean_return": float(np.mean([r["final"]["mean_return"] for r in results])),
+            "mean_length": float(np.mean([r["final"]["mean_length"] for r in results])),
+            "train_s": float(np.mean([r["train_s"] for r in results]))}

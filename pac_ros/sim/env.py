@@ -258,6 +258,18 @@ class StackingEnv:
             return np.clip(gray + 0.5, 0, 255).astype(np.uint8)[..., None]
         return rgb
 
+    def camera_matrix(self, name: str, width: int, height: int) -> np.ndarray:
+        """3x3 pinhole matrix K of a camera rendered at ``width`` x ``height`` (pixel centres at
+        integer coordinates, optical frame: x right, y down, z forward). MuJoCo's ``fovy`` is the
+        vertical field of view and pixels are square, so fx = fy."""
+        cam = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)
+        if cam < 0:
+            raise KeyError(f"no camera {name!r} in the MuJoCo model")
+        if np.any(self.model.cam_sensorsize[cam] > 0):
+            raise ValueError(f"camera {name!r} sets sensorsize/focal; only fovy cameras are supported")
+        f = 0.5 * height / np.tan(np.deg2rad(self.model.cam_fovy[cam]) / 2)
+        return np.array([[f, 0.0, (width - 1) / 2], [0.0, f, (height - 1) / 2], [0.0, 0.0, 1.0]])
+
     def close(self) -> None:
         for renderer in self._renderers.values():
             renderer.close()

@@ -26,6 +26,10 @@ def register(sub: Subcommands) -> None:
     for knob in EXPERT_KNOBS:
         p.add_argument(f"--{knob.replace('_', '-')}", dest=knob, type=float, default=None,
                        help=f"override the preset's {knob}")
+    p.add_argument("--dagger", metavar="CHECKPOINT", default=None,
+                   help="DAgger: this checkpoint drives, the perfect expert labels every visited state")
+    p.add_argument("--beta", type=float, default=0.5,
+                   help="with --dagger: probability per step that the expert drives instead (default 0.5)")
     p.add_argument("-v", "--verbose", action="store_true", help="print one line per episode")
 
     p = add_command(sub, "demo", cmd_demo,
@@ -74,7 +78,7 @@ def register(sub: Subcommands) -> None:
 def cmd_collect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pac_ros.collect import collect
+    from pac_ros.collect import collect, collect_dagger
 
     if args.episodes < 1:
         raise UsageError("--episodes must be >= 1")
@@ -93,8 +97,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
                        f"{'SUCCESS' if result.success else 'fail   '} {result.length:3d} steps  "
                        f"'{result.instruction}'")
 
-    summary = collect(args.out, args.episodes, args.quality, args.seed, spec,
-                      overrides=overrides, progress=progress, end_after_attempt=args.end_after_attempt)
+    if args.dagger:
+        summary = collect_dagger(args.dagger, args.out, args.episodes, args.seed, args.beta, spec=spec,
+                                 progress=progress)
+    else:
+        summary = collect(args.out, args.episodes, args.quality, args.seed, spec,
+                          overrides=overrides, progress=progress, end_after_attempt=args.end_after_attempt)
     bar.close()
     print(f"dataset:          {args.out}")
     for line in summary.lines():

@@ -24,7 +24,7 @@ setup(
         share("models/pac_tiny_suboptimal"),
         share("msg", "*.msg"),
     ],
-    install_requires=["setuptools", "numpy", "pyyaml", "mujoco", "pyarrow", "pillow", "safetensors", "tqdm"],
+    install_requires=["setuptools", "numpy", "pyyaml", "mujoco", "pyarrow", "pillow", "av", "safetensors", "tqdm"],
     zip_safe=True,
     maintainer="pac_ros maintainers",
     maintainer_email="maintainers@pac-ros.dev",

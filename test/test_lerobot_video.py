@@ -310,6 +310,32 @@ def test_symlink_out_of_the_dataset_is_refused(tmp_path):
     assert no_output(tmp_path / "out")
 
 
+def test_image_path_out_of_the_dataset_is_refused(tmp_path):
+    spec = rgb_spec()
+    build_v21(tmp_path / "v21", spec)
+    path = tmp_path / "v21/data/chunk-000/episode_000000.parquet"
+    table = pq.read_table(path)
+    (tmp_path / "secret.png").write_bytes(b"not yours")
+    for rel in ("../../../secret.png", str(tmp_path / "secret.png")):
+        paths = [rel] + [None] * (table.num_rows - 1)
+        blobs = [None] + table.column("observation.images.top").to_pylist()[1:]
+        column = pa.StructArray.from_arrays([pa.array([b and b["bytes"] for b in blobs], pa.binary()),
+                                             pa.array(paths, pa.string())], names=["bytes", "path"])
+        i = table.schema.get_field_index("observation.images.top")
+        pq.write_table(table.set_column(i, "observation.images.top", column), path)
+        with pytest.raises(DatasetError, match=r"episode_000000\.parquet: observation\.images\.top\[0\]: the path .* "
+                                               r"leads outside the dataset"):
+            import_lerobot(tmp_path / "v21", tmp_path / "out", spec)
+        assert no_output(tmp_path / "out")
+    (tmp_path / "v21/data/chunk-000/frame0.png").write_bytes(table.column("observation.images.top")[0]["bytes"].as_py())
+    paths[0] = "frame0.png"  # beside the parquet file: read
+    column = pa.StructArray.from_arrays([pa.array([b and b["bytes"] for b in blobs], pa.binary()),
+                                         pa.array(paths, pa.string())], names=["bytes", "path"])
+    pq.write_table(table.set_column(i, "observation.images.top", column), path)
+    import_lerobot(tmp_path / "v21", tmp_path / "out", spec)
+    assert len(Dataset(tmp_path / "out")) == 2
+
+
 def test_missing_frame_names_file_episode_and_timestamp(tmp_path):
     build_v30_video(tmp_path / "v30", rgb_spec(), skip={6})  # episode 1's third frame, at 0.6 s in the file
     with pytest.raises(DatasetError, match=r"file-000\.mp4: episode 1: observation\.images\.top: no frame within "

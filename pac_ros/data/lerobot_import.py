@@ -144,6 +144,43 @@ def _joint_order(key: str, names: list[str], spec: Spec, joint_map: dict[str, st
     return np.array([mapped.index(j) for j in spec_names])
 
 
+def _cameras(features: dict[str, Any], spec: Spec, problems: list[str],
+             notes: list[str]) -> tuple[dict[str, CameraSpec], dict[str, CameraSpec]]:
+    """The image and the video features of the spec's cameras; what does not fit goes to ``problems``."""
+    image_columns: dict[str, CameraSpec] = {}
+    video_columns: dict[str, CameraSpec] = {}
+    cams = {c.name: c for c in spec.cameras}
+    for key, f in features.items():
+        if not (isinstance(f, dict) and (f.get("dtype") in ("image", "video") or key.startswith(IMAGE_PREFIX))):
+            continue
+        cam = cams.get(key[len(IMAGE_PREFIX):]) if key.startswith(IMAGE_PREFIX) else None
+        if cam is None:
+            problems.append(f"{key}: no such camera in the spec (cameras {spec.camera_names})")
+            continue
+        shape = _image_shape(f)
+        if f.get("dtype") == "video":
+            vinfo = f.get("info") if isinstance(f.get("info"), dict) else {}
+            if vinfo.get("is_depth_map") or vinfo.get("video.is_depth_map"):
+                problems.append(f"{key}: a depth-map video; the spec's camera {cam.name!r} is {cam.encoding}")
+                continue
+            if shape is None or shape[2] not in (1, 3):
+                problems.append(f"{key}: video shape {f.get('shape')}, expected [H, W, 3] or, by names, [3, H, W]")
+                continue
+            if shape[:2] != cam.shape[:2] or cam.channels != 3:
+                notes.append(f"{key}: video frames {shape[1]}x{shape[0]} RGB converted to the camera's "
+                             f"{cam.width}x{cam.height} {cam.encoding}")
+            video_columns[key] = cam
+            continue
+        if f.get("dtype") != "image":
+            problems.append(f"{key}: dtype {f.get('dtype')!r}, expected 'image' or 'video'")
+            continue
+        if shape != cam.shape:
+            problems.append(f"{key}: image shape {list(f.get('shape', []))} (H, W, C = {shape}), "
+                            f"the spec's camera {cam.name!r} is {cam.shape} {cam.encoding}")
+        image_columns[key] = cam
+    return image_columns, video_columns
+
+
 def _plan(root: Path, info: dict[str, Any], spec: Spec, joint_map: dict[str, str]) -> _Plan:
     info_path = root / INFO_PATH
     version = info.get("codebase_version")
@@ -193,37 +230,7 @@ def _plan(root: Path, info: dict[str, Any], spec: Spec, joint_map: dict[str, str
             problems.append(f"{key}: has no joint names, so --joint-map cannot apply")
 
     notes: list[str] = []
-    image_columns: dict[str, CameraSpec] = {}
-    video_columns: dict[str, CameraSpec] = {}
-    cams = {c.name: c for c in spec.cameras}
-    for key, f in features.items():
-        if not (isinstance(f, dict) and (f.get("dtype") in ("image", "video") or key.startswith(IMAGE_PREFIX))):
-            continue
-        cam = cams.get(key[len(IMAGE_PREFIX):]) if key.startswith(IMAGE_PREFIX) else None
-        if cam is None:
-            problems.append(f"{key}: no such camera in the spec (cameras {spec.camera_names})")
-            continue
-        shape = _image_shape(f)
-        if f.get("dtype") == "video":
-            vinfo = f.get("info") if isinstance(f.get("info"), dict) else {}
-            if vinfo.get("is_depth_map") or vinfo.get("video.is_depth_map"):
-                problems.append(f"{key}: a depth-map video; the spec's camera {cam.name!r} is {cam.encoding}")
-                continue
-            if shape is None or shape[2] not in (1, 3):
-                problems.append(f"{key}: video shape {f.get('shape')}, expected [H, W, 3] or, by names, [3, H, W]")
-                continue
-            if shape[:2] != cam.shape[:2] or cam.channels != 3:
-                notes.append(f"{key}: video frames {shape[1]}x{shape[0]} RGB converted to the camera's "
-                             f"{cam.width}x{cam.height} {cam.encoding}")
-            video_columns[key] = cam
-            continue
-        if f.get("dtype") != "image":
-            problems.append(f"{key}: dtype {f.get('dtype')!r}, expected 'image' or 'video'")
-            continue
-        if shape != cam.shape:
-            problems.append(f"{key}: image shape {list(f.get('shape', []))} (H, W, C = {shape}), "
-                            f"the spec's camera {cam.name!r} is {cam.shape} {cam.encoding}")
-        image_columns[key] = cam
+    image_columns, video_columns = _cameras(features, spec, problems, notes)
     for cam in spec.cameras:
         if fmt.image_column(cam.name) not in features:
             problems.append(f"{fmt.image_column(cam.name)}: missing (spec camera {cam.name!r})")
@@ -396,8 +403,8 @@ def _image_blobs(ep: _SourceEpisode, name: str, root: Path) -> list[bytes]:
     for t, (blob, rel) in enumerate(zip(blobs, paths)):
         if blob is None:  # an image kept as a file beside the parquet, or under the root
             where = f"{ep.file}: {name}[{t}]"
-            candidates = [inside(root, os.path.relpath(ep.file.parent / rel, root.resolve()), where),
-                          inside(root, rel, where)] if rel else []
+            bases = (ep.file.parent, root.resolve()) if rel else ()
+            candidates = (inside(root, os.path.relpath(base / rel, root.resolve()), where) for base in bases)
             found = next((p for p in candidates if p.is_file()), None)
             if found is None:
                 raise DatasetError(f"{ep.file}: {name}[{t}]: no image bytes and no readable image path ({rel!r})")

@@ -71,7 +71,7 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--joint-map", nargs="+", default=[], metavar="ROBOT:SPEC",
                    help="lerobot: source joint name -> spec joint name, e.g. elbow_flex.pos:elbow "
                         "(names <joint>.pos match the spec's <joint> without it)")
-    p.add_argument("--joint-map-file", type=Path, default=None,
+    p.add_argument("--joint-map-file", type=Path, default=None, metavar="FILE",
                    help="lerobot: a YAML or JSON mapping of source joint names to spec joint names")
     add_spec_arg(p)
 

@@ -124,3 +124,80 @@ def test_jitter_scales_brightness_within_bounds_and_augment_leaves_other_keys():
     aug = augment_images(obs, 1, 0.1)
     assert aug["joint_positions"] is obs["joint_positions"] and aug["images"]["a"].shape == img.shape
     assert augment_images(obs, 0, 0.0)["images"]["a"] is img
+
+
+# ---- keypoint-stem pretraining and cached keypoints -----------------------------------
+def _stem_config(**kw):
+    return micro_config(obs_mode="pixels", image_stem="keypoints", stem_channels=8, n_keypoints=4,
+                        freeze_stem=True, control="task", **kw)
+
+
+def test_freeze_stem_needs_the_keypoint_stem():
+    with pytest.raises(ValueError, match="freeze_stem"):
+        PACConfig(freeze_stem=True)
+
+
+def test_cached_keypoints_give_the_same_encoding_as_the_images(collected, tmp_path):
+    from pac_ros.data import Dataset
+    from pac_ros.learning.data import TransitionStore
+
+    ds = Dataset(collected)
+    cfg = _stem_config()
+    store = TransitionStore(ds, cfg, 0.99, cache_dir=tmp_path / "cache", log=lambda *_: None)
+    torch.manual_seed(0)
+    model = PACModel(cfg, ds.spec).eval()
+    rows = np.arange(0, store.n_rows, 7)
+    from_images = store.obs(rows)
+    store.cache_keypoints(model)
+    from_cache = store.obs(rows)
+    assert "images" not in from_cache and set(from_cache["keypoints"]) == set(ds.spec.camera_names)
+    with torch.no_grad():
+        assert torch.allclose(model.encode(from_images), model.encode(from_cache), atol=1e-5)
+    assert store.block_positions.shape == (store.n_rows, 3 * len(ds.spec.blocks))
+
+
+def test_stem_pretraining_trains_only_the_stem_and_reports_held_out_episodes(collected, tmp_path):
+    from pac_ros.data import Dataset
+    from pac_ros.learning.data import TransitionStore
+    from pac_ros.learning.stem import pretrain_keypoint_stem
+
+    ds = Dataset(collected)
+    store = TransitionStore(ds, _stem_config(), 0.99, cache_dir=tmp_path / "cache", log=lambda *_: None)
+    torch.manual_seed(0)
+    model = PACModel(_stem_config(), ds.spec)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    lines = []
+    report = pretrain_keypoint_stem(model, store, steps=20, batch_size=16, heldout=0.25, log=lines.append)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("keypoint_stem.") for k in changed)
+    last_episode_rows = store.n_rows - store.episode_starts[-1]
+    assert report.heldout_rows == last_episode_rows and np.isfinite(report.heldout_error_mm)
+    assert any("held-out block error" in line for line in lines)
+
+
+def test_training_with_a_frozen_stem_pretrains_it_once_and_keeps_it_fixed(collected, tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    from pac_ros.cli import main
+
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(f"""
+preset: tiny
+model: {{width: 32, heads: 2, n_latents: 4, n_self_blocks: 1, mlp_ratio: 2.0, obs_mode: pixels, control: task,
+        image_stem: keypoints, stem_channels: 8, n_keypoints: 4, freeze_stem: true, aux_features: true,
+        n_action_bins: 11, n_value_bins: 21}}
+learner: {{lr: 1.0e-3, lr_warmup_steps: 2, n_action_samples: 4, amp: none, stem_steps: 6, stem_batch_size: 8}}
+data: {{root: {collected}, batch_size: 8, cache_dir: {tmp_path / 'cache'}}}
+run: {{out_dir: {tmp_path / 'run'}, steps: 4, log_every: 2, checkpoint_every: 2, progress: false, threads: 1}}
+""")
+    assert main(["train", "--config", str(cfg)]) == 0
+    report = json.loads((tmp_path / "run" / "stem_pretraining.json").read_text())
+    assert report["steps"] == 6
+    a = load_file(str(tmp_path / "run/checkpoints/step_00000002/model.safetensors"))
+    b = load_file(str(tmp_path / "run/checkpoints/step_00000004/model.safetensors"))
+    stem = [k for k in a if k.startswith("keypoint_stem.")]
+    assert stem and all(torch.equal(a[k], b[k]) for k in stem)  # frozen during PAC training
+    assert not all(torch.equal(a[k], b[k]) for k in a)  # the rest trains

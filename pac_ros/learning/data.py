@@ -56,6 +56,9 @@ class TransitionStore:
         self.fingerprint = dataset.fingerprint() + ("" if num_episodes is None else f"-n{n_eps}")
         self.control = Control(model_config, self.spec)
         joints, actions, rewards, terminal, feats, tokens, starts, lengths = [], [], [], [], [], [], [], []
+        # the blocks' positions in spec order: the target of keypoint-stem pretraining (learning/stem.py)
+        locate = model_config.freeze_stem and getattr(dataset, "has_features", True)
+        positions = []
         row = 0
         for i in range(n_eps):
             ep = dataset.load_episode(i, images=False)
@@ -64,6 +67,8 @@ class TransitionStore:
             actions.append(self.control.action_labels(ep.joint_positions, ep.actions))
             rewards.append(ep.rewards.astype(np.float32))
             terminal.append(ep.is_terminal.astype(bool))
+            if locate:
+                positions.append(np.asarray(ep.features, np.float32).reshape(T, -1, 7)[:, :, :3].reshape(T, -1))
             if self.needs_features:
                 feats.append(self.control.features(ep.joint_positions, ep.features, ep.instructions))
             cache: dict[str, np.ndarray] = {}
@@ -78,6 +83,9 @@ class TransitionStore:
         self.rewards = np.concatenate(rewards)
         self.terminal = np.concatenate(terminal)
         self.features = np.concatenate(feats) if feats else None
+        self.block_positions = np.concatenate(positions) if positions else None
+        self.episode_starts = np.asarray(starts)
+        self.keypoints: dict[str, np.ndarray] = {}  # cache_keypoints: a frozen stem's output per row
         self.tokens = np.concatenate(tokens)
         # transition t -> t+1 inside each episode
         self.index = np.concatenate([np.arange(s, s + T - 1) for s, T in zip(starts, lengths) if T > 1])
@@ -166,11 +174,31 @@ class TransitionStore:
             "joint_positions": torch.from_numpy(self.joints[rows]),
             "instruction_tokens": torch.from_numpy(self.tokens[rows]),
         }
-        if self.images:
+        if self.keypoints:
+            o["keypoints"] = {cam: torch.from_numpy(k[rows]) for cam, k in self.keypoints.items()}
+        elif self.images:
             o["images"] = {cam: torch.from_numpy(np.ascontiguousarray(m[rows])) for cam, m in self.images.items()}
         if self.features is not None:
             o["features"] = torch.from_numpy(self.features[rows])
         return o
+
+    @torch.no_grad()
+    def cache_keypoints(self, model, chunk: int = 512) -> None:
+        """Run ``model``'s (frozen) keypoint stem once over every row's images; batches then carry
+        the keypoints instead of the images (the same network function, a fraction of the cost)."""
+        if not model.keypoint_stem or not self.images:
+            raise ValueError("caching keypoints needs a keypoints image stem and images in the dataset")
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        out = {cam: np.empty((self.n_rows, model.config.n_keypoints, 2), np.float32) for cam in self.images}
+        for start in range(0, self.n_rows, chunk):
+            rows = np.arange(start, min(start + chunk, self.n_rows))
+            images = {cam: torch.from_numpy(np.ascontiguousarray(m[rows])).to(device) for cam, m in self.images.items()}
+            for cam, kp in model.keypoints(images).items():
+                out[cam][rows] = kp.float().cpu().numpy()
+        model.train(was_training)
+        self.keypoints = out
 
     def batch(self, idx: np.ndarray) -> dict[str, Any]:
         """Transitions ``idx`` (positions in ``self.index``) as a learner batch."""

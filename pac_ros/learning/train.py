@@ -7,6 +7,7 @@ data parallel under ``torchrun`` (gloo on CPU, nccl on GPU).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from .checkpoint import load_into_learner, save_checkpoint
 from .config import TrainConfig
 from .data import TransitionStore
 from .learner import Learner
+from .stem import pretrain_keypoint_stem
 
 EvalFn = Callable[[Path, int], dict]  # (checkpoint dir, step) -> scalars, e.g. sim success rate
 
@@ -134,10 +136,24 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
         learner.hard_update()
         log(f"initialised from {run.init_from}")
 
+    stem_report = None
+    if model_cfg.freeze_stem:  # the stem learns to locate the blocks first, then PAC reads its cached keypoints
+        if start == 0 and not run.init_from:
+            lc = cfg.learner
+            torch.manual_seed(run.seed)
+            stem_report = pretrain_keypoint_stem(learner.model, store, lc.stem_steps, lc.stem_batch_size, lc.stem_lr,
+                                                 run.seed, lc.image_shift, lc.image_jitter, log=log)
+            learner.hard_update()
+        learner.model.keypoint_stem.requires_grad_(False)
+        store.cache_keypoints(learner.model)
+        log(f"keypoints cached for {store.n_rows} rows: PAC training reads them instead of the images")
+
     writer = None
     if main_proc:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        if stem_report is not None:
+            (out_dir / "stem_pretraining.json").write_text(json.dumps(dataclasses.asdict(stem_report), indent=1))
         try:
             from torch.utils.tensorboard import SummaryWriter
 

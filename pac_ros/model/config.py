@@ -63,6 +63,8 @@ class PACConfig:
     stem_channels: int = 32  # keypoints stem: conv channels
     n_keypoints: int = 16  # keypoints stem: spatial-softmax keypoints per camera
     aux_features: bool = False  # a head predicting the block features from the latents (training-time target)
+    freeze_stem: bool = False  # keypoints stem: trained by its own pretraining only (pac_ros/learning/stem.py),
+    # then frozen, so PAC training reads cached keypoints instead of images
     image_size: int | None = None  # model resolution (square); None = each camera's own
     max_instruction_len: int = 64  # byte tokens
     obs_mode: str = "pixels"  # pixels | features | pixels+features
@@ -80,6 +82,8 @@ class PACConfig:
             raise ValueError(f"image_stem {self.image_stem!r} not one of {IMAGE_STEMS}")
         if self.stem_channels < 1 or self.n_keypoints < 1:
             raise ValueError("stem_channels and n_keypoints must be >= 1")
+        if self.freeze_stem and self.image_stem != "keypoints":
+            raise ValueError("freeze_stem needs image_stem: keypoints")
         if self.control not in CONTROLS:
             raise ValueError(f"control {self.control!r} not one of {CONTROLS}")
         if self.width % self.heads:

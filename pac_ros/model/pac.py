@@ -181,23 +181,18 @@ class PACModel(nn.Module):
         pads = [torch.zeros(B, joints.shape[1], dtype=torch.bool, device=dev)]
         state = [x]
 
-        if self.camera_names:
+        if self.keypoint_stem:
+            # precomputed keypoints (training with a frozen stem) or the stem on the images
+            keypoints = obs.get("keypoints") or self.keypoints(obs["images"])
+            for i, cam in enumerate(self.camera_names):
+                kp = keypoints[cam]  # [B,K,2]
+                state.append(kp.flatten(1).float())
+                toks.append(self.keypoint_value(kp.float()) + self.keypoint_id + self.camera_id[i])
+                pads.append(torch.zeros(B, kp.shape[1], dtype=torch.bool, device=dev))
+        elif self.camera_names:
             images = obs["images"]
             for i, cam in enumerate(self.camera_names):
-                if cam not in images:
-                    raise KeyError(f"observation lacks camera {cam!r} (has {sorted(images)})")
-                img = images[cam]
-                img = img.permute(0, 3, 1, 2).float() * (1.0 / 255.0)  # uint8 BHWC -> float BCHW in [0,1]
-                img = (img - 0.5) / 0.25
-                hw = self.image_hw[cam]
-                if tuple(img.shape[-2:]) != hw:
-                    img = F.interpolate(img, size=hw, mode="bilinear", align_corners=False, antialias=True)
-                if self.keypoint_stem:
-                    kp = self.keypoint_stem[cam](img)  # [B,K,2]
-                    state.append(kp.flatten(1))
-                    toks.append(self.keypoint_value(kp) + self.keypoint_id + self.camera_id[i])
-                    pads.append(torch.zeros(B, kp.shape[1], dtype=torch.bool, device=dev))
-                    continue
+                img = self.image_input(images, cam)
                 p = self.patch[cam](img)  # [B,D,gh,gw]
                 gh, gw = p.shape[-2:]
                 pos = self.pos_row[:gh, None, :] + self.pos_col[None, :gw, :]
@@ -221,6 +216,21 @@ class PACModel(nn.Module):
             toks.append(self.state_token(torch.cat(state, -1))[:, None])
             pads.append(torch.zeros(B, 1, dtype=torch.bool, device=dev))
         return torch.cat(toks, 1), torch.cat(pads, 1)
+
+    def image_input(self, images: Mapping[str, torch.Tensor], cam: str) -> torch.Tensor:
+        """uint8 [B,H,W,C] camera image -> normalised float [B,C,h,w] at the model's resolution."""
+        if cam not in images:
+            raise KeyError(f"observation lacks camera {cam!r} (has {sorted(images)})")
+        img = images[cam].permute(0, 3, 1, 2).float() * (1.0 / 255.0)  # uint8 BHWC -> float BCHW in [0,1]
+        img = (img - 0.5) / 0.25
+        hw = self.image_hw[cam]
+        if tuple(img.shape[-2:]) != hw:
+            img = F.interpolate(img, size=hw, mode="bilinear", align_corners=False, antialias=True)
+        return img
+
+    def keypoints(self, images: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Camera images -> keypoints [B,K,2] per camera (image_stem keypoints)."""
+        return {cam: self.keypoint_stem[cam](self.image_input(images, cam)) for cam in self.camera_names}
 
     def encode(self, obs: Obs) -> torch.Tensor:
         """Observation batch -> latents [B,Z,D]."""

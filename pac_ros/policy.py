@@ -91,7 +91,7 @@ class Policy:
         where = resolve(path)
         try:
             ckpt_spec = Spec.from_dict(meta["spec"], f"{where}/meta.json: spec")
-            config = PACConfig.from_dict(meta["model_config"])
+            config = PACConfig.from_dict(meta["model_config"], f"{where}/meta.json: model_config")
         except (KeyError, ValueError) as exc:
             raise CheckpointError(f"{where}/meta.json: bad model config or spec ({exc})") from exc
         if spec is not None:

@@ -781,11 +781,11 @@ def test_truncated_parquet_episode_is_named(collected_copy):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("spec:\n  name: x\n  colour: red\n", "unknown field(s) ['colour']"),
-    ("spec: {}\n", "missing required field 'name'"),
+    ("spec:\n  name: x\n  colour: red\n", "unknown key(s) ['colour']"),
+    ("spec: {}\n", "missing required key(s) ['name', "),
     ("spec: [1, 2]\n", "expected a mapping, got list"),
     ("control_rate_hz: fast\n", "control_rate_hz: expected a number, got str 'fast'"),
-    ("arm_joints: [{name: a, lower: -1, upper: 1, max_step: 0.1, speed: 3}]\n", "unknown field(s) ['speed']"),
+    ("arm_joints: [{name: a, lower: -1, upper: 1, max_step: 0.1, speed: 3}]\n", "unknown key(s) ['speed']"),
     ("cameras: [{name: front, width: '64', height: 64}]\n", "width: expected an integer, got str '64'"),
     ("terminate_on_success: 1\n", "terminate_on_success: expected true/false"),
 ], ids=["unknown_key", "missing_key", "not_a_mapping", "rate_type", "joint_unknown_key", "width_type", "bool_type"])
@@ -811,7 +811,7 @@ def test_spec_yaml_with_unknown_keys_or_wrong_types(tmp_path, text, message):
     ("preset: tiny\nlearner: {etaa: 1}\n", "learner: unknown key(s) ['etaa']"),
     ("preset: tiny\nrun: {stepz: 5}\n", "run: unknown key(s) ['stepz']"),
     ("preset: huge\n", "unknown preset 'huge'"),
-    ("preset: tiny\nlearner: {target_update: soft}\n", "target_update must be 'polyak' or 'hard'"),
+    ("preset: tiny\nlearner: {target_update: soft}\n", "target_update: must be 'polyak' or 'hard', got 'soft'"),
     ("preset: tiny\nlearner: [1, 2]\n", "learner: expected a mapping, got list"),
     ("preset: [tiny\n", "not valid YAML"),
     ("preset: tiny\nrun: {steps: ten}\n", "steps"),
@@ -830,7 +830,7 @@ def test_training_config_yaml_with_unknown_keys_or_wrong_types(tmp_path, text, m
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: m["model_config"].update(colour=1), "unknown model config key(s) ['colour']"),
+    (lambda m: m["model_config"].update(colour=1), "model_config: unknown key(s) ['colour']"),
     (lambda m: m["spec"].update(control_rate_hz="x"), "control_rate_hz: expected a number, got str 'x'"),
     (lambda m: m.update(format="pac_ros.checkpoint/9"), "format 'pac_ros.checkpoint/9'"),
     (lambda m: m["model_config"].update(width="wide"), "width"),

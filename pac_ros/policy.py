@@ -63,6 +63,10 @@ class Policy:
                  precision: str = "fp32", cuda_graph: bool = False):
         if decoding not in DECODING:
             raise ValueError(f"decoding must be one of {DECODING}, got {decoding!r}")
+        if not 0 < temperature < float("inf"):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+        if n_candidates < 1:
+            raise ValueError(f"n_candidates must be >= 1, got {n_candidates}")
         if precision not in PRECISION:
             raise ValueError(f"precision must be one of {PRECISION}, got {precision!r}")
         self.device = pick_device(device)

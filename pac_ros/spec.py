@@ -33,6 +33,8 @@ ENCODINGS = typing.get_args(Encoding)
 # Measured positions may pass the limits under contact (the sim's fingers open ~6 mm past
 # 40 mm); beyond this fraction of a joint's range they are wrong: units, joint order, a sensor.
 POSITION_SLACK = 0.25
+# A block's pose in the features: position, then orientation as a wxyz quaternion.
+POSE_NAMES = ("x", "y", "z", "qw", "qx", "qy", "qz")
 # A recorded command may pass the limits by float rounding only.
 COMMAND_TOLERANCE = 1e-6
 
@@ -122,7 +124,7 @@ class Spec:
     @property
     def feature_dim(self) -> int:
         """Size of the privileged block-pose vector (position + quaternion per block)."""
-        return 7 * len(self.blocks)
+        return len(POSE_NAMES) * len(self.blocks)
 
     def instructions(self) -> list[str]:
         """Every instruction of the task: each ordered pair of distinct blocks."""

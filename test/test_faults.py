@@ -1000,7 +1000,7 @@ def test_policy_node_keeps_ticking_after_sim_time_jumps_back_and_pauses(ros, tmp
         for _ in range(3):  # sensors are back, on the new timeline
             status = run_tick(ex, robot)
         assert status["mode"] == "ok" and float(status["observation_stamp"]) == pytest.approx(robot.t)
-        stamps = [common.to_sec(m.header.stamp) for m in robot.stamped]
+        stamps = [common.stamp_seconds(m.header.stamp) for m in robot.stamped]
         assert stamps[-1] == pytest.approx(robot.t) and stamps[-1] < old
     finally:
         policy.destroy_node()

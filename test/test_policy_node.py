@@ -117,7 +117,7 @@ def test_acts_once_per_tick_stamped_with_the_observation(ros, checkpoints):
             status = run_tick(ex, robot)
         assert status["mode"] == "ok", status
         assert len(robot.commands) == len(robot.stamped) >= 5
-        stamps = [common.to_sec(m.header.stamp) for m in robot.stamped]
+        stamps = [common.stamp_seconds(m.header.stamp) for m in robot.stamped]
         assert np.allclose(np.diff(stamps), DT)  # one command per control period, stamped with its observation
         for msg in robot.commands:
             c = np.array(msg.data)
@@ -210,10 +210,13 @@ def test_decoding_auto_follows_each_checkpoint(ros, checkpoints, tmp_path):
     carded = save_checkpoint(tmp_path / "carded", Learner(model, LearnerConfig(amp="none")),
                              meta=checkpoint_meta(model, "micro", {}, "test", decoding="mean"))
     for checkpoint, params, want in ((checkpoints[0], {}, "greedy"), (carded, {}, "mean"),
-                                     (carded, {"decoding": "sample"}, "sample")):
+                                     (carded, {"decoding": "sample", "temperature": 0.5}, "sample"),
+                                     (carded, {"decoding": "q_filter", "n_candidates": 4}, "q_filter")):
         policy, robot, _ = make_graph(checkpoint, **params)
         try:
             assert policy.policy.decoding == want
+            assert policy.policy.temperature == params.get("temperature", 1.0)
+            assert policy.policy.n_candidates == params.get("n_candidates", 16)
         finally:
             policy.destroy_node()
             robot.node.destroy_node()

@@ -59,6 +59,9 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--seed", type=int, default=EVAL_SEED, help="first evaluation seed")
     p.add_argument("--decoding", default="auto", choices=DECODINGS,
                    help="auto: the decoding recorded with the checkpoint (its card's), else greedy")
+    p.add_argument("--temperature", type=float, default=1.0, help="sample and q_filter decoding: sampling temperature")
+    p.add_argument("--n-candidates", type=int, default=16,
+                   help="q_filter decoding: the greedy action and N-1 samples, the critic picks")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     add_spec_arg(p)
     p.add_argument("--video", type=Path, default=None, help="write a GIF of the first episodes here")
@@ -163,7 +166,8 @@ def _eval_in_process(args: argparse.Namespace) -> int:
     from pac_ros.sim.video import write_gif
 
     spec = load_spec(args.spec)
-    policy = Policy.load(args.checkpoint, spec=spec, device=args.device, decoding=args.decoding, seed=args.seed)
+    policy = Policy.load(args.checkpoint, spec=spec, device=args.device, decoding=args.decoding, seed=args.seed,
+                         temperature=args.temperature, n_candidates=args.n_candidates)
 
     def progress(i, success, steps):
         if args.verbose:
@@ -194,7 +198,9 @@ def _eval_through_ros(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         dataset = args.record or Path(tmp) / "eval"
         episodes = run_closed_loop(dataset, args.episodes, "policy", str(args.checkpoint), args.seed,
-                                   overrides=[f"policy.decoding={args.decoding}"], on_episode=report)
+                                   overrides=[f"policy.decoding={args.decoding}",
+                                              f"policy.temperature={args.temperature}",
+                                              f"policy.n_candidates={args.n_candidates}"], on_episode=report)
     result = EvalResult(seeds=[args.seed + i for i in range(len(episodes))],
                         successes=[bool(m["success"]) for m in episodes],
                         returns=[float(m["return"]) for m in episodes],

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from pac_ros.data import format as fmt
-from pac_ros.data.convert import ConversionReport, select_episodes
+from pac_ros.data.conversion_report import ConversionReport, select_episodes
 from pac_ros.data.format import DatasetError
 from pac_ros.data.reader import Dataset, Episode
 from pac_ros.data.writer import DatasetWriter
@@ -45,7 +45,7 @@ STATS_PATH = "meta/stats.json"
 TASKS_PATH = "meta/tasks.parquet"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 EPISODES_DIR = "meta/episodes"
-EPISODES_PATH = EPISODES_DIR + "/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+LEROBOT_EPISODES_META = EPISODES_DIR + "/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 LEGACY_EPISODES_PATH = "meta/episodes.jsonl"
 LEGACY_TASKS_PATH = "meta/tasks.jsonl"
 EXTRA_KEY = "pac_ros"  # info.json: our spec and where the export came from
@@ -340,7 +340,7 @@ def _write_episodes(root: Path, rows: list[dict[str, Any]]) -> None:
             arrays[name] = pa.array(values)  # nested lists of float64
         else:
             arrays[name] = pa.array(values, pa.int64())
-    path = root / EPISODES_PATH.format(chunk_index=0, file_index=0)
+    path = root / LEROBOT_EPISODES_META.format(chunk_index=0, file_index=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(arrays), path, compression="zstd")
 

@@ -17,8 +17,8 @@ from rclpy.qos import (
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
-from pac_ros.data.messages import block_poses_array  # noqa: F401  (re-exported for the nodes)
-from pac_ros.spec import Spec, default_spec
+from pac_ros.data.messages import block_poses_array, stamp_seconds  # noqa: F401  (re-exported for the nodes)
+from pac_ros.spec import POSE_NAMES, Spec, default_spec
 
 from pac_ros.topics import (  # noqa: F401  (re-exported for the nodes)
     BLOCK_POSES, CAMERA_TOPIC, COMMANDS, INSTRUCTION, JOINT_STATES, REWARD, STAMPED_COMMAND, STATUS, SUCCESS,
@@ -75,8 +75,7 @@ def run_node(node_class, args=None) -> None:
         rclpy.try_shutdown()
 
 
-def to_sec(stamp: Time) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
+to_sec = stamp_seconds  # the old name, still read by nodes/policy.py
 
 
 def to_stamp(seconds: float) -> Time:
@@ -137,7 +136,7 @@ def block_poses_msg(features: np.ndarray, stamp: Time, frame_id: str = "world") 
     msg = PoseArray()
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
-    for row in np.asarray(features, dtype=np.float64).reshape(-1, 7):
+    for row in np.asarray(features, dtype=np.float64).reshape(-1, len(POSE_NAMES)):
         pose = Pose()
         pose.position.x, pose.position.y, pose.position.z = (float(v) for v in row[:3])
         pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = (

@@ -12,6 +12,8 @@ from typing import Iterable
 
 import numpy as np
 
+from pac_ros.spec import POSE_NAMES
+
 VIDEO_SIZE = 320  # px per camera view
 BAND = 28  # px of caption above and below the views (even: MP4 frames need even sides)
 
@@ -116,7 +118,7 @@ def render_states(env, joint_positions: np.ndarray, features: np.ndarray, size: 
     blocks, cameras = env.spec.blocks, env.spec.cameras
     frames = []
     for q, f in zip(joint_positions, features):
-        poses = np.asarray(f, dtype=np.float64).reshape(len(blocks), 7)
+        poses = np.asarray(f, dtype=np.float64).reshape(len(blocks), len(POSE_NAMES))
         for name, pose in zip(blocks, poses):
             env.set_block_pose(name, pose[:3], pose[3:], forward=False)
         env.set_joint_positions(q)  # also runs the forward kinematics for the block poses

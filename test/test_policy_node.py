@@ -66,6 +66,12 @@ class FakeRobot:
         self.t = 0.0
 
     def publish(self, cameras=True, joints=True, joint_msg=None, poses=True):
+        self.publish_sensors(cameras, joints, joint_msg, poses)
+        time.sleep(0.01)  # let the sensor messages land before the clock moves
+        self.publish_clock()
+
+    def publish_sensors(self, cameras=True, joints=True, joint_msg=None, poses=True):
+        """The next period's sensor messages (without the clock)."""
         self.t = round(self.t + DT, 9)
         stamp = common.to_stamp(self.t)
         if cameras:
@@ -77,8 +83,9 @@ class FakeRobot:
             self.joints.publish(msg)
         if poses:
             self.poses.publish(common.block_poses_msg(np.tile([0.4, 0, 0.02, 1, 0, 0, 0], len(SPEC.blocks)), stamp))
-        time.sleep(0.01)  # let the sensor messages land before the clock moves
-        self.clock.publish(Clock(clock=stamp))
+
+    def publish_clock(self):
+        self.clock.publish(Clock(clock=common.to_stamp(self.t)))
 
 
 def run_tick(ex, robot, **kw):

@@ -42,7 +42,8 @@ def test_recorded_states_re_render_the_policy_view(rollout):
 def test_episode_video_is_captioned_with_instruction_and_outcome(rollout):
     env, rows = rollout
     episode = SimpleNamespace(
-        joint_positions=np.stack([r["joint_positions"] for r in rows]), features=np.stack([r["features"] for r in rows]),
+        joint_positions=np.stack([r["joint_positions"] for r in rows]),
+        features=np.stack([r["features"] for r in rows]),
         instruction=rows[0]["instruction"], episode_index=0, meta={"length": len(rows), "success": False})
     frames = episode_video(episode, env, size=96)
     assert len(frames) == len(rows)

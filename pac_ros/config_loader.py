@@ -41,7 +41,8 @@ def check_choices(obj: Any) -> None:
 
 
 def load(cls: type[T], data: Any, where: str, error: type[Exception] = ValueError) -> T:
-    """``cls`` built from the mapping ``data`` (None: all defaults), or ``error`` naming where and what."""
+    """``cls`` built from the mapping ``data`` (None: all defaults), or ``error`` naming where and what.
+    A nested dataclass field given None (an empty YAML section) keeps its default."""
     return _dataclass(cls, {} if data is None else data, where, "", error)
 
 
@@ -68,8 +69,9 @@ def _fields(cls: type, data: Any, where: str, path: str, error: type[Exception],
     if missing:
         raise _fail(error, where, path, f"missing required key(s) {missing}")
     hints = typing.get_type_hints(cls)
+    empty = {n for n, v in data.items() if v is None and dataclasses.is_dataclass(hints[n]) and n not in required}
     return {name: _value(hints[name], value, where, f"{path}.{name}" if path else name, error)
-            for name, value in data.items()}
+            for name, value in data.items() if name not in empty}  # an empty section keeps its default
 
 
 def _dataclass(cls: type, data: Any, where: str, path: str, error: type[Exception]) -> Any:
@@ -87,7 +89,7 @@ def _value(kind: Any, value: Any, where: str, path: str, error: type[Exception])
             raise _fail(error, where, path, f"must be {one_of(args)}, got {value!r}")
         return value
     if dataclasses.is_dataclass(kind):
-        return _dataclass(kind, {} if value is None else value, where, path, error)
+        return _dataclass(kind, value, where, path, error)
     if origin is tuple and args[-1:] == (Ellipsis,) and isinstance(value, (list, tuple)):
         return tuple(_value(args[0], v, where, f"{path}[{i}]", error) for i, v in enumerate(value))
     try:

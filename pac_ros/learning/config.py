@@ -20,10 +20,10 @@ class ConfigError(PacRosError, ValueError):
 
 @dataclass
 class LearnerConfig:
-    gamma: float = 0.99  # PAC_NOTES default
+    gamma: float = 0.99  # ours (docs/method.md)
     # critic's initial return distribution: the data's return histogram | uniform (ours)
     q_init: Literal["returns", "uniform"] = "returns"
-    n_step: int = 1  # n-step TD targets (1 = PAC_NOTES default); longer carries sparse rewards back faster
+    n_step: int = 1  # n-step TD targets (1 = one-step TD); longer carries sparse rewards back faster
     eta: float = 0.1  # temperature of w = softmax(Q/η), in return units (ours); initial value if learned
     eta_kl: float | None = None  # None: η fixed; else learn η by the MPO dual with this KL bound ε (≈ 0.1)
     eta_lr: float = 1e-3  # learning rate of log η under the dual (ours)

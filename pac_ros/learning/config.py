@@ -59,6 +59,8 @@ class LearnerConfig:
     def __post_init__(self) -> None:
         self.adam_betas = tuple(self.adam_betas)
         check_choices(self)
+        if not self.conservative >= 0:
+            raise ValueError(f"conservative must be >= 0, got {self.conservative}")
         for name in ("alpha_start", "alpha_final"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")

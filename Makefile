@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-ros.txt requirements-test.txt setup.py
 install: $(STAMP)
 
 # The main job: the simulated stacking stack closed loop with the shipped PAC model
-# (bridge + policy node + recorder), recorded into outputs/demo with a GIF.
+# (bridge + policy node + recorder), recorded into outputs/demo with videos of a success and a failure.
 demo: $(STAMP)
 	$(VENV)/bin/pac-ros demo --out outputs/demo --episodes 5
 

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from pac_ros.model.config import TASK_BLOCK_DIM, PACConfig
-from pac_ros.spec import Spec
+from pac_ros.spec import POSE_NAMES, Spec
 
 POS_UNIT = 0.05  # m of grip motion per action unit
 YAW_UNIT = 0.15  # rad of hand yaw per action unit
@@ -87,7 +87,7 @@ class Control:
         if self.kind == "joint":
             return poses
         T, n_blocks = len(poses), len(self.spec.blocks)
-        blocks = poses.reshape(T, n_blocks, 7)
+        blocks = poses.reshape(T, n_blocks, len(POSE_NAMES))
         order = np.stack([self.role_order(text) for text in instructions])
         blocks = np.take_along_axis(blocks, order[:, :, None], axis=1)
         grip = np.stack([self.grip_pose(q)[0] for q in np.asarray(joints, np.float64)]).astype(np.float32)

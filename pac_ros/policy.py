@@ -63,6 +63,10 @@ class Policy:
                  precision: str = "fp32", cuda_graph: bool = False):
         if decoding not in DECODING:
             raise ValueError(f"decoding must be one of {DECODING}, got {decoding!r}")
+        if not 0 < temperature < float("inf"):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+        if n_candidates < 1:
+            raise ValueError(f"n_candidates must be >= 1, got {n_candidates}")
         if precision not in PRECISION:
             raise ValueError(f"precision must be one of {PRECISION}, got {precision!r}")
         self.device = pick_device(device)
@@ -91,7 +95,7 @@ class Policy:
         where = resolve(path)
         try:
             ckpt_spec = Spec.from_dict(meta["spec"], f"{where}/meta.json: spec")
-            config = PACConfig.from_dict(meta["model_config"])
+            config = PACConfig.from_dict(meta["model_config"], f"{where}/meta.json: model_config")
         except (KeyError, ValueError) as exc:
             raise CheckpointError(f"{where}/meta.json: bad model config or spec ({exc})") from exc
         if spec is not None:

@@ -16,20 +16,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import yaml
 
+from pac_ros.config_loader import load
 from pac_ros.errors import PacRosError
 from pac_ros.paths import share_file
 
-ENCODINGS = ("rgb8", "bgr8", "mono8")
+Encoding = Literal["rgb8", "bgr8", "mono8"]
+ENCODINGS = typing.get_args(Encoding)
 # Measured positions may pass the limits under contact (the sim's fingers open ~6 mm past
 # 40 mm); beyond this fraction of a joint's range they are wrong: units, joint order, a sensor.
 POSITION_SLACK = 0.25
+# A block's pose in the features: position, then orientation as a wxyz quaternion.
+POSE_NAMES = ("x", "y", "z", "qw", "qx", "qy", "qz")
 # A recorded command may pass the limits by float rounding only.
 COMMAND_TOLERANCE = 1e-6
 
@@ -51,7 +56,7 @@ class CameraSpec:
     name: str
     width: int
     height: int
-    encoding: str = "rgb8"
+    encoding: Encoding = "rgb8"
 
     @property
     def channels(self) -> int:
@@ -119,7 +124,7 @@ class Spec:
     @property
     def feature_dim(self) -> int:
         """Size of the privileged block-pose vector (position + quaternion per block)."""
-        return 7 * len(self.blocks)
+        return len(POSE_NAMES) * len(self.blocks)
 
     def instructions(self) -> list[str]:
         """Every instruction of the task: each ordered pair of distinct blocks."""
@@ -247,140 +252,55 @@ def default_spec() -> Spec:
     return Spec.load(default_spec_path())
 
 
-# ---- validation ----------------------------------------------------------------------
-_REQUIRED = object()
-
-
-def _check_fields(data: Any, fields: dict[str, Any], where: str) -> dict[str, Any]:
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{where}: expected a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise SpecError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(fields)}")
-    out = {}
-    for name, default in fields.items():
-        if name in data:
-            out[name] = data[name]
-        elif default is _REQUIRED:
-            raise SpecError(f"{where}: missing required field '{name}'")
-        else:
-            out[name] = default
-    return out
-
-
-def _typed(value: Any, kind: type, where: str) -> Any:
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
-        if not np.isfinite(value):
-            raise SpecError(f"{where}: must be finite, got {value!r}")
-        return float(value)
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
-        return value
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise SpecError(f"{where}: expected true/false, got {type(value).__name__} {value!r}")
-        return value
-    if kind is str:
-        if not isinstance(value, str) or not value:
-            raise SpecError(f"{where}: expected a non-empty string, got {value!r}")
-        return value
-    raise TypeError(kind)
-
-
-def _parse_joint(data: Any, where: str) -> JointSpec:
-    f = _check_fields(
-        data, {"name": _REQUIRED, "lower": _REQUIRED, "upper": _REQUIRED, "max_step": _REQUIRED}, where
-    )
-    name = _typed(f["name"], str, f"{where}.name")
-    where = f"{where} ({name})"
-    lower = _typed(f["lower"], float, f"{where}.lower")
-    upper = _typed(f["upper"], float, f"{where}.upper")
-    max_step = _typed(f["max_step"], float, f"{where}.max_step")
-    if not lower < upper:
-        raise SpecError(f"{where}: limits inverted or empty: lower {lower} >= upper {upper}")
-    if not 0.0 < max_step <= upper - lower:
-        raise SpecError(f"{where}.max_step: must be in (0, upper - lower], got {max_step}")
-    return JointSpec(name, lower, upper, max_step)
-
-
-def _parse_camera(data: Any, where: str) -> CameraSpec:
-    f = _check_fields(
-        data, {"name": _REQUIRED, "width": _REQUIRED, "height": _REQUIRED, "encoding": "rgb8"}, where
-    )
-    name = _typed(f["name"], str, f"{where}.name")
-    where = f"{where} ({name})"
-    width = _typed(f["width"], int, f"{where}.width")
-    height = _typed(f["height"], int, f"{where}.height")
-    for key, value in (("width", width), ("height", height)):
-        if not 8 <= value <= 4096:
-            raise SpecError(f"{where}.{key}: must be in [8, 4096], got {value}")
-    encoding = _typed(f["encoding"], str, f"{where}.encoding")
-    if encoding not in ENCODINGS:
-        raise SpecError(f"{where}.encoding: {encoding!r} not supported; use one of {ENCODINGS}")
-    return CameraSpec(name, width, height, encoding)
-
-
+# ---- validation: types by the loader, values here --------------------------------------
 def _parse_spec(data: Any, source: str) -> Spec:
-    f = _check_fields(
-        data,
-        {
-            "name": _REQUIRED,
-            "arm_joints": _REQUIRED,
-            "gripper": _REQUIRED,
-            "cameras": _REQUIRED,
-            "control_rate_hz": _REQUIRED,
-            "max_episode_steps": _REQUIRED,
-            "blocks": _REQUIRED,
-            "instruction_template": _REQUIRED,
-            "terminate_on_success": True,
-            "physics_rate_hz": 500.0,
-        },
-        source,
-    )
-    name = _typed(f["name"], str, f"{source}: name")
-    if not isinstance(f["arm_joints"], list) or not f["arm_joints"]:
+    spec = load(Spec, data, source, SpecError)
+    for i, joint in enumerate(spec.arm_joints):
+        _check_joint(joint, f"{source}: arm_joints[{i}]")
+    _check_joint(spec.gripper, f"{source}: gripper")
+    for i, cam in enumerate(spec.cameras):
+        where = f"{source}: cameras[{i}]"
+        _non_empty(cam.name, f"{where}.name")
+        for key, value in (("width", cam.width), ("height", cam.height)):
+            if not 8 <= value <= 4096:
+                raise SpecError(f"{where} ({cam.name}).{key}: must be in [8, 4096], got {value}")
+    _non_empty(spec.name, f"{source}: name")
+    if not spec.arm_joints:
         raise SpecError(f"{source}: arm_joints must be a non-empty list")
-    arm = tuple(_parse_joint(j, f"{source}: arm_joints[{i}]") for i, j in enumerate(f["arm_joints"]))
-    gripper = _parse_joint(f["gripper"], f"{source}: gripper")
-    if not isinstance(f["cameras"], list):
-        raise SpecError(f"{source}: cameras must be a list")
-    cameras = tuple(_parse_camera(c, f"{source}: cameras[{i}]") for i, c in enumerate(f["cameras"]))
-    names = [j.name for j in arm + (gripper,)]
-    _no_duplicates(names, f"{source}: joint names")
-    _no_duplicates([c.name for c in cameras], f"{source}: camera names")
-    rate = _typed(f["control_rate_hz"], float, f"{source}: control_rate_hz")
-    physics = _typed(f["physics_rate_hz"], float, f"{source}: physics_rate_hz")
+    _no_duplicates(spec.joint_names, f"{source}: joint names")
+    _no_duplicates(spec.camera_names, f"{source}: camera names")
+    rate, physics = spec.control_rate_hz, spec.physics_rate_hz
     if not 0.0 < rate <= 1000.0:
         raise SpecError(f"{source}: control_rate_hz must be in (0, 1000], got {rate}")
     if physics < rate or abs(physics / rate - round(physics / rate)) > 1e-9:
         raise SpecError(
             f"{source}: physics_rate_hz ({physics}) must be a whole multiple of control_rate_hz ({rate})"
         )
-    steps = _typed(f["max_episode_steps"], int, f"{source}: max_episode_steps")
-    if steps < 1:
-        raise SpecError(f"{source}: max_episode_steps must be >= 1, got {steps}")
-    if not isinstance(f["blocks"], list) or len(f["blocks"]) < 2:
+    if spec.max_episode_steps < 1:
+        raise SpecError(f"{source}: max_episode_steps must be >= 1, got {spec.max_episode_steps}")
+    if len(spec.blocks) < 2:
         raise SpecError(f"{source}: blocks must be a list of at least two block names")
-    blocks = tuple(_typed(b, str, f"{source}: blocks[{i}]") for i, b in enumerate(f["blocks"]))
-    _no_duplicates(list(blocks), f"{source}: blocks")
-    template = _typed(f["instruction_template"], str, f"{source}: instruction_template")
+    for i, block in enumerate(spec.blocks):
+        _non_empty(block, f"{source}: blocks[{i}]")
+    _no_duplicates(list(spec.blocks), f"{source}: blocks")
+    template = spec.instruction_template
     if "{top}" not in template or "{bottom}" not in template:
         raise SpecError(f"{source}: instruction_template must contain {{top}} and {{bottom}}: {template!r}")
-    return Spec(
-        name=name,
-        arm_joints=arm,
-        gripper=gripper,
-        cameras=cameras,
-        control_rate_hz=rate,
-        max_episode_steps=steps,
-        blocks=blocks,
-        instruction_template=template,
-        terminate_on_success=_typed(f["terminate_on_success"], bool, f"{source}: terminate_on_success"),
-        physics_rate_hz=physics,
-    )
+    return spec
+
+
+def _check_joint(joint: JointSpec, where: str) -> None:
+    _non_empty(joint.name, f"{where}.name")
+    where = f"{where} ({joint.name})"
+    if not joint.lower < joint.upper:
+        raise SpecError(f"{where}: limits inverted or empty: lower {joint.lower} >= upper {joint.upper}")
+    if not 0.0 < joint.max_step <= joint.upper - joint.lower:
+        raise SpecError(f"{where}.max_step: must be in (0, upper - lower], got {joint.max_step}")
+
+
+def _non_empty(name: str, where: str) -> None:
+    if not name.strip():
+        raise SpecError(f"{where}: expected a non-empty string, got {name!r}")
 
 
 def _no_duplicates(names: list[str], where: str) -> None:

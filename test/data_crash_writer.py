@@ -1,4 +1,4 @@
-"""Child process for the crash tests (test_data, test_faults): commits episodes until killed.
+"""Child process for the crash tests (test_data, test_faults_recorder_kill): commits episodes until killed.
 
 usage: data_crash_writer.py ROOT SEED [POINT N [recorder]]
 POINT makes the process SIGKILL itself inside the N-th commit step of that kind:

@@ -148,7 +148,7 @@ def test_gradients_reach_every_parameter():
 def test_config_roundtrip_and_errors():
     c = preset("tiny", obs_mode="features")
     assert PACConfig.from_dict(c.to_dict()) == c
-    with pytest.raises(ValueError, match="unknown model config"):
+    with pytest.raises(ValueError, match="model config: unknown key"):
         PACConfig.from_dict({"widht": 3})
     with pytest.raises(ValueError, match="obs_mode"):
         PACConfig(obs_mode="rgb")

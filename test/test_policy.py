@@ -87,6 +87,12 @@ def test_auto_decoding_is_the_checkpoints_own(tmp_path):
         Policy.load(odd, device="cpu", decoding="auto")
     with pytest.raises(ValueError, match="decoding must be one of"):
         Policy(model, spec, device="cpu", decoding="auto")  # only a checkpoint knows what auto means
+    sampler = Policy.load(plain, device="cpu", decoding="q_filter", temperature=0.5, n_candidates=3)
+    assert (sampler.temperature, sampler.n_candidates) == (0.5, 3)
+    with pytest.raises(ValueError, match="temperature"):
+        Policy(model, spec, device="cpu", decoding="sample", temperature=0.0)
+    with pytest.raises(ValueError, match="n_candidates"):
+        Policy(model, spec, device="cpu", decoding="q_filter", n_candidates=0)
 
 
 def test_wrong_spec_is_a_clear_error(tmp_path):

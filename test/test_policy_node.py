@@ -67,6 +67,12 @@ class FakeRobot:
         self.t = 0.0
 
     def publish(self, cameras=True, joints=True, joint_msg=None, poses=True):
+        self.publish_sensors(cameras, joints, joint_msg, poses)
+        time.sleep(0.01)  # let the sensor messages land before the clock moves
+        self.publish_clock()
+
+    def publish_sensors(self, cameras=True, joints=True, joint_msg=None, poses=True):
+        """The next period's sensor messages (without the clock)."""
         self.t = round(self.t + DT, 9)
         stamp = common.to_stamp(self.t)
         if cameras:
@@ -78,8 +84,9 @@ class FakeRobot:
             self.joints.publish(msg)
         if poses:
             self.poses.publish(common.block_poses_msg(np.tile([0.4, 0, 0.02, 1, 0, 0, 0], len(SPEC.blocks)), stamp))
-        time.sleep(0.01)  # let the sensor messages land before the clock moves
-        self.clock.publish(Clock(clock=stamp))
+
+    def publish_clock(self):
+        self.clock.publish(Clock(clock=common.to_stamp(self.t)))
 
 
 def run_tick(ex, robot, **kw):
@@ -118,7 +125,7 @@ def test_acts_once_per_tick_stamped_with_the_observation(ros, checkpoints):
             status = run_tick(ex, robot)
         assert status["mode"] == "ok", status
         assert len(robot.commands) == len(robot.stamped) >= 5
-        stamps = [common.to_sec(m.header.stamp) for m in robot.stamped]
+        stamps = [common.stamp_seconds(m.header.stamp) for m in robot.stamped]
         assert np.allclose(np.diff(stamps), DT)  # one command per control period, stamped with its observation
         for msg in robot.commands:
             c = np.array(msg.data)
@@ -211,10 +218,13 @@ def test_decoding_auto_follows_each_checkpoint(ros, checkpoints, tmp_path):
     carded = save_checkpoint(tmp_path / "carded", Learner(model, LearnerConfig(amp="none")),
                              meta=checkpoint_meta(model, "micro", {}, "test", decoding="mean"))
     for checkpoint, params, want in ((checkpoints[0], {}, "greedy"), (carded, {}, "mean"),
-                                     (carded, {"decoding": "sample"}, "sample")):
+                                     (carded, {"decoding": "sample", "temperature": 0.5}, "sample"),
+                                     (carded, {"decoding": "q_filter", "n_candidates": 4}, "q_filter")):
         policy, robot, _ = make_graph(checkpoint, **params)
         try:
             assert policy.policy.decoding == want
+            assert policy.policy.temperature == params.get("temperature", 1.0)
+            assert policy.policy.n_candidates == params.get("n_candidates", 16)
         finally:
             policy.destroy_node()
             robot.node.destroy_node()

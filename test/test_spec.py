@@ -23,14 +23,14 @@ def test_default_spec_loads():
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda d: d.update(colour="red"), "unknown field(s) ['colour']"),
-        (lambda d: d.pop("cameras"), "missing required field 'cameras'"),
+        (lambda d: d.update(colour="red"), "unknown key(s) ['colour']"),
+        (lambda d: d.pop("cameras"), "missing required key(s) ['cameras']"),
         (lambda d: d["arm_joints"][0].update(lower=3.0), "limits inverted"),
         (lambda d: d["arm_joints"][1].update(upper="high"), "expected a number"),
         (lambda d: d["arm_joints"][2].update(max_step=0.0), "max_step"),
-        (lambda d: d["arm_joints"][0].update(speed=1), "unknown field(s) ['speed']"),
+        (lambda d: d["arm_joints"][0].update(speed=1), "arm_joints[0]: unknown key(s) ['speed']"),
         (lambda d: d["cameras"][0].update(width=64.5), "expected an integer"),
-        (lambda d: d["cameras"][0].update(encoding="yuv422"), "not supported"),
+        (lambda d: d["cameras"][0].update(encoding="yuv422"), "encoding: must be 'rgb8', 'bgr8' or 'mono8', got 'yuv422'"),
         (lambda d: d.update(control_rate_hz=-5), "control_rate_hz"),
         (lambda d: d.update(control_rate_hz=7.0), "whole multiple"),
         (lambda d: d.update(max_episode_steps=True), "expected an integer"),

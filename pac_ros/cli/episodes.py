@@ -41,6 +41,11 @@ def register(sub: Subcommands) -> None:
                    help="the policy's checkpoint (default: policy.checkpoint in config/stacking.yaml)")
     p.add_argument("--seed", type=int, default=EVAL_SEED, help="seed of the first episode (then +1 each)")
     p.add_argument("--timeout", type=float, default=900.0, help="give up after this many wall seconds")
+    p.add_argument("--video-size", type=int, default=320, metavar="PX",
+                   help="px per camera in the videos (re-rendered from the recorded states; the policy sees "
+                        "the spec's own size)")
+    p.add_argument("--video-format", default="auto", choices=["auto", "mp4", "gif"],
+                   help="auto: MP4 when PyAV (av) is installed, else GIF")
 
     p = add_command(sub, "launch", cmd_launch,
                     "start a node graph in one process (where there is no `ros2 launch`)")
@@ -65,6 +70,9 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--seed", type=int, default=EVAL_SEED, help="first evaluation seed")
     p.add_argument("--decoding", default="auto", choices=DECODINGS,
                    help="auto: the decoding recorded with the checkpoint (its card's), else greedy")
+    p.add_argument("--temperature", type=float, default=1.0, help="sample and q_filter decoding: sampling temperature")
+    p.add_argument("--n-candidates", type=int, default=16,
+                   help="q_filter decoding: the greedy action and N-1 samples, the critic picks")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     add_spec_arg(p)
     p.add_argument("--video", type=Path, default=None, help="write a GIF of the first episodes here")
@@ -112,14 +120,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: the simulated stacking stack, closed loop through ROS, recorded."""
-    import numpy as np
-
     from pac_ros.data import Dataset
     from pac_ros.evaluate import wilson_interval
     from pac_ros.nodes.closed_loop import run_closed_loop
     from pac_ros.nodes.graph import configured
-    from pac_ros.sim.video import write_gif
-    from pac_ros.spec import default_spec
 
     dataset = args.out / "dataset"
     checkpoint = args.checkpoint or configured("stacking", "policy", "checkpoint")
@@ -137,13 +141,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     lo, hi = wilson_interval(wins, len(episodes))
     print(f"success rate: {wins}/{len(episodes)} = {wins / len(episodes):.0%} (95% CI {lo:.0%} - {hi:.0%})")
     ds = Dataset(dataset)
-    first = ds.load_episode(episodes[0]["episode_index"])
-    spec = default_spec()
-    frames = [np.concatenate([first.images[c][t] for c in spec.camera_names], axis=1)
-              for t in range(len(first.timestamp))]
-    gif = write_gif(frames, args.out / f"episode_{episodes[0]['episode_index']:06d}.gif", spec.control_rate_hz)
-    print(f"recorded episodes: {dataset} ({len(ds)} in the dataset)\nvideo: {gif}")
+    print(f"recorded episodes: {dataset} ({len(ds)} in the dataset)")
+    for path in write_demo_videos(ds, episodes, args.out, args.video_size, args.video_format):
+        print(f"video: {path}")
     return 0
+
+
+def write_demo_videos(ds, episodes: list[dict], out: Path, size: int, fmt: str = "auto") -> list[Path]:
+    """Videos of a successful and a failed episode (all episodes unless there are both), re-rendered at
+    ``size`` px per camera with the instruction and the outcome on them."""
+    from pac_ros.sim.env import StackingEnv
+    from pac_ros.sim.video import episode_video, pick_episodes, write_video
+
+    env = StackingEnv(ds.spec, render=False)
+    try:
+        paths = []
+        for meta in pick_episodes(episodes):
+            episode = ds.load_episode(meta["episode_index"], images=False)
+            stem = out / f"episode_{meta['episode_index']:06d}_{'success' if meta['success'] else 'fail'}"
+            paths.append(write_video(episode_video(episode, env, size), stem, ds.spec.control_rate_hz, fmt))
+        return paths
+    finally:
+        env.close()
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
@@ -163,7 +182,8 @@ def _eval_in_process(args: argparse.Namespace) -> int:
     from pac_ros.sim.video import write_gif
 
     spec = load_spec(args.spec)
-    policy = Policy.load(args.checkpoint, spec=spec, device=args.device, decoding=args.decoding, seed=args.seed)
+    policy = Policy.load(args.checkpoint, spec=spec, device=args.device, decoding=args.decoding, seed=args.seed,
+                         temperature=args.temperature, n_candidates=args.n_candidates)
 
     def progress(i, success, steps):
         if args.verbose:
@@ -194,7 +214,9 @@ def _eval_through_ros(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         dataset = args.record or Path(tmp) / "eval"
         episodes = run_closed_loop(dataset, args.episodes, "policy", str(args.checkpoint), args.seed,
-                                   overrides=[f"policy.decoding={args.decoding}"], on_episode=report)
+                                   overrides=[f"policy.decoding={args.decoding}",
+                                              f"policy.temperature={args.temperature}",
+                                              f"policy.n_candidates={args.n_candidates}"], on_episode=report)
     result = EvalResult(seeds=[args.seed + i for i in range(len(episodes))],
                         successes=[bool(m["success"]) for m in episodes],
                         returns=[float(m["return"]) for m in episodes],

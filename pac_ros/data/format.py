@@ -20,7 +20,7 @@ from PIL import Image
 
 from pac_ros.errors import PacRosError
 from pac_ros.jsonfile import read_json_object
-from pac_ros.spec import CameraSpec, Spec, SpecError
+from pac_ros.spec import POSE_NAMES, CameraSpec, Spec, SpecError  # noqa: F401  (POSE_NAMES: the columns' names)
 
 FORMAT_NAME = "pac_ros_dataset"
 FORMAT_VERSION = 1
@@ -34,7 +34,6 @@ LOCK_PATH = "meta/writer.lock"
 QUARANTINE_DIR = "quarantine"
 TMP_SUFFIX = ".tmp"
 PNG_COMPRESS_LEVEL = 1  # fast; images are small, decode cost is the same
-POSE_NAMES = ("x", "y", "z", "qw", "qx", "qy", "qz")
 EPISODE_META_KEY = b"pac_ros.episode"  # parquet key-value metadata: the index line
 
 # Keys every index line must have (others are optional extras).

@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from pac_ros.data import format as fmt
-from pac_ros.data.convert import ConversionReport, select_episodes
+from pac_ros.data.conversion_report import ConversionReport, select_episodes
 from pac_ros.data.format import DatasetError
-from pac_ros.data.lerobot_layout import (CHUNKS_SIZE, DATA_FILES_SIZE_IN_MB, DATA_PATH, EPISODES_PATH, EXTRA,
+from pac_ros.data.lerobot_layout import (CHUNKS_SIZE, DATA_FILES_SIZE_IN_MB, DATA_PATH, LEROBOT_EPISODES_META, EXTRA,
                                          EXTRA_KEY, IMAGE_STATS_FRAMES, INFO_PATH, STAMP, STATS_PATH, TASKS_PATH,
                                          V3, VIDEO_FILES_SIZE_IN_MB, VIDEO_PATH, lerobot_fps, publish, staging_dir,
                                          video_meta_key, write_json)
@@ -327,7 +327,7 @@ def _write_episodes(root: Path, rows: list[dict[str, Any]]) -> None:
             arrays[name] = pa.array(values)  # nested lists of float64
         else:
             arrays[name] = pa.array(values, pa.int64())
-    path = root / EPISODES_PATH.format(chunk_index=0, file_index=0)
+    path = root / LEROBOT_EPISODES_META.format(chunk_index=0, file_index=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(arrays), path, compression="zstd")
 

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from pac_ros.data import format as fmt
-from pac_ros.data.convert import ConversionReport
+from pac_ros.data.conversion_report import ConversionReport
 from pac_ros.data.format import DatasetError
 from pac_ros.data.images import fit_to_camera
 from pac_ros.data.lerobot_layout import (CHUNKS_SIZE, DATA_PATH, EPISODES_DIR, EXTRA, EXTRA_KEY, IMAGE_PREFIX,

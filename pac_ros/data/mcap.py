@@ -50,7 +50,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import yaml
@@ -59,7 +59,7 @@ from rosbags.rosbag2 import CompressionFormat, CompressionMode, Reader, StorageP
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from pac_ros.data.convert import ConversionReport, select_episodes
+from pac_ros.data.conversion_report import ConversionReport, select_episodes
 from pac_ros.data.format import POSE_NAMES, DatasetError, fsync_dir
 from pac_ros.data.messages import stamp_seconds
 from pac_ros.data.reader import Dataset, Episode
@@ -354,19 +354,6 @@ def _export_info(bag: Path) -> dict[str, Any] | None:
     info = yaml.safe_load(meta_path.read_text()) or {}
     custom = (info.get("rosbag2_bagfile_information") or {}).get("custom_data") or {}
     return json.loads(custom[CUSTOM_DATA_KEY]) if custom.get(CUSTOM_DATA_KEY) else None
-
-
-def iter_bag_messages(bag_dir: str | os.PathLike, topics: Iterable[str] | None = None,
-                      store: Typestore | None = None) -> Iterator[tuple[str, int, Any]]:
-    """(topic, log time ns, deserialised message) in log-time order (``topics`` None = all)."""
-    store = store or make_typestore()
-    wanted = set(topics) if topics is not None else None
-    with Reader(Path(bag_dir)) as reader:
-        conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
-        if not conns:
-            return
-        for conn, ns, raw in reader.messages(connections=conns):
-            yield conn.topic, ns, store.deserialize_cdr(raw, conn.msgtype)
 
 
 # ---- import ----------------------------------------------------------------------------------

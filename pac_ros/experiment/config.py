@@ -8,7 +8,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from pac_ros.learning.config import ConfigError, TrainConfig, _build
+from pac_ros.config_loader import load
+from pac_ros.learning.config import ConfigError, TrainConfig
 from pac_ros.seeds import EVAL_SEED
 
 
@@ -66,14 +67,7 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "experiment") -> "ExperimentConfig":
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"{where}: expected a mapping")
-        d = dict(d)
-        sections = {"data": DataSection, "eval": EvalSection, "improve": ImproveSection, "peers": PeersSection}
-        parts = {k: _build(c, d.pop(k, None), f"{where}: {k}") for k, c in sections.items()}
-        cfg = _build(cls, d, where)
-        for k, v in parts.items():
-            setattr(cfg, k, v)
+        cfg = load(cls, d, where, ConfigError)
         if not cfg.arms or not isinstance(cfg.arms, Mapping):
             raise ConfigError(f"{where}: arms must map arm names to learner overrides")
         if not cfg.seeds or cfg.steps < 1 or cfg.eval.episodes < 1:

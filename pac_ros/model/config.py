@@ -2,48 +2,25 @@
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
-OBS_MODES = ("pixels", "features", "pixels+features")
+from ..config_loader import check, check_choices, load
+
+ObsMode = Literal["pixels", "features", "pixels+features"]
 # How images become tokens: patch (one token per patch_size² patch) or keypoints (a small strided conv
 # stem, then a spatial softmax: n_keypoints (x, y) tokens per camera, also fed to the state token)
-IMAGE_STEMS = ("patch", "keypoints")
+ImageStem = Literal["patch", "keypoints"]
 # What the model commands and, with features, how it sees the blocks (pac_ros/control.py):
 # joint: each joint's step, blocks in spec order; task: grip-site motion, yaw and gripper
 # (IK turns it into joint targets), blocks ordered by the instruction and relative to the grip.
-CONTROLS = ("joint", "task")
+Control = Literal["joint", "task"]
+OBS_MODES = typing.get_args(ObsMode)
+IMAGE_STEMS = typing.get_args(ImageStem)
+CONTROLS = typing.get_args(Control)
 TASK_ACTION_DIM = 5  # dx dy dz dyaw gripper
 TASK_BLOCK_DIM = 10  # position, quaternion, position relative to the grip site
-
-
-def _fits(value: Any, kind: Any) -> bool:
-    if kind is type(None):
-        return value is None
-    if kind in (int, float) and isinstance(value, bool):
-        return False
-    if kind is float:
-        return isinstance(value, (int, float))
-    if kind is tuple:
-        return isinstance(value, (tuple, list))
-    return isinstance(value, kind) if isinstance(kind, type) else True
-
-
-def check_field_types(cls: type, data: Mapping[str, Any]) -> None:
-    """ValueError naming the first value in ``data`` that does not fit its dataclass field's
-    annotation (int, float, bool, str, tuple, dict, optional ones); config files use this."""
-    hints = typing.get_type_hints(cls)
-    for name, value in data.items():
-        kind = hints.get(name)
-        if kind is None:
-            continue
-        union = typing.get_origin(kind) in (typing.Union, types.UnionType)
-        options = typing.get_args(kind) if union else (kind,)
-        if not any(_fits(value, k) for k in options):
-            wanted = " or ".join("null" if k is type(None) else getattr(k, "__name__", str(k)) for k in options)
-            raise ValueError(f"{name} must be {wanted}, got {value!r}")
 
 
 @dataclass
@@ -59,7 +36,7 @@ class PACConfig:
     qk_norm: bool = True  # LayerNorm on queries/keys per head (docs/method.md: critic attention collapse)
     state_token: bool = True  # an MLP summary token of joints (+ block features) besides per-item tokens
     patch_size: int = 8
-    image_stem: str = "patch"  # patch | keypoints (IMAGE_STEMS)
+    image_stem: ImageStem = "patch"
     stem_channels: int = 32  # keypoints stem: conv channels
     n_keypoints: int = 16  # keypoints stem: spatial-softmax keypoints per camera
     aux_features: bool = False  # a head predicting the block features from the latents (training-time target)
@@ -67,8 +44,8 @@ class PACConfig:
     # then frozen, so PAC training reads cached keypoints instead of images
     image_size: int | None = None  # model resolution (square); None = each camera's own
     max_instruction_len: int = 64  # byte tokens
-    obs_mode: str = "pixels"  # pixels | features | pixels+features
-    control: str = "joint"  # joint | task (CONTROLS)
+    obs_mode: ObsMode = "pixels"
+    control: Control = "joint"
     n_action_bins: int = 101  # per action dim over [-1, 1] (ours)
     n_value_bins: int = 101  # distributional Q support (ours)
     v_min: float = 0.0
@@ -76,16 +53,11 @@ class PACConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode {self.obs_mode!r} not one of {OBS_MODES}")
-        if self.image_stem not in IMAGE_STEMS:
-            raise ValueError(f"image_stem {self.image_stem!r} not one of {IMAGE_STEMS}")
+        check_choices(self)
         if self.stem_channels < 1 or self.n_keypoints < 1:
             raise ValueError("stem_channels and n_keypoints must be >= 1")
         if self.freeze_stem and self.image_stem != "keypoints":
             raise ValueError("freeze_stem needs image_stem: keypoints")
-        if self.control not in CONTROLS:
-            raise ValueError(f"control {self.control!r} not one of {CONTROLS}")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} not divisible by heads {self.heads}")
         if self.input_chunk < 0:
@@ -121,13 +93,8 @@ class PACConfig:
         return {k: v for k, v in self.to_dict().items() if k not in self.EXECUTION_FIELDS}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "PACConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown model config key(s) {unknown}; allowed: {sorted(names)}")
-        check_field_types(cls, data)
-        return cls(**dict(data))
+    def from_dict(cls, data: Mapping[str, Any], where: str = "model config") -> "PACConfig":
+        return load(cls, data, where)
 
     def replace(self, **kw: Any) -> "PACConfig":
         return dataclasses.replace(self, **kw)
@@ -148,5 +115,5 @@ PRESETS: dict[str, PACConfig] = {
 def preset(name: str, **overrides: Any) -> PACConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
-    check_field_types(PACConfig, overrides)
+    check(PACConfig, overrides, "model")
     return PRESETS[name].replace(**overrides)

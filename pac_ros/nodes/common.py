@@ -17,8 +17,8 @@ from rclpy.qos import (
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
-from pac_ros.data.messages import block_poses_array  # noqa: F401  (re-exported for the nodes)
-from pac_ros.spec import Spec, default_spec
+from pac_ros.data.messages import block_poses_array, stamp_seconds  # noqa: F401  (re-exported for the nodes)
+from pac_ros.spec import POSE_NAMES, Spec, default_spec
 
 from pac_ros import topics
 from pac_ros.topics import CAMERA_FRAME, STAMPED_COMMAND, camera_info_topic  # noqa: F401  (re-exported)
@@ -93,8 +93,7 @@ def run_node(node_class, args=None) -> None:
         rclpy.try_shutdown()
 
 
-def to_sec(stamp: Time) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
+to_sec = stamp_seconds  # the old name, still read by nodes/policy.py
 
 
 def to_stamp(seconds: float) -> Time:
@@ -155,7 +154,7 @@ def block_poses_msg(features: np.ndarray, stamp: Time, frame_id: str = "world") 
     msg = PoseArray()
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
-    for row in np.asarray(features, dtype=np.float64).reshape(-1, 7):
+    for row in np.asarray(features, dtype=np.float64).reshape(-1, len(POSE_NAMES)):
         pose = Pose()
         pose.position.x, pose.position.y, pose.position.z = (float(v) for v in row[:3])
         pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = (

@@ -18,7 +18,7 @@ from pac_ros.nodes import common
 from pac_ros.nodes.convert import ConversionError, array_to_command, joint_positions
 from pac_ros.sim.env import StackingEnv
 from pac_ros.sim.expert import ExpertConfig, ScriptedExpert
-from pac_ros.spec import SpecError
+from pac_ros.spec import POSE_NAMES, SpecError
 
 
 class ExpertNode(Node):
@@ -29,7 +29,14 @@ class ExpertNode(Node):
         self.quality = p("quality", "perfect").value
         self.config = ExpertConfig.preset(self.quality)
         self.seed = int(p("seed", 0).value)
-        self.staleness = float(p("staleness_limit", 3.0 * self.spec.control_period).value)
+        # seconds an input may be old before the expert stops commanding (named as the policy node's)
+        old = float(p("staleness_limit", 0.0).value)
+        if old > 0:
+            self.get_logger().warning("parameter staleness_limit is deprecated: set staleness.joint_states "
+                                      "and staleness.block_poses")
+        default = old or 3.0 * self.spec.control_period
+        self.staleness = {name: float(p(f"staleness.{name}", default).value)
+                          for name in ("joint_states", "block_poses")}
         self.mirror = StackingEnv(self.spec, render=False)
         self.expert = ScriptedExpert(self.mirror, self.config, seed=self.seed)
         self.joints: tuple[float, np.ndarray] | None = None
@@ -51,7 +58,7 @@ class ExpertNode(Node):
         except ConversionError as exc:
             self.get_logger().warning(f"joint state rejected: {exc}", throttle_duration_sec=1.0)
             return
-        self.joints = (common.to_sec(msg.header.stamp), q)
+        self.joints = (common.stamp_seconds(msg.header.stamp), q)
 
     def _on_poses(self, msg: PoseArray) -> None:
         try:
@@ -60,7 +67,7 @@ class ExpertNode(Node):
             self.get_logger().warning(str(exc), throttle_duration_sec=1.0)
             return
         if np.all(np.isfinite(poses)):
-            self.poses = (common.to_sec(msg.header.stamp), poses)
+            self.poses = (common.stamp_seconds(msg.header.stamp), poses)
 
     def _on_instruction(self, msg: String) -> None:
         try:
@@ -79,12 +86,12 @@ class ExpertNode(Node):
             return
         (t_joints, q), (t_poses, poses) = self.joints, self.poses
         now = common.now_sec(self)
-        if now - t_joints > self.staleness or abs(t_joints - t_poses) > self.staleness:
+        if now - t_joints > self.staleness["joint_states"] or now - t_poses > self.staleness["block_poses"]:
             self.get_logger().warning("inputs stale: not commanding", throttle_duration_sec=1.0)
             return
         if t_joints == self.last_stamp:
             return  # already answered this observation
-        for name, pose in zip(self.spec.blocks, poses.reshape(-1, 7)):
+        for name, pose in zip(self.spec.blocks, poses.reshape(-1, len(POSE_NAMES))):
             self.mirror.set_block_pose(name, pose[:3], pose[3:], forward=False)
         self.mirror.set_joint_positions(q)  # runs mj_forward on the whole mirrored state
         if not self.active:

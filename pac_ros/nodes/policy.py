@@ -55,6 +55,8 @@ class PolicyNode(Node):
         # bf16 autocast; on a CUDA device with greedy/mean decoding, one CUDA graph replay per tick
         # instead of hundreds of kernel launches (tiny on an H100: 1.1 vs 6.8 ms, bench/README.md)
         self.precision = p("precision", "fp32").value
+        self.sampling = {"temperature": float(p("temperature", 1.0).value),  # sample and q_filter decoding
+                         "n_candidates": int(p("n_candidates", 16).value)}  # q_filter: greedy + n-1 samples
         self.cuda_graph = bool(p("cuda_graph", True).value)
         self.limits = {
             "image": float(p("staleness.image", 2.5 * period).value),
@@ -119,7 +121,7 @@ class PolicyNode(Node):
         decoding = resolve_decoding(self.decoding, read_meta(path))
         graph = self.cuda_graph and pick_device(self.device).type == "cuda" and decoding in GRAPH_DECODING
         policy = Policy.load(path, spec=self.spec, device=self.device,
-                             decoding=decoding, precision=self.precision, cuda_graph=graph)
+                             decoding=decoding, precision=self.precision, cuda_graph=graph, **self.sampling)
         meta = policy.meta
         model_id = f"{Path(checkpoint).resolve().name}@{meta.get('step', '?')}:{meta.get('preset', '?')}"
         policy.act(self._dummy_observation(policy))  # warm up (allocations, kernels)

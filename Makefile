@@ -23,6 +23,7 @@ demo: $(STAMP)
 
 # The whole test suite (slow end-to-end tests included).
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)

@@ -43,7 +43,6 @@ from pac_ros.model.testing import random_obs
 from pac_ros.policy import Policy, capture_cuda_graph
 from pac_ros.spec import default_spec
 
-
 DEVICE = torch.device("cpu")
 SECTIONS = ("presets", "pixel_step", "scaling", "candidates", "supply")
 

@@ -157,7 +157,8 @@ def main() -> None:
           f"({torch.get_num_threads()} threads)"
           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
     rate = f" at real-time factor {args.real_time_factor:g}" if args.mode == "realtime" else ""
-    print(f"closed loop, bridge {args.mode}{rate}; times in ms: input -> command published, tick compute (act + publish)")
+    print(f"closed loop, bridge {args.mode}{rate}; times in ms: input -> command published, "
+          "tick compute (act + publish)")
     print("| model | params | device | precision | CUDA graph | ticks | input -> command p50 / p99 / max "
           "| tick p50 / p99 | held | missed | episodes (success) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -45,8 +45,8 @@ def soak(minutes: float, out: str | Path, rate_hz: float = 20.0, mode: str = "re
          overrides: list[str] = (), progress: bool = False) -> dict:
     """Run the stack for ``minutes`` (of ticks at ``rate_hz``), recording into the dataset ``out``,
     with NODE.PARAM=VALUE ``overrides``; rclpy must be initialised. Returns the figures."""
-    from diagnostic_msgs.msg import DiagnosticStatus
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticStatus
     from rclpy.logging import LoggingSeverity
 
     from pac_ros.data.validate import validate

@@ -60,7 +60,8 @@ class CollectSummary:
             f"episodes:         {n}",
             f"success rate:     {self.success_rate:.1%} ({sum(e.success for e in self.episodes)}/{n})",
             f"steps:            {self.total_steps}",
-            f"size on disk:     {self.size_bytes / 1e6:.2f} MB ({self.size_bytes / max(self.total_steps, 1):.0f} bytes/step)",
+            f"size on disk:     {self.size_bytes / 1e6:.2f} MB "
+            f"({self.size_bytes / max(self.total_steps, 1):.0f} bytes/step)",
             f"wall time:        {self.wall_s:.1f} s ({self.episodes_per_minute:.1f} episodes/min)",
         ]
 

@@ -13,8 +13,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .control import Control
 from .checkpoint import CheckpointError, load_model_state, resolve
+from .control import Control
 from .model import PACConfig, PACModel, tokenize
 from .spec import Spec, SpecError
 
@@ -73,7 +73,8 @@ class Policy:
         if cuda_graph and self.device.type != "cuda":
             raise ValueError(f"cuda_graph needs a CUDA device, the policy runs on {self.device}")
         if cuda_graph and decoding not in GRAPH_DECODING:
-            raise ValueError(f"cuda_graph replays a fixed computation: decoding must be greedy or mean, got {decoding!r}")
+            raise ValueError("cuda_graph replays a fixed computation: decoding must be greedy or mean, "
+                             f"got {decoding!r}")
         self.precision, self.cuda_graph = precision, cuda_graph
         self._graph: tuple | None = None  # (CUDAGraph, static inputs, static outputs) once captured
         self.model = model.to(self.device).eval()

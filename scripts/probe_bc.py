@@ -27,14 +27,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from pac_ros.control import Control  # noqa: E402
 from pac_ros.data import Dataset  # noqa: E402
 from pac_ros.evaluate import EVAL_SEED, wilson_interval  # noqa: E402
 from pac_ros.learning.data import TransitionStore  # noqa: E402
-from pac_ros.control import Control  # noqa: E402
 from pac_ros.model import preset  # noqa: E402
 from pac_ros.model.config import CONTROLS  # noqa: E402
 from pac_ros.model.tokenizer import VOCAB_SIZE, tokenize  # noqa: E402
 from pac_ros.sim.env import StackingEnv  # noqa: E402
+
 
 def inputs(joints: np.ndarray, features: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
     """The MLP's input rows: joints, the control's block features, optionally the motion since the last tick."""

@@ -149,6 +149,8 @@ def main() -> int:
     except Exception as exc:  # the card still says what it can
         data_lines.append(f"- dataset not readable here ({exc})")
 
+    origin = (f"fine-tuned from `{run.get('init_from')}` (weights; fresh optimiser)" if run.get("init_from")
+              else "trained from scratch")
     with tempfile.TemporaryDirectory(dir=args.out.parent if args.out.parent.exists() else None) as tmp:
         staged = Path(tmp) / args.out.name
         staged.mkdir()
@@ -170,7 +172,8 @@ A Perceiver-Actor-Critic policy ({meta.get('n_parameters', 0) / 1e6:.2f} M param
 - {result.n} seeded episodes, seeds {args.seed}..{args.seed + result.n - 1} (no training episode used these seeds)
 - **success {s['success_rate']:.1%}** (95% Wilson CI {s['success_ci_low']:.1%} - {s['success_ci_high']:.1%})
 - mean return {s['mean_return']:.3f}, mean episode length {s['mean_length']:.1f} steps (limit {spec.max_episode_steps})
-- {args.decoding} decoding (recorded in meta.json: the policy node's `decoding: auto` uses it), CPU; policy latency p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms
+- {args.decoding} decoding (recorded in meta.json: the policy node's `decoding: auto` uses it), CPU;
+  policy latency p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms
   ({platform.machine()}, {os.cpu_count()} cores; evaluation took {eval_s:.0f} s)
 
 {recipe_section(per_run, selection, source, args)}{robustness_section(robust, args)}
@@ -182,7 +185,7 @@ A Perceiver-Actor-Critic policy ({meta.get('n_parameters', 0) / 1e6:.2f} M param
 - {alpha_line}
 - η {learner.get('eta')}, γ {learner.get('gamma')}, {learner.get('n_action_samples')} sampled actions,
   target network Polyak τ {learner.get('tau')}, β {learner.get('beta')}
-- {f"fine-tuned from `{run.get('init_from')}` (weights; fresh optimiser)" if run.get('init_from') else 'trained from scratch'}
+- {origin}
 - full configuration: `meta.json` → `train_config`
 
 ## Regenerate

@@ -139,6 +139,7 @@ def _install_crash(point: str, at: int) -> None:
 
 def run_recorder(writer, spec: Spec, seed: int, kill_at_message: int | None) -> None:
     import fake_msgs
+
     from pac_ros.data.recording import RecorderCore, commit_episode
 
     def on_episode(episode):

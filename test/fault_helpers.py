@@ -22,11 +22,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import fake_msgs
 import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-import fake_msgs
 from pac_ros.data.recording import RecorderCore
 from pac_ros.spec import default_spec
 

@@ -5,6 +5,7 @@ import pytest
 pytest.importorskip("rclpy")
 
 from conftest import ros_domain_id  # noqa: E402
+
 from pac_ros.data import Dataset  # noqa: E402
 from pac_ros.nodes.closed_loop import run_closed_loop  # noqa: E402
 from pac_ros.paths import share_file  # noqa: E402

@@ -464,8 +464,8 @@ def test_plain_pyarrow_pil_reading(tmp_path, spec):
 # ---- crash safety (a real writer process, SIGKILLed) ------------------------------------------
 def _spawn(root, seed, *crash):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.Popen([sys.executable, str(HERE / "data_crash_writer.py"), str(root), str(seed), *map(str, crash)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO, text=True)
+    args = [sys.executable, str(HERE / "data_crash_writer.py"), str(root), str(seed), *map(str, crash)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO, text=True)
 
 
 def _wait_ready(proc):

@@ -52,7 +52,8 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     r1 = saved["improve"][1]
     assert r1["own"]["episodes"] == 2 and r1["data"]["episodes"] == 5  # 3 collected + 2 of its own
     md = report.read_text()
-    assert "| bc |" in md and "| pac |" in md and "| d3rlpy iql |" in md and "Self-improvement" in md and res["data"]["fingerprint"] in md
+    assert "| bc |" in md and "| pac |" in md and "| d3rlpy iql |" in md and "Self-improvement" in md
+    assert res["data"]["fingerprint"] in md
     assert "](results_figures/success_bar.png)" in md  # figures copied next to the report
     assert (tmp_path / "docs" / "results_figures" / "success_bar.png").is_file()
     # a second call reuses every finished run; with --jobs the arm/seed runs answer from worker processes

@@ -8,8 +8,8 @@ import re
 
 import pytest
 import torch
-
 from fault_helpers import REPO, SPEC
+
 from pac_ros.data import Dataset, DatasetError
 from pac_ros.data.validate import validate
 
@@ -121,9 +121,10 @@ def test_training_config_yaml_with_unknown_keys_or_wrong_types(tmp_path, text, m
 def test_checkpoint_meta_with_unknown_keys_or_wrong_types(tmp_path, edit, message):
     """A checkpoint's meta.json edited: a CheckpointError naming meta.json and the problem
     (damaged weight files: test_policy.py::test_corrupted_checkpoint_is_a_clear_error)."""
+    from test_policy_node import make_checkpoint
+
     from pac_ros.checkpoint import CheckpointError
     from pac_ros.policy import Policy
-    from test_policy_node import make_checkpoint
 
     path = make_checkpoint(tmp_path / "ckpt") / "meta.json"
     meta = json.loads(path.read_text())
@@ -149,9 +150,10 @@ def test_no_checkpoint_is_ever_unpickled(tmp_path):
     naming the file, and nothing in them runs."""
     import pickle
 
+    from test_policy_node import make_checkpoint
+
     from pac_ros.checkpoint import CheckpointError, load_model_state
     from pac_ros.policy import Policy
-    from test_policy_node import make_checkpoint
 
     marker = tmp_path / "pwned"
     good = make_checkpoint(tmp_path / "good")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 
+import fake_msgs
 import numpy as np
 import pytest
-
-import fake_msgs
 from fault_helpers import DT, SPEC, policy_graph, replay, sim_step, status_dict, wait_for
+
 from pac_ros.data.messages import stamp_seconds
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import errno
 import os
 
-import pytest
-
 import fake_msgs
+import pytest
 from fault_helpers import SPEC, assert_bit_exact, replay, rows
+
 from pac_ros.data import Dataset, DatasetError, DatasetWriter
 from pac_ros.data import format as fmt
 from pac_ros.data.recording import RecorderCore, commit_episode

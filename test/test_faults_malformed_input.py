@@ -2,18 +2,17 @@
 every command is finite, within the limits and a max step of the position, and every episode validates."""
 from __future__ import annotations
 
+import fake_msgs
 import numpy as np
 import pytest
 import torch
+from fault_helpers import FUZZ, SPEC, replay, values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import fake_msgs
-from fault_helpers import FUZZ, SPEC, replay, values
 from pac_ros.data import DatasetWriter
 from pac_ros.data.recording import commit_episode
 from pac_ros.data.validate import validate
-
 
 # Hypothesis draws recipes of messages, plausible and malformed (wrong encodings, sizes and
 # steps, NaN/inf/huge values, empty and huge arrays, unknown and duplicated joint names, odd
@@ -184,9 +183,10 @@ def _valid_inputs(spec=SPEC, t=NOW):
 def test_fuzz_policy_node_inputs(ros, tmp_path, monkeypatch):
     """Malformed messages into the policy node's callbacks, its tick after every other one: nothing
     raises, every published command is finite, within the limits and a max step of the position."""
+    from test_policy_node import make_checkpoint
+
     from pac_ros.nodes import common
     from pac_ros.nodes.policy import PolicyNode
-    from test_policy_node import make_checkpoint
 
     monkeypatch.setattr(common, "now_sec", lambda node: NOW)
     threads = torch.get_num_threads()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fault_helpers import FUZZ, SPEC, values
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fault_helpers import FUZZ, SPEC, values
 from pac_ros.policy import DECODING
 
 

@@ -8,15 +8,14 @@ import signal
 import subprocess
 import sys
 
+import fake_msgs
 import numpy as np
 import pytest
-
-import fake_msgs
 from fault_helpers import HERE, REPO, SPEC, assert_bit_exact, replay, rows
+
 from pac_ros.data import Dataset, DatasetWriter
 from pac_ros.data.recording import commit_episode
 from pac_ros.data.validate import validate
-
 
 COMMIT_POINTS = ("after_task", "torn_task", "torn_tmp", "before_rename", "after_rename", "torn_index", "after_index")
 # what the next writer start says for each point, and whether it keeps the killed commit's episode

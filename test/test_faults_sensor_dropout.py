@@ -2,11 +2,11 @@
 says which input is stale, then acts again when data return."""
 from __future__ import annotations
 
+import fake_msgs
 import numpy as np
 import pytest
-
-import fake_msgs
 from fault_helpers import DT, SPEC, assert_bit_exact, policy_graph, replay, rows, sim_step
+
 from pac_ros.data import Dataset, DatasetWriter
 from pac_ros.data.messages import stamp_seconds
 from pac_ros.data.recording import commit_episode

@@ -3,9 +3,9 @@ import io
 
 import numpy as np
 import pytest
+from fake_msgs import NS, header
 from PIL import Image as PILImage
 
-from fake_msgs import NS, header
 from pac_ros.data.images import camera_image
 from pac_ros.data.messages import ConversionError
 from pac_ros.spec import CameraSpec

@@ -1,12 +1,12 @@
 """PAC learner: C51 projection, loss semantics, target updates, config, RL sanity check."""
 import json
 import math
+
 import numpy as np
 import pytest
 import torch
 
-from pac_ros.learning import (ConfigError, Learner, LearnerConfig, TrainConfig, categorical_projection,
-                              policy_loss)
+from pac_ros.learning import ConfigError, Learner, LearnerConfig, TrainConfig, categorical_projection, policy_loss
 from pac_ros.model import PACModel, tokenize_batch
 from pac_ros.model.testing import micro_config, random_obs, small_spec
 

@@ -183,7 +183,8 @@ def test_export_layout_follows_lerobot_v3(collected, exported):
     np.testing.assert_allclose(stats["observation.state"]["std"], q.std(0), rtol=1e-6, atol=1e-9)
     np.testing.assert_array_equal(stats["observation.state"]["min"], q.min(0))
     assert np.array(stats["observation.images.front"]["mean"]).shape == (3, 1, 1)
-    assert 0.0 <= np.min(stats["observation.images.front"]["min"]) <= np.max(stats["observation.images.front"]["max"]) <= 1.0
+    front = stats["observation.images.front"]
+    assert 0.0 <= np.min(front["min"]) <= np.max(front["max"]) <= 1.0
 
 
 # ---- foreign datasets, built by hand from the format's documentation -----------------------------------

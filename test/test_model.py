@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from pac_ros.model import PACConfig, PACModel, PRESETS, count_parameters, detokenize, preset, tokenize
+from pac_ros.model import PRESETS, PACConfig, PACModel, count_parameters, detokenize, preset, tokenize
 from pac_ros.model.testing import micro_config, random_obs, small_spec
 from pac_ros.spec import default_spec
 
@@ -138,7 +138,8 @@ def test_gradients_reach_every_parameter():
     model, spec = make()
     model.train()
     z = model.encode(random_obs(spec, 2))
-    loss = model.policy_logits(z).logsumexp(-1).sum() + model.q_logits(z, torch.rand(2, 3, spec.action_dim)).pow(2).sum()
+    q = model.q_logits(z, torch.rand(2, 3, spec.action_dim))
+    loss = model.policy_logits(z).logsumexp(-1).sum() + q.pow(2).sum()
     # heads start at zero, so push them off zero first
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
+from conftest import ros_domain_id  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rosgraph_msgs.msg import Clock  # noqa: E402
 from rclpy.qos import ReliabilityPolicy  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, Float32, Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from conftest import ros_domain_id  # noqa: E402
 from pac_ros.data import Dataset  # noqa: E402
 from pac_ros.nodes import common  # noqa: E402
 from pac_ros.nodes.convert import image_to_numpy, joint_state, numpy_to_image  # noqa: E402
@@ -215,8 +215,8 @@ def test_expert_through_ros_is_recorded(ros, tmp_path):
 def test_pixels_policy_on_a_bridge_without_block_poses_is_recorded_without_them(ros, tmp_path):
     import torch
 
-    from pac_ros.data.validate import validate
     from pac_ros.checkpoint import checkpoint_meta, save_deployable
+    from pac_ros.data.validate import validate
     from pac_ros.learning.data import TransitionStore
     from pac_ros.model import PACModel, preset
 

@@ -71,6 +71,7 @@ def test_late_messages_gaps_and_success_cut():
 
 def test_core_converts_images_and_asks_each_episode_whether_to_pair_poses(tmp_path):
     import fake_msgs
+
     from pac_ros.data import Dataset, DatasetWriter
     from pac_ros.data.recording import RecorderCore, commit_episode
 

@@ -28,10 +28,27 @@ from PIL import Image
 from pac_ros.data import format as fmt
 from pac_ros.data.conversion_report import ConversionReport, select_episodes
 from pac_ros.data.format import DatasetError
-from pac_ros.data.lerobot_layout import (CHUNKS_SIZE, DATA_FILES_SIZE_IN_MB, DATA_PATH, LEROBOT_EPISODES_META, EXTRA,
-                                         EXTRA_KEY, IMAGE_STATS_FRAMES, INFO_PATH, STAMP, STATS_PATH, TASKS_PATH,
-                                         V3, VIDEO_FILES_SIZE_IN_MB, VIDEO_PATH, lerobot_fps, publish, staging_dir,
-                                         video_meta_key, write_json)
+from pac_ros.data.lerobot_layout import (
+    CHUNKS_SIZE,
+    DATA_FILES_SIZE_IN_MB,
+    DATA_PATH,
+    EXTRA,
+    EXTRA_KEY,
+    IMAGE_STATS_FRAMES,
+    INFO_PATH,
+    LEROBOT_EPISODES_META,
+    STAMP,
+    STATS_PATH,
+    TASKS_PATH,
+    V3,
+    VIDEO_FILES_SIZE_IN_MB,
+    VIDEO_PATH,
+    lerobot_fps,
+    publish,
+    staging_dir,
+    video_meta_key,
+    write_json,
+)
 from pac_ros.data.lerobot_video import VideoFile, video_info
 from pac_ros.data.reader import Dataset, Episode
 from pac_ros.spec import CameraSpec, Spec
@@ -353,11 +370,6 @@ def _write_tasks(root: Path, tasks: dict[str, int]) -> None:
     table = pa.Table.from_arrays([pa.array([tasks[t] for t in names], pa.int64()), pa.array(names, pa.string())],
                                  schema=schema)
     pq.write_table(table, root / TASKS_PATH)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=4, allow_nan=False) + "\n")
 
 
 # ---- statistics in LeRobot's shape ----------------------------------------------------------------

@@ -26,11 +26,31 @@ from pac_ros.data import format as fmt
 from pac_ros.data.conversion_report import ConversionReport
 from pac_ros.data.format import DatasetError
 from pac_ros.data.images import fit_to_camera
-from pac_ros.data.lerobot_layout import (CHUNKS_SIZE, DATA_PATH, EPISODES_DIR, EXTRA, EXTRA_KEY, IMAGE_PREFIX,
-                                         INFO_PATH, KNOWN_COLUMNS, LEGACY_EPISODES_PATH, LEGACY_TASKS_PATH,
-                                         LEGACY_VERSIONS, STAMP, TASKS_PATH, V2_DATA_FIELDS, V2_VIDEO_FIELDS,
-                                         V3_DATA_FIELDS, V3_VIDEO_FIELDS, check_template, inside, publish,
-                                         staging_dir, template_path, video_meta_key)
+from pac_ros.data.lerobot_layout import (
+    CHUNKS_SIZE,
+    DATA_PATH,
+    EPISODES_DIR,
+    EXTRA,
+    EXTRA_KEY,
+    IMAGE_PREFIX,
+    INFO_PATH,
+    KNOWN_COLUMNS,
+    LEGACY_EPISODES_PATH,
+    LEGACY_TASKS_PATH,
+    LEGACY_VERSIONS,
+    STAMP,
+    TASKS_PATH,
+    V2_DATA_FIELDS,
+    V2_VIDEO_FIELDS,
+    V3_DATA_FIELDS,
+    V3_VIDEO_FIELDS,
+    check_template,
+    inside,
+    publish,
+    staging_dir,
+    template_path,
+    video_meta_key,
+)
 from pac_ros.data.lerobot_video import frames_at
 from pac_ros.data.writer import DatasetWriter
 from pac_ros.jsonfile import read_json_object

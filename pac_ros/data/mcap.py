@@ -67,8 +67,18 @@ from pac_ros.data.recording import FinishedEpisode, RecorderCore, commit_episode
 from pac_ros.data.writer import DatasetWriter
 from pac_ros.paths import share_file
 from pac_ros.spec import Spec
-from pac_ros.topics import (BLOCK_POSES, CAMERA_FRAME, CAMERA_TOPIC, COMMANDS, EPISODE_EVENTS, INSTRUCTION,
-                            JOINT_STATES, REWARD, STATUS, SUCCESS)
+from pac_ros.topics import (
+    BLOCK_POSES,
+    CAMERA_FRAME,
+    CAMERA_TOPIC,
+    COMMANDS,
+    EPISODE_EVENTS,
+    INSTRUCTION,
+    JOINT_STATES,
+    REWARD,
+    STATUS,
+    SUCCESS,
+)
 
 DEFAULT_COMMANDER = "/recorder_export"
 

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from pac_ros.data import format as fmt
 from pac_ros.data.format import DatasetError
 from pac_ros.data.reader import Dataset, Episode
+
 # Commands must lie within the limits; measured positions within the spec's plausible
 # bounds (a quarter of the joint's range past them: wrong units or joint order, not physics).
 from pac_ros.spec import COMMAND_TOLERANCE

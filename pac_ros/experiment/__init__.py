@@ -14,13 +14,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pac_ros.experiment.config import (DataSection, EvalSection, ExperimentConfig, ImproveSection,
-                                           PeersSection)
+from pac_ros.experiment.config import DataSection, EvalSection, ExperimentConfig, ImproveSection, PeersSection
 from pac_ros.experiment.diagnostics import critic_calibration
 from pac_ros.experiment.improve import improve, record_own
 from pac_ros.experiment.report import plot_results, render_markdown, write_report
-from pac_ros.experiment.runs import (Log, cache_key, cached, describe_dataset, ensure_dataset, pool, run_arms,
-                                         run_one, run_peer)
+from pac_ros.experiment.runs import (
+    Log,
+    cache_key,
+    cached,
+    describe_dataset,
+    ensure_dataset,
+    pool,
+    run_arms,
+    run_one,
+    run_peer,
+)
 
 __all__ = ["DataSection", "EvalSection", "ExperimentConfig", "ImproveSection", "PeersSection", "cache_key",
            "cached", "critic_calibration", "describe_dataset", "ensure_dataset", "improve", "plot_results", "pool",

@@ -15,8 +15,19 @@ from typing import Any, Mapping
 import torch
 from safetensors.torch import save_file
 
-from ..checkpoint import (MODEL_FILE, STATE_FILE, STATE_JSON, CheckpointError, commit, cpu_tensors, load_model_state,
-                          load_tensors, resolve, staging_dir, verify_file)
+from ..checkpoint import (
+    MODEL_FILE,
+    STATE_FILE,
+    STATE_JSON,
+    CheckpointError,
+    commit,
+    cpu_tensors,
+    load_model_state,
+    load_tensors,
+    resolve,
+    staging_dir,
+    verify_file,
+)
 
 
 def save_checkpoint(path: str | Path, learner, *, meta: Mapping[str, Any],

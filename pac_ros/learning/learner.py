@@ -12,8 +12,15 @@ import torch.distributed as dist
 from ..model import PACModel
 from .augment import augment_images
 from .config import LearnerConfig
-from .losses import (categorical_projection, critic_loss, data_improvement_weights, improvement_weights,
-                     policy_loss, temperature_dual, weight_stats)
+from .losses import (
+    categorical_projection,
+    critic_loss,
+    data_improvement_weights,
+    improvement_weights,
+    policy_loss,
+    temperature_dual,
+    weight_stats,
+)
 
 
 def cat_obs(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict:

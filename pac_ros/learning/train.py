@@ -19,9 +19,9 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+from ..checkpoint import CheckpointError, checkpoint_meta, load_model_state, read_meta
 from ..model import PACConfig, PACModel
 from ..spec import Spec
-from ..checkpoint import CheckpointError, checkpoint_meta, load_model_state, read_meta
 from .checkpoint import load_into_learner, save_checkpoint
 from .config import TrainConfig
 from .data import TransitionStore

@@ -1,5 +1,5 @@
 """ROS-free PyTorch core: the Perceiver-Actor-Critic network."""
-from .config import OBS_MODES, PACConfig, PRESETS, preset
+from .config import OBS_MODES, PRESETS, PACConfig, preset
 from .pac import PACModel, count_parameters
 from .tokenizer import PAD, VOCAB_SIZE, detokenize, tokenize, tokenize_batch
 

@@ -17,10 +17,9 @@ from rclpy.qos import (
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
+from pac_ros import topics
 from pac_ros.data.messages import block_poses_array, stamp_seconds  # noqa: F401  (re-exported for the nodes)
 from pac_ros.spec import POSE_NAMES, Spec, default_spec
-
-from pac_ros import topics
 from pac_ros.topics import CAMERA_FRAME, STAMPED_COMMAND, camera_info_topic  # noqa: F401  (re-exported)
 
 

@@ -17,7 +17,11 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray
 
 from pac_ros.data.messages import (  # noqa: F401  (ROS-free; re-exported for the nodes)
-    ENCODINGS, MAX_IMAGE_BYTES, ConversionError, image_to_numpy, joint_positions,
+    ENCODINGS,
+    MAX_IMAGE_BYTES,
+    ConversionError,
+    image_to_numpy,
+    joint_positions,
 )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from geometry_msgs.msg import PoseArray
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock as ClockMsg
@@ -29,7 +30,6 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float32, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
-from geometry_msgs.msg import PoseArray
 
 from pac_ros.nodes import common
 from pac_ros.nodes.convert import ConversionError, command_to_array, joint_positions, numpy_to_image

@@ -41,6 +41,7 @@ from pac_ros.data.images import camera_image
 from pac_ros.nodes import common
 from pac_ros.nodes.convert import ConversionError, array_to_command, joint_positions
 
+
 class PolicyNode(Node):
     def __init__(self, **kwargs):
         super().__init__("policy", **kwargs)

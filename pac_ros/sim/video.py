@@ -33,8 +33,9 @@ def write_gif(frames: list[np.ndarray], path: str | Path, fps: float) -> Path:
 
 def write_mp4(frames: list[np.ndarray], path: str | Path, fps: float) -> Path:
     """Save RGB frames (even width and height) as an H.264 MP4 through PyAV."""
-    import av
     from fractions import Fraction
+
+    import av
 
     if not frames:
         raise ValueError("no frames to write (was rendering off?)")

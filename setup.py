@@ -29,7 +29,7 @@ setup(
         share("config", "*.xml"),
         share("models", "*.xml"),
         *(share(str(folder)) for folder in sorted(Path("models").iterdir()) if folder.is_dir()),  # shipped models
-        share("msg", "*.msg"),  # schemas of the MCAP export (pac_ros/data/mcap.py)
+        share("msg", "*.msg"),  # schemas of the MCAP export (pac_ros/data/mcap_layout.py)
     ],
     install_requires=["setuptools", *requirements("requirements.txt")],
     zip_safe=True,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 from ..config_loader import check, check_choices, load
+from ..spec import POSE_NAMES
 
 ObsMode = Literal["pixels", "features", "pixels+features"]
 # How images become tokens: patch (one token per patch_size² patch) or keypoints (a small strided conv
@@ -20,7 +21,8 @@ OBS_MODES = typing.get_args(ObsMode)
 IMAGE_STEMS = typing.get_args(ImageStem)
 CONTROLS = typing.get_args(Control)
 TASK_ACTION_DIM = 5  # dx dy dz dyaw gripper
-TASK_BLOCK_DIM = 10  # position, quaternion, position relative to the grip site
+# a task-control block feature: its pose (x y z qw qx qy qz) then its position relative to the grip site
+TASK_BLOCK_DIM = len(POSE_NAMES) + 3
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Steps pair each stamped command (the commander's ``~/command`` JointState, stamped
 with the observation it was computed from) with that observation; see
-pac_ros/data/recording.py for the rules. Episodes are started and stopped by the
+pac_ros/data/pairing.py for the rule. Episodes are started and stopped by the
 ``~/start`` / ``~/stop`` services, or automatically: a new instruction starts one,
 success or ``max_steps`` ends it. Message handling and these rules are the ROS-free
 ``RecorderCore``, which the MCAP import replays bags through. Each finished episode is

@@ -2,6 +2,8 @@
 
 `pac-ros launch stacking` starts the nodes that launch/stacking.launch.py starts,
 with the same parameter file, parsed by the same rcl parser (``--params-file``).
+A managed (lifecycle) node configures and activates itself when its ``autostart``
+parameter is true, as under `ros2 launch`; one that fails to is an error here.
 """
 from __future__ import annotations
 
@@ -51,6 +53,8 @@ class GraphRunner:
                 node = entry.node_class()(cli_args=args)
                 self.nodes[entry.name] = node
                 self.executor.add_node(node)
+                if getattr(node, "start_error", None) is not None:  # a managed node whose autostart failed
+                    raise node.start_error
         except BaseException:
             self.close()
             raise

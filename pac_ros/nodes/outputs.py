@@ -32,11 +32,16 @@ class CommandOutput:
             raise ValueError(f"parameter command_interface must be one of {sorted(INTERFACES)}, got {interface!r}")
         msg_type, default_topic = INTERFACES[interface]
         self.node, self.interface, self.joints = node, interface, joints
-        self.topic = topic or default_topic
         self.time_from_start = duration(period)
-        self.arm_pub = node.create_lifecycle_publisher(msg_type, self.topic, common.RELIABLE_QOS)
-        self.gripper_pub = (node.create_lifecycle_publisher(Float64MultiArray, gripper_topic, common.RELIABLE_QOS)
-                            if gripper_topic else None)
+        self.arm_pub = node.create_lifecycle_publisher(msg_type, topic or default_topic, common.RELIABLE_QOS)
+        self.gripper_pub = None
+        if gripper_topic:
+            try:
+                self.gripper_pub = node.create_lifecycle_publisher(Float64MultiArray, gripper_topic,
+                                                                   common.RELIABLE_QOS)
+            except Exception:  # e.g. an invalid topic name: leave nothing behind
+                self.destroy()
+                raise
 
     def message(self, command: np.ndarray):
         """The arm controller's message for a spec-order command."""
@@ -59,4 +64,4 @@ class CommandOutput:
 
     def describe(self) -> str:
         gripper = f", gripper on {self.gripper_pub.topic_name}" if self.gripper_pub is not None else ""
-        return f"{self.interface} commands on {self.topic} for {self.joints.controller_joints}{gripper}"
+        return f"{self.interface} commands on {self.arm_pub.topic_name} for {self.joints.controller_joints}{gripper}"

@@ -51,14 +51,10 @@ from pac_ros.data.images import camera_image
 from pac_ros.errors import PacRosError
 from pac_ros.joint_map import JointMap
 from pac_ros.nodes import common
-from pac_ros.nodes.common import describe
 from pac_ros.nodes.convert import ConversionError, joint_positions
-from pac_ros.nodes.outputs import INTERFACES, CommandOutput
+from pac_ros.nodes.outputs import CommandOutput
+from pac_ros.nodes.policy_params import CHOICES, check_choice, declare_parameters
 
-HOLD_MODES = ("last_command", "current_position")
-CHOICES = {"hold": HOLD_MODES, "command_interface": tuple(INTERFACES), "image_transport": common.IMAGE_TRANSPORTS}
-RUNTIME = ("checkpoint", "hold", "accept_latched_instruction", "staleness.image", "staleness.joint_states",
-           "staleness.block_poses")  # applied on the next tick; the others at configure
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
@@ -70,7 +66,7 @@ class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("policy", **kwargs)
         self.spec = common.load_spec(self)
-        self.configure_time = self._declare_parameters()
+        self.configure_time = declare_parameters(self)
         self.status_pub = self.create_publisher(DiagnosticStatus, self.get_parameter("status_topic").value, 10)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, common.DIAGNOSTICS, 10)
         self.create_service(Trigger, "~/reload", self._srv_reload)
@@ -83,48 +79,6 @@ class PolicyNode(LifecycleNode):
         self._reset_state()
         if self.get_parameter("autostart").value:
             self._autostart()
-
-    def _declare_parameters(self) -> list[str]:
-        """Declare every parameter with its descriptor; returns those read at configure."""
-        period = self.spec.control_period
-        before = set(self.list_parameters([], 0).names)
-        p = self.declare_parameter
-        p("autostart", False, describe("configure and activate at start-up (the sim graph); else wait for "
-                                       "`ros2 lifecycle set`", read_only=True))
-        p("status_topic", common.STATUS, describe("DiagnosticStatus topic the recorder reads", read_only=True))
-        for name in RUNTIME[3:]:
-            kind = name.split(".", 1)[1]
-            p(name, 2.5 * period, describe(f"s: an older {kind} input (by its stamp) makes the node hold",
-                                           float_range=(0.001, 60.0)))
-        p("checkpoint", "", describe("a checkpoint or training run directory; a change while configured "
-                                     "loads it in the background and swaps it in"))
-        p("hold", "last_command", describe("hold target: the last command (a gripper keeps its grip) or the "
-                                           "measured position", constraints=f"one of {HOLD_MODES}"))
-        p("accept_latched_instruction", False, describe("act on an instruction published before activation "
-                                                        "(transient local), e.g. the sim's episode instruction"))
-        p("device", "auto", describe("auto (cuda if present, else cpu) | cpu | cuda[:N]"))
-        p("threads", 1, describe("torch CPU threads (0: one per core; slower when other processes are busy)",
-                                 int_range=(0, 1024)))
-        p("decoding", "auto", describe("auto (the checkpoint's own) | greedy | mean | sample | q_filter"))
-        p("precision", "fp32", describe("fp32 | bf16 (autocast)"))
-        p("cuda_graph", True, describe("on CUDA with greedy/mean decoding: replay one captured graph per tick"))
-        p("command_interface", "forward", describe(
-            "forward: Float64MultiArray (forward_command_controller); trajectory: JointTrajectory "
-            "(joint_trajectory_controller)", constraints=f"one of {tuple(INTERFACES)}"))
-        p("command_topic", "", describe(f"'' = {common.COMMANDS} (forward) or {common.TRAJECTORY} (trajectory)"))
-        p("gripper_command_topic", "", describe("'' = the gripper is in the arm command; else its target goes "
-                                                "alone here (Float64MultiArray)"))
-        p("controller_joints", Parameter.Type.STRING_ARRAY, describe(
-            "the arm controller's joints (robot names) in its order; unset = the spec's order"))
-        p("joint_name_map", Parameter.Type.STRING_ARRAY, describe(
-            "'robot_name:spec_name' per renamed joint: /joint_states in, commands out use robot names"))
-        p("joint_states_topic", common.JOINT_STATES, describe("sensor_msgs/JointState of the robot"))
-        p("instruction_topic", common.INSTRUCTION, describe("std_msgs/String, transient local"))
-        p("block_poses_topic", common.BLOCK_POSES, describe("geometry_msgs/PoseArray (features models)"))
-        common.camera_topics(self, self.spec)
-        common.image_transport(self)
-        declared = set(self.list_parameters([], 0).names) - before
-        return sorted(declared - set(RUNTIME) - {"autostart", "status_topic"})
 
     def _reset_state(self) -> None:
         """What configure builds and cleanup releases."""
@@ -177,7 +131,7 @@ class PolicyNode(LifecycleNode):
     def _configure(self) -> None:
         get = lambda name: self.get_parameter(name).value  # noqa: E731
         for name in CHOICES:
-            self._check_choice(name, get(name))
+            check_choice(name, get(name))
         checkpoint = get("checkpoint")
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is required (a checkpoint or training run directory)")
@@ -192,10 +146,10 @@ class PolicyNode(LifecycleNode):
         self.stamped_pub = self.create_lifecycle_publisher(JointState, common.STAMPED_COMMAND, common.RELIABLE_QOS)
         self.camera_topics = {c: get(f"camera_topics.{c}") for c in self.spec.camera_names}
         self.image_transport = get("image_transport")
-        self.subs = [
-            self.create_subscription(JointState, get("joint_states_topic"), self._on_joints, common.SENSOR_QOS),
-            self.create_subscription(String, get("instruction_topic"), self._on_instruction, common.LATCHED_QOS),
-        ]
+        self.subs.append(self.create_subscription(JointState, get("joint_states_topic"), self._on_joints,
+                                                  common.SENSOR_QOS))
+        self.subs.append(self.create_subscription(String, get("instruction_topic"), self._on_instruction,
+                                                  common.LATCHED_QOS))
         self._subscribe_model_inputs()
         self.timer = self.create_timer(self.spec.control_period, self._tick)
 
@@ -258,11 +212,6 @@ class PolicyNode(LifecycleNode):
         return super().destroy_node()
 
     # ---- parameters ---------------------------------------------------------------
-    @staticmethod
-    def _check_choice(name: str, value) -> None:
-        if name in CHOICES and value not in CHOICES[name]:
-            raise ValueError(f"parameter {name} must be one of {CHOICES[name]}, got {value!r}")
-
     def _validate_params(self, params) -> SetParametersResult:
         """Only checks (rclpy has checked types, ranges and read_only); _apply_params acts."""
         for param in params:
@@ -271,7 +220,7 @@ class PolicyNode(LifecycleNode):
                     f"{param.name} takes effect at configure; the node is {self.lifecycle_state}: deactivate and "
                     "cleanup first (`ros2 lifecycle set /policy cleanup`)"))
             try:
-                self._check_choice(param.name, param.value)
+                check_choice(param.name, param.value)
             except ValueError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
             if param.name == "checkpoint" and not param.value:
@@ -512,7 +461,7 @@ class PolicyNode(LifecycleNode):
         """/diagnostics and /pac/status: latency_ms = the tick's own time; input_to_command_ms = from the
         arrival of the newest input the model used to the command's publication."""
         if level is None:
-            level = DiagnosticStatus.OK if mode in ("ok", "inactive") else DiagnosticStatus.WARN
+            level = DiagnosticStatus.WARN if mode in ("hold", "waiting") else DiagnosticStatus.OK
         if reason and mode == "hold":
             self.get_logger().warning(f"holding: {reason}", throttle_duration_sec=2.0)
         pairs = {"mode": mode, "reason": reason, "value": f"{value:.4f}",

@@ -159,9 +159,9 @@ class PolicyNode(LifecycleNode):
             return FAILURE
         self.activated_ns = time.time_ns()
         self.last_command = self.last_answered = None
-        latched = self.instruction and self.get_parameter("accept_latched_instruction").value
-        self.get_logger().info("active: " + (f"acting on {self.instruction!r}" if latched else
-                                             "waiting for an instruction"))
+        latched = self.get_parameter("accept_latched_instruction").value
+        self.get_logger().info("active: acts on " + ("the latest instruction, even one published before"
+                                                     if latched else "an instruction published from now on"))
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -1,12 +1,20 @@
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 package_name = "pac_ros"
+HERE = Path(__file__).resolve().parent
 
 
 def share(folder, pattern="*"):
-    return (f"share/{package_name}/{folder}", [p for p in glob(f"{folder}/{pattern}")])
+    return (f"share/{package_name}/{folder}", [p for p in glob(f"{folder}/{pattern}") if Path(p).is_file()])
+
+
+def requirements(name):
+    """Requirement lines of a requirements file (comments dropped): the one list pip and setup.py share."""
+    lines = (line.split("#")[0].strip() for line in (HERE / name).read_text().splitlines())
+    return [line for line in lines if line]
 
 
 setup(
@@ -16,21 +24,19 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
         (f"share/{package_name}", ["package.xml"]),
-        share("launch", "*.py"),
+        share("launch", "*.launch.py"),
         share("config", "*.yaml"),
         share("config", "*.xml"),
         share("models", "*.xml"),
-        share("models/pac_tiny_stacking"),
-        share("models/pac_tiny_suboptimal"),
-        share("msg", "*.msg"),
+        *(share(str(folder)) for folder in sorted(Path("models").iterdir()) if folder.is_dir()),  # shipped models
+        share("msg", "*.msg"),  # schemas of the MCAP export (pac_ros/data/mcap.py)
     ],
-    install_requires=["setuptools", "numpy", "pyyaml", "mujoco", "pyarrow", "pillow", "safetensors", "tqdm"],
+    install_requires=["setuptools", *requirements("requirements.txt")],
     zip_safe=True,
     maintainer="pac_ros maintainers",
     maintainer_email="maintainers@pac-ros.dev",
     description="Perceiver-Actor-Critic policies on ROS 2 with an offline data loop",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "pac-ros = pac_ros.cli:main",

@@ -37,7 +37,7 @@ from pac_ros.nodes.launcher import GraphRunner  # noqa: E402
 def untrained_checkpoint(like: str, preset_name: str, out: Path, obs_mode: str | None = None) -> Path:
     """A deployable checkpoint of ``preset_name`` (seeded initial weights) for the robot,
     observation mode (unless ``obs_mode``) and control of the checkpoint ``like``."""
-    from pac_ros.learning import checkpoint_meta, read_meta, save_deployable
+    from pac_ros.checkpoint import checkpoint_meta, read_meta, save_deployable
     from pac_ros.model import PACConfig, PACModel, preset
     from pac_ros.paths import existing_or_shared
     from pac_ros.spec import Spec

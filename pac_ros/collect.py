@@ -116,10 +116,13 @@ def run_episode(
     checkpoint: str | None = None,
     on_reset: Callable[[], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    label: Callable[[Mapping], np.ndarray] | None = None,
 ) -> tuple[bool, int, float]:
     """One seeded episode driven by ``act(obs) -> joint command``; committed to ``writer`` when given.
     ``on_reset`` runs right after the scene is reset (an expert reads the new scene); ``stop``
     after each step ends the episode early when it returns True (recorded as a truncation).
+    ``label(obs)``, called before ``act``: the command recorded instead of the one executed
+    (DAgger: an expert labels the states a learner visits).
 
     Each row pairs an observation with the (safe) command computed from it; the
     last row holds the final observation (RLDS convention, see docs/dataset.md).
@@ -138,6 +141,7 @@ def run_episode(
     ret, steps, terminated, success = 0.0, 0, False, False
     while True:
         stamp = float(env.data.time)
+        recorded = None if label is None else spec.safe_command(label(obs), obs["joint_positions"])
         command = spec.safe_command(act(obs), obs["joint_positions"])
         next_obs, reward, terminated, truncated, info = env.step(command)
         if episode is not None:
@@ -145,7 +149,7 @@ def run_episode(
                 timestamp=stamp,
                 joint_positions=obs["joint_positions"],
                 images=obs["images"],
-                action=command,
+                action=command if recorded is None else recorded,
                 reward=reward,
                 features=obs["features"],
             )
@@ -213,7 +217,7 @@ def record_policy_episodes(checkpoint: str | Path, out: str | Path, episodes: in
                            decoding: str = "greedy", spec: Spec | None = None) -> CollectSummary:
     """A checkpoint's own seeded episodes in sim, committed into ``out`` as the recorder
     would (source "policy", the checkpoint in the metadata): the in-process data loop."""
-    from pac_ros.learning.checkpoint import resolve
+    from pac_ros.checkpoint import resolve
     from pac_ros.policy import Policy
 
     spec = spec or default_spec()
@@ -229,6 +233,54 @@ def record_policy_episodes(checkpoint: str | Path, out: str | Path, episodes: in
                 success, steps, ret = run_episode(env, lambda obs: policy.act(obs)[0], seed + i, writer,
                                                   {"decoding": decoding}, source="policy", checkpoint=ckpt)
                 results.append(EpisodeResult(first_index + i, seed + i, "policy", env.instruction, success, steps, ret))
+    finally:
+        env.close()
+    from pac_ros.data import Dataset
+
+    return CollectSummary(results, time.perf_counter() - start, sum(e.length + 1 for e in results),
+                          Dataset(out, spec).size_bytes())
+
+
+def collect_dagger(checkpoint: str | Path, out: str | Path, episodes: int, seed: int = 0, beta: float = 0.5,
+                   decoding: str = "greedy", spec: Spec | None = None,
+                   progress: Callable[[EpisodeResult], None] | None = None) -> CollectSummary:
+    """DAgger (Ross et al., 2011): a checkpoint drives seeded episodes (the perfect expert instead,
+    with probability ``beta`` per step), and every row is labelled with the perfect expert's command
+    at the visited state. Episodes have source "dagger"; their rewards and outcomes are those of
+    what was executed, so they are imitation data, not RL data."""
+    from pac_ros.checkpoint import resolve
+    from pac_ros.policy import Policy
+
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta}")
+    spec = spec or default_spec()
+    policy = Policy.load(checkpoint, spec=spec, device="auto", decoding=decoding, seed=seed)
+    ckpt = str(resolve(checkpoint))
+    env = StackingEnv(spec, render=True)
+    mix = np.random.default_rng([seed, 4243])
+    results: list[EpisodeResult] = []
+    start = time.perf_counter()
+    try:
+        with DatasetWriter(out, spec, features=True) as writer:
+            first_index = writer.num_episodes
+            for i in range(episodes):
+                expert = ScriptedExpert(env, ExpertConfig(), seed=seed + i)
+                last: dict[str, np.ndarray] = {}
+
+                def label(obs, expert=expert, last=last):
+                    last["command"] = expert.act()
+                    return last["command"]
+
+                def act(obs, last=last):
+                    return last["command"] if mix.random() < beta else policy.act(obs)[0]
+
+                meta = {"beta": beta, "decoding": decoding, "labels": "perfect expert"}
+                success, steps, ret = run_episode(env, act, seed + i, writer, meta, source="dagger",
+                                                  checkpoint=ckpt, on_reset=expert.reset, label=label)
+                result = EpisodeResult(first_index + i, seed + i, "dagger", env.instruction, success, steps, ret)
+                results.append(result)
+                if progress is not None:
+                    progress(result)
     finally:
         env.close()
     from pac_ros.data import Dataset

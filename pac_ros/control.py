@@ -37,11 +37,10 @@ class Control:
 
     @property
     def kinematics(self):
-        if self._kin is None:  # the sim's arm model; imported here so joint control needs no MuJoCo
-            from pac_ros.sim.env import StackingEnv
-            from pac_ros.sim.kinematics import GripKinematics
+        if self._kin is None:  # the arm's MJCF model; imported here so joint control needs no MuJoCo
+            from pac_ros.kinematics import GripKinematics
 
-            self._kin = GripKinematics(StackingEnv(self.spec, render=False))
+            self._kin = GripKinematics.from_mjcf(self.spec)
         return self._kin
 
     def grip_pose(self, q: np.ndarray) -> tuple[np.ndarray, float]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .control import Control
-from .learning.checkpoint import CheckpointError, load_model_state, resolve
+from .checkpoint import CheckpointError, load_model_state, resolve
 from .model import PACConfig, PACModel, tokenize
 from .spec import Spec, SpecError
 

@@ -1,14 +1,21 @@
 """Ship a trained checkpoint: copy its weights into models/, evaluate it, write its model card.
 
     python scripts/ship_model.py RUN_OR_CHECKPOINT --out models/pac_tiny_stacking [--episodes 100]
+    python scripts/ship_model.py RUN_SEED0 RUN_SEED1 RUN_SEED2 --out models/pac_tiny_pixels \
+        --select-episodes 50 --episodes 200 --seed 300000 --robustness 50
 
 Only what deployment needs travels (meta.json + model.safetensors; no optimiser state).
 The card's figures are measured here, on seeded sim episodes that no training data used.
+With several runs (one recipe, several training seeds) each run is evaluated on the
+selection seeds (--select-seed, default 200000..) and the best one is shipped; then every
+run is evaluated on the report seeds (--seed), which chose nothing, and the card gives
+each run's figure, their mean with a t-interval over runs and the pooled Wilson interval.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -19,35 +26,94 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+from pac_ros.checkpoint import read_meta, resolve  # noqa: E402
 from pac_ros.data import Dataset  # noqa: E402
-from pac_ros.evaluate import EVAL_SEED, evaluate  # noqa: E402
+from pac_ros.evaluate import EVAL_SEED, evaluate, wilson_interval  # noqa: E402
 from pac_ros.learning import LearnerConfig  # noqa: E402
-from pac_ros.learning.checkpoint import read_meta, resolve  # noqa: E402
 from pac_ros.policy import DECODING, Policy  # noqa: E402
+from pac_ros.sim.perturb import PERTURBATIONS, perturbation  # noqa: E402
 from pac_ros.spec import default_spec  # noqa: E402
 
 SHIPPED_FILES = ("meta.json", "model.safetensors")
+SELECT_SEED = 200_000  # model choice among runs; never the report seeds
+ROBUSTNESS_SEED = 400_000
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def t_interval(rates: list[float]) -> tuple[float, float, float]:
+    """Mean of per-run rates and its 95% t-interval over runs (half-width 0 for one run)."""
+    n = len(rates)
+    mean = sum(rates) / n
+    if n < 2:
+        return mean, mean, mean
+    sd = math.sqrt(sum((r - mean) ** 2 for r in rates) / (n - 1))
+    half = T_975.get(n - 1, 1.96) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def _eval(source: Path, spec, decoding: str, episodes: int, seed: int, perturb: str = "none"):
+    policy = Policy.load(source, spec=spec, device="cpu", decoding=decoding, seed=seed)
+    return evaluate(policy, episodes, seed, spec, perturbation=perturbation(perturb))
+
+
+def _inputs_line(model_config: dict, spec) -> str:
+    mode = model_config.get("obs_mode")
+    cams = ", ".join(f"{c.name} {c.width}x{c.height} {c.encoding}" for c in spec.cameras)
+    if mode == "pixels":
+        stem = model_config.get("image_stem", "patch")
+        aux = "; an auxiliary head learned the block poses from the images during training only" \
+            if model_config.get("aux_features") else ""
+        return (f"observation mode `pixels`: the cameras ({cams}; `{stem}` image stem), joint positions and the "
+                f"instruction, no simulator state{aux}")
+    if mode == "features":
+        return ("observation mode `features`: joint positions, the instruction and the block poses from "
+                "`/sim/block_poses`; no camera input")
+    return f"observation mode `{mode}`: the cameras ({cams}), joint positions, the instruction and the block poses"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path, help="training run directory or checkpoint directory")
+    parser.add_argument("checkpoints", type=Path, nargs="+",
+                        help="training run or checkpoint directories (several: one recipe's training seeds)")
     parser.add_argument("--out", type=Path, default=Path("models/pac_tiny_stacking"))
-    parser.add_argument("--episodes", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=EVAL_SEED)
+    parser.add_argument("--episodes", type=int, default=100, help="report episodes per run")
+    parser.add_argument("--seed", type=int, default=EVAL_SEED, help="first report seed")
+    parser.add_argument("--select-episodes", type=int, default=50, help="selection episodes per run (several runs)")
+    parser.add_argument("--select-seed", type=int, default=SELECT_SEED)
+    parser.add_argument("--robustness", type=int, default=0, metavar="N",
+                        help="also evaluate the shipped model on N episodes under each perturbation")
     parser.add_argument("--command", default="make shipped-model", help="how the model was made (for the card)")
     parser.add_argument("--decoding", default="greedy", choices=DECODING,
                         help="decoding the card's evaluation uses (run the policy node with the same)")
     args = parser.parse_args()
+    if len(set(range(args.seed, args.seed + args.episodes)) &
+           set(range(args.select_seed, args.select_seed + args.select_episodes))):
+        parser.error("report seeds and selection seeds overlap")
 
-    source = resolve(args.checkpoint)
-    meta = read_meta(source)
     spec = default_spec()
+    sources = [resolve(c) for c in args.checkpoints]
+    selection: list[tuple[Path, float]] = []
+    if len(sources) > 1:
+        for src in sources:
+            r = _eval(src, spec, args.decoding, args.select_episodes, args.select_seed)
+            selection.append((src, r.success_rate))
+            print(f"selection: {src} {r.success_rate:.1%} on seeds {args.select_seed}..", flush=True)
+    source = max(selection, key=lambda x: x[1])[0] if selection else sources[0]
+    meta = read_meta(source)
     start = time.perf_counter()
-    result = evaluate(Policy.load(source, spec=spec, device="cpu", decoding=args.decoding, seed=args.seed),
-                      args.episodes, args.seed, spec)
+    result = _eval(source, spec, args.decoding, args.episodes, args.seed)
     eval_s = time.perf_counter() - start
     s = result.scalars()
+    per_run = []
+    for src in sources:
+        r = result if src == source else _eval(src, spec, args.decoding, args.episodes, args.seed)
+        per_run.append((src, r))
+        print(f"report: {src} {r.success_rate:.1%} on seeds {args.seed}..", flush=True)
+    robust = []
+    for name in PERTURBATIONS if args.robustness else ():
+        r = _eval(source, spec, args.decoding, args.robustness, ROBUSTNESS_SEED, name)
+        robust.append((name, r))
+        print(f"robustness: {name} {r.success_rate:.1%}", flush=True)
 
     train = meta.get("train_config", {})
     learner, data, run = train.get("learner", {}), train.get("data", {}), train.get("run", {})
@@ -96,8 +162,7 @@ def main() -> int:
         card = f"""# {args.out.name}: PAC `{meta.get('preset')}` for simulated block stacking
 
 A Perceiver-Actor-Critic policy ({meta.get('n_parameters', 0) / 1e6:.2f} M parameters,
-observation mode `{meta.get('model_config', {}).get('obs_mode')}`: joint positions, the
-instruction and the block poses from `/sim/block_poses`; no camera input; control
+{_inputs_line(meta.get('model_config', {}), spec)}; control
 `{meta.get('model_config', {}).get('control', 'joint')}`, see docs/model.md) for the
 `{spec.name}` spec (fingerprint `{meta.get('spec_fingerprint')}`), {spec.control_rate_hz:g} Hz.
 
@@ -108,6 +173,7 @@ instruction and the block poses from `/sim/block_poses`; no camera input; contro
 - {args.decoding} decoding (recorded in meta.json: the policy node's `decoding: auto` uses it), CPU; policy latency p50 {s['latency_p50_ms']:.2f} ms, p99 {s['latency_p99_ms']:.2f} ms
   ({platform.machine()}, {os.cpu_count()} cores; evaluation took {eval_s:.0f} s)
 
+{recipe_section(per_run, selection, source, args)}{robustness_section(robust, args)}
 ## Data
 {chr(10).join(data_lines)}
 
@@ -123,11 +189,7 @@ instruction and the block poses from `/sim/block_poses`; no camera input; contro
 `{args.command}` (collect the dataset, train, then this script).
 
 ## Limits
-Trained and evaluated in simulation only. It needs block poses, which the MuJoCo bridge
-publishes; on a real robot they would come from a pose tracker. With `task` control it
-also needs the arm's kinematic model (the sim's MJCF) for its IK. What makes the task
-learnable from the scripted demonstrations: `docs/learnability.md`; PAC against BC on
-sub-optimal data, and self-improvement from the policy's own recordings: `docs/results.md`.
+{limits_text(meta.get('model_config', {}))}
 """
         (staged / "MODEL_CARD.md").write_text(card)
         if args.out.exists():
@@ -135,6 +197,61 @@ sub-optimal data, and self-improvement from the policy's own recordings: `docs/r
         staged.rename(args.out)
     print(card)
     return 0
+
+
+def recipe_section(per_run, selection, source, args) -> str:
+    if len(per_run) < 2:
+        return ""
+    rates = [r.success_rate for _, r in per_run]
+    mean, lo, hi = t_interval(rates)
+    wins, n = sum(sum(r.successes) for _, r in per_run), sum(r.n for _, r in per_run)
+    plo, phi = wilson_interval(int(wins), n)
+    chosen = dict(selection)
+    rows = "\n".join(f"| `{src}` | {chosen[src]:.1%} | {r.success_rate:.1%} ({r.ci95[0]:.1%} - {r.ci95[1]:.1%})"
+                      f"{' | **shipped**' if src == source else ' |'}" for src, r in per_run)
+    return f"""
+## The recipe over {len(per_run)} training seeds
+Each run selected on {args.select_episodes} episodes (seeds {args.select_seed}..); the best one is shipped. The report
+seeds ({args.seed}..{args.seed + args.episodes - 1}) chose nothing.
+
+| run | selection | report (95% Wilson) | |
+| --- | --- | --- | --- |
+{rows}
+
+- mean over runs **{mean:.1%}**, 95% t-interval over runs {lo:.1%} - {hi:.1%}
+- pooled {wins}/{n} = {wins / n:.1%} (95% Wilson {plo:.1%} - {phi:.1%})
+"""
+
+
+def robustness_section(robust, args) -> str:
+    if not robust:
+        return ""
+    base = dict(robust).get("none")
+    rows = "\n".join(f"| {name} | {r.success_rate:.1%} ({r.ci95[0]:.1%} - {r.ci95[1]:.1%}) | "
+                      f"{r.success_rate / base.success_rate if base and base.success_rate else float('nan'):.2f} |"
+                      for name, r in robust)
+    return f"""
+## Robustness (pac_ros/sim/perturb.py; never in the training data)
+{args.robustness} episodes each, seeds {ROBUSTNESS_SEED}..{ROBUSTNESS_SEED + args.robustness - 1}, the shipped model.
+
+| perturbation | success (95% Wilson) | vs none |
+| --- | --- | --- |
+{rows}
+"""
+
+
+def limits_text(model_config: dict) -> str:
+    common = ("What makes the task learnable from the scripted demonstrations: `docs/learnability.md`; PAC "
+              "against BC on sub-optimal data, and self-improvement from the policy's own recordings: "
+              "`docs/results.md`.")
+    task = (" With `task` control it needs the arm's kinematic model (the MJCF in `models/`) for its IK."
+            if model_config.get("control") == "task" else "")
+    if model_config.get("obs_mode") == "pixels":
+        return ("Trained and evaluated in simulation only: its cameras are the simulator's renders (64x64, no "
+                "shadows). It needs no simulator state at deployment, but a real camera sees another world: "
+                "retrain on recordings of the real cell (docs/bring_your_own_arm.md)." + task + " " + common)
+    return ("Trained and evaluated in simulation only. It needs block poses, which the MuJoCo bridge publishes; on "
+            "a real robot they would come from a pose tracker." + task + " " + common)
 
 
 if __name__ == "__main__":

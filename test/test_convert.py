@@ -100,7 +100,7 @@ def test_matches_cv_bridge_where_a_ros_install_provides_it():
     try:
         from cv_bridge import CvBridge
     except ImportError:
-        pytest.skip("ROS 2's cv_bridge is not pip-installable (ENVIRONMENT.md); compared on a ROS 2 install")
+        pytest.skip("ROS 2's cv_bridge has no pip wheel; compared on a ROS 2 install")
     bridge = CvBridge()
     for encoding, array in CASES.items():
         ours = numpy_to_image(array, encoding)

@@ -1,4 +1,4 @@
-"""Fault suite (issue 8): crashes, full disks, sensor dropouts, malformed input, adversarial
+"""Fault suite: crashes, full disks, sensor dropouts, malformed input, adversarial
 model outputs, bad files, clock jumps and a soak. Seeded and deterministic.
 
 Covered elsewhere and only referenced here:
@@ -841,7 +841,7 @@ def test_training_config_yaml_with_unknown_keys_or_wrong_types(tmp_path, text, m
 def test_checkpoint_meta_with_unknown_keys_or_wrong_types(tmp_path, edit, message):
     """A checkpoint's meta.json edited: a CheckpointError naming meta.json and the problem
     (damaged weight files: test_policy.py::test_corrupted_checkpoint_is_a_clear_error)."""
-    from pac_ros.learning import CheckpointError
+    from pac_ros.checkpoint import CheckpointError
     from pac_ros.policy import Policy
     from test_policy_node import make_checkpoint
 
@@ -869,8 +869,8 @@ def test_no_checkpoint_is_ever_unpickled(tmp_path):
     naming the file, and nothing in them runs."""
     import pickle
 
-    from pac_ros.learning import CheckpointError
-    from pac_ros.learning.checkpoint import load_model_state
+    from pac_ros.checkpoint import CheckpointError
+    from pac_ros.checkpoint import load_model_state
     from pac_ros.policy import Policy
     from test_policy_node import make_checkpoint
 

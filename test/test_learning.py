@@ -278,7 +278,10 @@ run: {{out_dir: {tmp_path / out}, steps: {steps}, log_every: 2, checkpoint_every
 def test_train_main_resume_is_exact(dataset, tmp_path, capsys):
     from safetensors.torch import load_file
 
-    from pac_ros.learning.train import main
+    from pac_ros.cli import main as cli_main
+
+    def main(argv):
+        return cli_main(["train", *argv])
     from pac_ros.policy import Policy
 
     root = dataset.root
@@ -325,7 +328,7 @@ def test_ddp_two_processes_gloo(dataset, tmp_path):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=repo, OMP_NUM_THREADS="1")
     cmd = [torchrun, "--nproc_per_node=2", "--master_port=0", "--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0",
-           "-m", "pac_ros.learning.train", "--config", _train_yaml(tmp_path, dataset.root, "ddp", 4)]
+           "-m", "pac_ros.cli", "train", "--config", _train_yaml(tmp_path, dataset.root, "ddp", 4)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "world 2" in r.stderr
@@ -348,7 +351,8 @@ def test_temperature_dual_meets_kl_bound():
 
 
 def test_learned_eta_trains_and_resumes(tmp_path):
-    from pac_ros.learning import checkpoint_meta, load_into_learner, save_checkpoint
+    from pac_ros.checkpoint import checkpoint_meta
+    from pac_ros.learning import load_into_learner, save_checkpoint
 
     learner, spec = make_learner(eta_kl=0.1, eta_lr=0.05, eta=0.5)
     for s in range(3):
@@ -491,7 +495,10 @@ def test_target_network_standardises_inputs_like_the_online_one_after_init_from(
     network; the target must get them too, or every bootstrap target sees other inputs."""
     from safetensors.torch import load_file
 
-    from pac_ros.learning.train import main
+    from pac_ros.cli import main as cli_main
+
+    def main(argv):
+        return cli_main(["train", *argv])
 
     assert main(["--config", _train_yaml(tmp_path, dataset.root, "first", 3)]) == 0
     other = tmp_path / "other"

@@ -398,13 +398,6 @@ def test_spec_mismatch_names_the_file_and_the_difference(tmp_path, exported):
         import_lerobot(out, tmp_path / "e", Spec.from_dict(other))
 
 
-def test_videos_are_refused_naming_the_feature(tmp_path):
-    spec = small_spec()
-    build_v21(tmp_path / "v21", spec, video=True)
-    with pytest.raises(DatasetError, match=r"observation\.images\.top stored as MP4 video.*PyAV"):
-        import_lerobot(tmp_path / "v21", tmp_path / "out", spec)
-
-
 def test_bad_rows_name_file_episode_and_frame(tmp_path):
     spec = small_spec()
     build_v21(tmp_path / "v21", spec)

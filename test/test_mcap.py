@@ -127,7 +127,7 @@ def test_export_round_trip(tmp_path, spec):
         for m in msgs:
             assert (m.height, m.width, m.encoding, m.step, m.is_bigendian) == (
                 cam.height, cam.width, cam.encoding, cam.width * cam.channels, 0)
-            assert m.header.frame_id == cam.name
+            assert m.header.frame_id == f"{cam.name}_camera_optical_frame"
         got = np.stack([m.data.reshape(cam.shape) for m in msgs])
         np.testing.assert_array_equal(got, np.concatenate([e.images[cam.name] for e in eps]))
 

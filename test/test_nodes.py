@@ -13,7 +13,8 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import Image, JointState  # noqa: E402
+from rclpy.qos import ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
 from std_msgs.msg import Bool, Float32, Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
@@ -92,6 +93,53 @@ def test_bridge_publishes_everything_under_sim_time(ros):
         probe.node.destroy_node()
 
 
+def test_bridge_speaks_like_a_robots_drivers(ros):
+    """/joint_states reliable (a default-QoS subscriber receives, and so does a best-effort one);
+    each camera's CameraInfo beside its images, in the camera's optical frame."""
+    bridge = MujocoBridge(cli_args=ros_args(mode="realtime", real_time_factor=4.0, seed=3))
+    node = rclpy.create_node("driver_probe")
+    got = {k: [] for k in ("reliable", "best_effort", *SPEC.camera_names, *(f"{c}_info" for c in SPEC.camera_names))}
+    node.create_subscription(JointState, "/joint_states", got["reliable"].append, 10)  # default QoS: reliable
+    node.create_subscription(JointState, "/joint_states", got["best_effort"].append, common.SENSOR_QOS)
+    for cam in SPEC.camera_names:
+        node.create_subscription(Image, f"/camera/{cam}/image_raw", got[cam].append, common.SENSOR_QOS)
+        node.create_subscription(CameraInfo, f"/camera/{cam}/camera_info", got[f"{cam}_info"].append,
+                                 common.SENSOR_QOS)
+    ex = SingleThreadedExecutor()
+    ex.add_node(bridge)
+    ex.add_node(node)
+    try:
+        spin_until(ex, lambda: all(len(v) >= 5 for v in got.values()), timeout=20)
+        offered = node.get_publishers_info_by_topic("/joint_states")
+        assert [i.qos_profile.reliability for i in offered] == [ReliabilityPolicy.RELIABLE]
+        for cam in SPEC.cameras:
+            info, image = got[f"{cam.name}_info"][-1], got[cam.name][-1]
+            frame = f"{cam.name}_camera_optical_frame"
+            assert info.header.frame_id == image.header.frame_id == frame
+            assert (info.width, info.height) == (image.width, image.height) == (cam.width, cam.height)
+            stamps = {common.to_sec(m.header.stamp) for m in got[cam.name]}
+            assert common.to_sec(info.header.stamp) in stamps
+            K = bridge.env.camera_matrix(cam.name, cam.width, cam.height)
+            np.testing.assert_allclose(np.reshape(info.k, (3, 3)), K)
+            np.testing.assert_allclose(np.reshape(info.p, (3, 4))[:, :3], K)
+            assert info.distortion_model == "plumb_bob" and not any(info.d)
+    finally:
+        bridge.destroy_node()
+        node.destroy_node()
+
+
+def test_bridge_topics_follow_its_namespace(ros):
+    bridge = MujocoBridge(cli_args=["--ros-args", "-r", "__ns:=/arm1", "-p", "mode:=lockstep"])
+    try:
+        topics = dict(bridge.get_topic_names_and_types())
+        for topic in ("/arm1/joint_states", "/arm1/camera/front/image_raw", "/arm1/camera/front/camera_info",
+                      "/arm1/instruction", "/clock"):
+            assert topic in topics, (topic, sorted(topics))
+        assert "/joint_states" not in topics
+    finally:
+        bridge.destroy_node()
+
+
 def test_bridge_moves_toward_command_rejects_bad_ones_and_resets_seeded(ros):
     bridge = MujocoBridge(cli_args=ros_args(mode="lockstep", seed=11, lockstep_timeout=5.0))
     probe = Probe()
@@ -168,7 +216,7 @@ def test_pixels_policy_on_a_bridge_without_block_poses_is_recorded_without_them(
     import torch
 
     from pac_ros.data.validate import validate
-    from pac_ros.learning import checkpoint_meta, save_deployable
+    from pac_ros.checkpoint import checkpoint_meta, save_deployable
     from pac_ros.learning.data import TransitionStore
     from pac_ros.model import PACModel, preset
 
@@ -199,7 +247,7 @@ def test_pixels_policy_on_a_bridge_without_block_poses_is_recorded_without_them(
 
 def test_graph_runner_reports_a_policy_that_cannot_configure(ros, tmp_path):
     """The sim graph autostarts the managed policy node; a failed configure is the launcher's error."""
-    from pac_ros.learning.checkpoint import CheckpointError
+    from pac_ros.checkpoint import CheckpointError
 
     missing = tmp_path / "no_such_checkpoint"
     with pytest.raises(CheckpointError, match="no_such_checkpoint: no such checkpoint directory"):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from pac_ros.learning import (CheckpointError, Learner, LearnerConfig, checkpoint_meta, load_into_learner,
-                              load_model_state, save_checkpoint, save_deployable)
+from pac_ros.checkpoint import CheckpointError, checkpoint_meta, load_model_state, save_deployable
+from pac_ros.learning import Learner, LearnerConfig, load_into_learner, save_checkpoint
 from pac_ros.model import PACModel
 from pac_ros.model.testing import micro_config, random_obs, small_spec
 from pac_ros.policy import Policy

@@ -16,7 +16,8 @@ from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 
-from pac_ros.learning import Learner, LearnerConfig, checkpoint_meta, save_checkpoint, save_deployable  # noqa: E402
+from pac_ros.checkpoint import checkpoint_meta, save_deployable  # noqa: E402
+from pac_ros.learning import Learner, LearnerConfig, save_checkpoint  # noqa: E402
 from pac_ros.model import PACModel, preset  # noqa: E402
 from pac_ros.model.testing import micro_config, small_spec  # noqa: E402
 from pac_ros.nodes import common  # noqa: E402

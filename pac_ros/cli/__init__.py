@@ -25,15 +25,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _reported(exc: Exception) -> bool:
-    if isinstance(exc, REPORTED):
-        return True
-    # CheckpointError is a RuntimeError; its module is looked up, not imported (that would import torch for
-    # every command), and it is loaded wherever one is raised
-    checkpoint = sys.modules.get("pac_ros.learning.checkpoint")
-    return checkpoint is not None and isinstance(exc, checkpoint.CheckpointError)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -41,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        if not _reported(exc):
+        if not isinstance(exc, REPORTED):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -61,11 +61,18 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--timeline", default="auto", choices=["auto", "recorded"],
                    help="mcap: auto shifts episodes whose stamps overlap the previous one")
     p.add_argument("--compress", action="store_true", help="mcap: zstd-compress the MCAP chunks")
+    p.add_argument("--video", action="store_true",
+                   help="lerobot: cameras as lossless MP4 video features (H.264, PyAV) instead of PNG images")
     p = add_command(dsub, "import", cmd_import, "a new dataset from another format (lerobot: a LeRobotDataset "
                     "v2.1/v3.0 directory; mcap: a rosbag2 MCAP recording of the standard topics)")
     p.add_argument("source", type=Path, help="LeRobot dataset directory or rosbag2 directory")
     p.add_argument("--format", required=True, choices=sorted(IMPORTERS))
     p.add_argument("--out", type=Path, required=True, help="new dataset directory (must not exist or be empty)")
+    p.add_argument("--joint-map", nargs="+", default=[], metavar="ROBOT:SPEC",
+                   help="lerobot: source joint name -> spec joint name, e.g. elbow_flex.pos:elbow "
+                        "(names <joint>.pos match the spec's <joint> without it)")
+    p.add_argument("--joint-map-file", type=Path, default=None, metavar="FILE",
+                   help="lerobot: a YAML or JSON mapping of source joint names to spec joint names")
     add_spec_arg(p)
 
 
@@ -196,7 +203,7 @@ def _export_mcap(args: argparse.Namespace) -> None:
 def _export_lerobot(args: argparse.Namespace) -> None:
     from pac_ros.data.lerobot import export_lerobot
 
-    report = export_lerobot(args.dataset, args.out, episodes=args.episodes)
+    report = export_lerobot(args.dataset, args.out, episodes=args.episodes, video=args.video)
     for note in report.notes:
         print(f"note: {note}")
     print(report.summary())
@@ -210,7 +217,30 @@ IMPORTERS = {  # --format -> (module, function(source, out, spec) -> ConversionR
 }
 
 
+def _joint_map(pairs: list[str], path: Path | None) -> dict[str, str]:
+    """--joint-map-file (YAML/JSON {robot: spec}) updated by the --joint-map ROBOT:SPEC pairs."""
+    import yaml
+
+    mapping: dict[str, str] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"{path}: cannot read the joint map: {exc}") from exc
+        if not (isinstance(data, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in data.items())):
+            raise UsageError(f"{path}: a joint map is a mapping of source joint names to spec joint names")
+        mapping.update(data)
+    for pair in pairs:
+        robot, sep, spec = pair.rpartition(":")
+        if not (sep and robot and spec):
+            raise UsageError(f"--joint-map {pair!r}: expected ROBOT_NAME:SPEC_NAME")
+        mapping[robot] = spec
+    return mapping
+
+
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.video and args.format != "lerobot":
+        raise UsageError("--video applies to --format lerobot only")
     EXPORTERS[args.format](args)
     return 0
 
@@ -220,7 +250,12 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     module, function = IMPORTERS[args.format]
     convert = getattr(importlib.import_module(module), function)
-    report = convert(args.source, args.out, load_spec(args.spec))
+    options = {}
+    if args.joint_map or args.joint_map_file:
+        if args.format != "lerobot":
+            raise UsageError("--joint-map and --joint-map-file apply to --format lerobot only")
+        options["joint_map"] = _joint_map(args.joint_map, args.joint_map_file)
+    report = convert(args.source, args.out, load_spec(args.spec), **options)
     for note in report.notes:
         print(f"note: {note}")
     print(report.summary())

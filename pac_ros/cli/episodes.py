@@ -26,6 +26,10 @@ def register(sub: Subcommands) -> None:
     for knob in EXPERT_KNOBS:
         p.add_argument(f"--{knob.replace('_', '-')}", dest=knob, type=float, default=None,
                        help=f"override the preset's {knob}")
+    p.add_argument("--dagger", metavar="CHECKPOINT", default=None,
+                   help="DAgger: this checkpoint drives, the perfect expert labels every visited state")
+    p.add_argument("--beta", type=float, default=0.5,
+                   help="with --dagger: probability per step that the expert drives instead (default 0.5)")
     p.add_argument("-v", "--verbose", action="store_true", help="print one line per episode")
 
     p = add_command(sub, "demo", cmd_demo,
@@ -40,11 +44,18 @@ def register(sub: Subcommands) -> None:
 
     p = add_command(sub, "launch", cmd_launch,
                     "start a node graph in one process (where there is no `ros2 launch`)")
-    p.add_argument("graph", choices=["stacking"], help="which graph (launch/<graph>.launch.py starts the same)")
-    p.add_argument("--driver", default="policy", choices=["policy", "expert"], help="who commands the robot")
+    p.add_argument("graph", choices=["stacking", "robot"],
+                   help="which graph (launch/<graph>.launch.py starts the same, with the same arguments)")
+    p.add_argument("--driver", default="policy", choices=["policy", "expert", "teleop"],
+                   help="who commands the robot (stacking: policy|expert, robot: policy|teleop)")
+    p.add_argument("--use-sim-time", default=None, choices=["true", "false"],
+                   help="nodes on /clock (default: true for stacking, false for robot)")
+    p.add_argument("--checkpoint", default=None, help="the policy's checkpoint (default: the parameter file's)")
+    p.add_argument("--namespace", default="", help="namespace for every node and topic (/clock stays global)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help="override a node parameter, e.g. -p recorder.dataset=outputs/run1")
-    p.add_argument("--params-file", default=None, help="parameter file (default config/<graph>.yaml)")
+    p.add_argument("--params-file", default=None,
+                   help="parameter file (default: config/stacking.yaml or config/robot_nodes.yaml)")
     p.add_argument("--episodes", type=int, default=None, help="stop after the recorder committed this many")
     p.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
 
@@ -67,7 +78,7 @@ def register(sub: Subcommands) -> None:
 def cmd_collect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pac_ros.collect import collect
+    from pac_ros.collect import collect, collect_dagger
 
     if args.episodes < 1:
         raise UsageError("--episodes must be >= 1")
@@ -86,8 +97,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
                        f"{'SUCCESS' if result.success else 'fail   '} {result.length:3d} steps  "
                        f"'{result.instruction}'")
 
-    summary = collect(args.out, args.episodes, args.quality, args.seed, spec,
-                      overrides=overrides, progress=progress, end_after_attempt=args.end_after_attempt)
+    if args.dagger:
+        summary = collect_dagger(args.dagger, args.out, args.episodes, args.seed, args.beta, spec=spec,
+                                 progress=progress)
+    else:
+        summary = collect(args.out, args.episodes, args.quality, args.seed, spec,
+                          overrides=overrides, progress=progress, end_after_attempt=args.end_after_attempt)
     bar.close()
     print(f"dataset:          {args.out}")
     for line in summary.lines():
@@ -134,7 +149,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_launch(args: argparse.Namespace) -> int:
     from pac_ros.nodes.launcher import launch
 
-    return launch(args.graph, args.driver, args.param, args.episodes, args.duration, args.params_file)
+    return launch(args.graph, args.driver, args.param, args.episodes, args.duration, args.params_file,
+                  args.use_sim_time, args.checkpoint or "", args.namespace)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -14,8 +14,8 @@ Per episode, for row ``t`` of ``T`` (stamp ``s_t``; bag log time = header stamp 
   changes (offered latched, like the live topic).
 - ``/sim/block_poses`` ``geometry_msgs/msg/PoseArray`` (frame ``world``), when the dataset
   has block poses.
-- ``/camera/<name>/image_raw`` ``sensor_msgs/msg/Image`` per spec camera (frame = camera name,
-  encoding = the spec's).
+- ``/camera/<name>/image_raw`` ``sensor_msgs/msg/Image`` per spec camera (frame
+  ``<name>_camera_optical_frame`` as the bridge publishes it, encoding = the spec's).
 - ``/joint_states`` ``sensor_msgs/msg/JointState`` (names = spec joint order).
 - ``/reward`` ``std_msgs/msg/Float32`` r_{t-1} and ``/task_success`` ``std_msgs/msg/Bool`` for
   every row t >= 1, after that row's observation: the sim publishes the reward and success
@@ -67,8 +67,8 @@ from pac_ros.data.recording import FinishedEpisode, RecorderCore, commit_episode
 from pac_ros.data.writer import DatasetWriter
 from pac_ros.paths import share_file
 from pac_ros.spec import Spec
-from pac_ros.topics import (BLOCK_POSES, CAMERA_TOPIC, COMMANDS, EPISODE_EVENTS, INSTRUCTION, JOINT_STATES,
-                            REWARD, STATUS, SUCCESS)
+from pac_ros.topics import (BLOCK_POSES, CAMERA_FRAME, CAMERA_TOPIC, COMMANDS, EPISODE_EVENTS, INSTRUCTION,
+                            JOINT_STATES, REWARD, STATUS, SUCCESS)
 
 DEFAULT_COMMANDER = "/recorder_export"
 
@@ -268,7 +268,7 @@ def _write_bag(ds: Dataset, selected: list[int], bag: Path, command_topic: str, 
                 for c in cams:
                     img = e.images[c.name][t]
                     w.write(cam_topics[c.name], s, T[_T_IMAGE](
-                        header=w.header(s, c.name), height=c.height, width=c.width,
+                        header=w.header(s, CAMERA_FRAME.format(name=c.name)), height=c.height, width=c.width,
                         encoding=c.encoding, is_bigendian=0, step=c.width * c.channels,
                         data=np.ascontiguousarray(img, np.uint8).reshape(-1)))
                 w.write(JOINT_STATES, s, joint_state(s, e.joint_positions[t]))

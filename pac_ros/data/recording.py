@@ -1,7 +1,7 @@
 """Turning stamped message streams into episode steps (ROS-free; used by the recorder
 node and the MCAP import: ``EpisodeAssembler`` pairs, ``RecorderCore`` cuts episodes).
 
-Pairing rule (DESIGN.md 5): whoever commands the robot stamps each command with the
+Pairing rule (docs/design.md, section 5): whoever commands the robot stamps each command with the
 stamp of the observation it was computed from. A step is that command plus the
 joint state and the image per camera nearest to its stamp (within ``tolerance``).
 A command whose observation has not arrived yet waits (messages on different topics

@@ -34,9 +34,9 @@ def _build(cls, data: Any, where: str):
 
 @dataclass
 class LearnerConfig:
-    gamma: float = 0.99  # PAC_NOTES default
+    gamma: float = 0.99  # ours (docs/method.md)
     q_init: str = "returns"  # critic's initial return distribution: the data's return histogram | uniform (ours)
-    n_step: int = 1  # n-step TD targets (1 = PAC_NOTES default); longer carries sparse rewards back faster
+    n_step: int = 1  # n-step TD targets (1 = one-step TD); longer carries sparse rewards back faster
     eta: float = 0.1  # temperature of w = softmax(Q/η), in return units (ours); initial value if learned
     eta_kl: float | None = None  # None: η fixed; else learn η by the MPO dual with this KL bound ε (≈ 0.1)
     eta_lr: float = 1e-3  # learning rate of log η under the dual (ours)

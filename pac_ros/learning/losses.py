@@ -1,4 +1,4 @@
-"""PAC objective pieces (paper sec. 3; forms as in PAC_NOTES.md)."""
+"""PAC objective pieces (paper sec. 3; the equations are in docs/method.md)."""
 from __future__ import annotations
 
 import math
@@ -64,7 +64,7 @@ def data_improvement_weights(q_data: torch.Tensor, q_samples: torch.Tensor, eta:
 
 def policy_loss(logp_data: torch.Tensor, logp_samples: torch.Tensor, weights: torch.Tensor,
                 alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """L_π = α·E_D[−log π(a|s)] + (1−α)·E_s[−Σ_j w_j log π(a'_j|s)] (paper sec. 3; PAC_NOTES).
+    """L_π = α·E_D[−log π(a|s)] + (1−α)·E_s[−Σ_j w_j log π(a'_j|s)] (paper sec. 3; docs/method.md).
 
     logp_data [B], logp_samples [B,N], weights [B,N]. α=1 returns exactly the BC NLL.
     Returns (loss, bc_nll, improvement_loss).
@@ -78,7 +78,7 @@ def policy_loss(logp_data: torch.Tensor, logp_samples: torch.Tensor, weights: to
 
 def temperature_dual(q: torch.Tensor, log_eta: torch.Tensor, epsilon: float) -> torch.Tensor:
     """MPO dual g(η) = η·ε + η·E_s[log (1/N) Σ_j exp(Q(s,a'_j)/η)]; minimising it over η makes
-    KL(π_imp ‖ π_θ') ≈ ε (Abdolmaleki et al. 2018, eq. 4; PAC_NOTES option for η). Q is stop-gradient."""
+    KL(π_imp ‖ π_θ') ≈ ε (Abdolmaleki et al. 2018, eq. 4; docs/method.md). Q is stop-gradient."""
     eta = log_eta.exp()
     n = q.shape[-1]
     lse = torch.logsumexp(q.detach().float() / eta, dim=-1) - math.log(n)

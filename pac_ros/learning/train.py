@@ -1,4 +1,4 @@
-"""Training loop: ``pac-ros train --config config/train_tiny.yaml`` (``main(argv)`` runs that command).
+"""Training loop (``train(cfg)``); the command is ``pac-ros train --config config/train_tiny.yaml``.
 
 Seeded and exactly resumable (stateless batch sampling, optimiser/target/RNG state in
 the checkpoint), tqdm progress, TensorBoard scalars, periodic checkpoints
@@ -20,8 +20,8 @@ import torch.distributed as dist
 
 from ..model import PACConfig, PACModel
 from ..spec import Spec
-from .checkpoint import (CheckpointError, checkpoint_meta, load_into_learner, load_model_state, read_meta,
-                         save_checkpoint)
+from ..checkpoint import CheckpointError, checkpoint_meta, load_model_state, read_meta
+from .checkpoint import load_into_learner, save_checkpoint
 from .config import TrainConfig
 from .data import TransitionStore
 from .learner import Learner
@@ -217,14 +217,3 @@ def set_input_statistics(model: PACModel, dataset, store: TransitionStore, num_e
         return
     model.set_normalization(torch.from_numpy(store.joints), None if store.features is None
                             else torch.from_numpy(store.features))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``pac-ros train ARGS`` (the entry ``torchrun -m pac_ros.learning.train`` runs)."""
-    from pac_ros.cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

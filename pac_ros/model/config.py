@@ -56,7 +56,7 @@ class PACConfig:
     n_decoder_blocks: int = 1  # cross-attention layers in each decoder
     input_chunk: int = 512  # inference: input tokens the encoder attends at a time (0 = all at once)
     mlp_ratio: float = 4.0
-    qk_norm: bool = True  # LayerNorm on queries/keys per head (PAC_NOTES: critic attention collapse)
+    qk_norm: bool = True  # LayerNorm on queries/keys per head (docs/method.md: critic attention collapse)
     state_token: bool = True  # an MLP summary token of joints (+ block features) besides per-item tokens
     patch_size: int = 8
     image_stem: str = "patch"  # patch | keypoints (IMAGE_STEMS)

@@ -63,14 +63,14 @@ class PACModel(nn.Module):
                 raise ValueError(f"camera {cam.name}: {h}x{w} not divisible by patch_size {c.patch_size}")
             self.patch[cam.name] = nn.Conv2d(cam.channels, D, c.patch_size, stride=c.patch_size)
             grid_h, grid_w = max(grid_h, h // c.patch_size), max(grid_w, w // c.patch_size)
-        if self.camera_names:
-            self.camera_id = nn.Parameter(torch.zeros(len(self.camera_names), D))
+        if self.camera_names:  # (creation order fixes the seeded initialisation: patch models keep theirs)
             if keypoints:  # a keypoint token: its coordinates through an MLP + which keypoint it is
                 self.keypoint_value = nn.Sequential(nn.Linear(2, D), nn.GELU(), nn.Linear(D, D))
                 self.keypoint_id = nn.Parameter(torch.zeros(c.n_keypoints, D))
             else:
                 self.pos_row = nn.Parameter(torch.zeros(grid_h, D))
                 self.pos_col = nn.Parameter(torch.zeros(grid_w, D))
+            self.camera_id = nn.Parameter(torch.zeros(len(self.camera_names), D))
         n_keypoint_values = 2 * c.n_keypoints * len(self.camera_names) if keypoints else 0
 
         # language: byte tokens + position embedding
@@ -272,7 +272,7 @@ class PACModel(nn.Module):
     @torch.no_grad()
     def attention_entropy(self, obs: Obs, actions: torch.Tensor) -> dict[str, float]:
         """Mean attention entropy (nats) of the input cross-attention, the last latent
-        self-attention and the Q decoder, to watch for attention collapse (PAC_NOTES)."""
+        self-attention and the Q decoder, to watch for attention collapse (docs/method.md)."""
         tok, pad = self.tokens(obs)
         z = self.latents.expand(tok.shape[0], -1, -1)
         out = {"attn_entropy/input": 0.0}

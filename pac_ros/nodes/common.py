@@ -21,12 +21,28 @@ from std_msgs.msg import String
 from pac_ros.data.messages import block_poses_array  # noqa: F401  (re-exported for the nodes)
 from pac_ros.spec import Spec, default_spec
 
-from pac_ros.topics import (  # noqa: F401  (re-exported for the nodes)
-    BLOCK_POSES, CAMERA_TOPIC, COMMANDS, DIAGNOSTICS, INSTRUCTION, JOINT_STATES, REWARD, STAMPED_COMMAND, STATUS,
-    SUCCESS, TRAJECTORY,
-)
+from pac_ros import topics
+from pac_ros.topics import CAMERA_FRAME, DIAGNOSTICS, STAMPED_COMMAND, camera_info_topic  # noqa: F401  (re-exported)
 
-SENSOR_QOS = qos_profile_sensor_data  # best effort, keep last
+
+def relative(topic: str) -> str:
+    return topic.lstrip("/")
+
+
+# The nodes' default topic names are relative, so a namespace (`namespace:=arm1` of the launch files,
+# `--ros-args -r __ns:=/arm1`) moves them all; without one they resolve to pac_ros.topics' absolute names.
+# /clock and /diagnostics (what a diagnostic aggregator reads) stay global.
+BLOCK_POSES = relative(topics.BLOCK_POSES)
+CAMERA_TOPIC = relative(topics.CAMERA_TOPIC)
+COMMANDS = relative(topics.COMMANDS)
+INSTRUCTION = relative(topics.INSTRUCTION)
+JOINT_STATES = relative(topics.JOINT_STATES)
+REWARD = relative(topics.REWARD)
+STATUS = relative(topics.STATUS)
+SUCCESS = relative(topics.SUCCESS)
+TRAJECTORY = relative(topics.TRAJECTORY)
+
+SENSOR_QOS = qos_profile_sensor_data  # best effort, keep last: receives from reliable and best-effort publishers
 LATCHED_QOS = QoSProfile(
     depth=1,
     history=HistoryPolicy.KEEP_LAST,
@@ -67,13 +83,15 @@ def run_node(node_class, args=None) -> None:
     from rclpy.executors import ExternalShutdownException
 
     init_ros(args=args)
-    node = node_class()
+    node = None
     try:
+        node = node_class()  # Ctrl-C while it loads (a model, a scene) is a clean exit too
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
 
 

@@ -1,9 +1,10 @@
 """In-process launcher: a node graph on one rclpy executor, for machines without `ros2`.
 
-`pac-ros launch stacking` starts the nodes that launch/stacking.launch.py starts,
-with the same parameter file, parsed by the same rcl parser (``--params-file``).
-A managed (lifecycle) node configures and activates itself when its ``autostart``
-parameter is true, as under `ros2 launch`; one that fails to is an error here.
+`pac-ros launch stacking|robot` starts the nodes that launch/<graph>.launch.py starts, with
+the same parameter file, parsed by the same rcl parser (``--params-file``), and the same launch
+arguments (driver, use_sim_time, params_file, checkpoint, namespace). A managed (lifecycle)
+node configures and activates itself when its ``autostart`` parameter is true, as under
+`ros2 launch`; one that fails to is an error here.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 from pac_ros.nodes.common import init_ros
-from pac_ros.nodes.graph import graph
+from pac_ros.nodes.graph import node_parameters
 
 
 def parse_overrides(items: list[str]) -> dict[str, list[str]]:
@@ -34,11 +35,15 @@ class GraphRunner:
     """Create the graph's nodes (rclpy must be initialised) and spin them."""
 
     def __init__(self, name: str = "stacking", driver: str = "policy", overrides: list[str] = (),
-                 params_file: str | Path | None = None):
-        entries, default_params, driven = graph(name, driver)
+                 params_file: str | Path | None = None, use_sim_time: bool | str | None = None,
+                 checkpoint: str = "", namespace: str = ""):
+        entries, default_params, driven = node_parameters(name, driver, use_sim_time, checkpoint)
         self.params_file = Path(params_file) if params_file else default_params
-        extra = parse_overrides([f"{node}.{k}={v}" for node, params in driven.items() for k, v in params.items()]
-                                + list(overrides))  # the user's overrides come last and win
+        if not self.params_file.is_file():
+            raise FileNotFoundError(f"parameter file {self.params_file} does not exist")
+        driven_items = [f"{node}.{k}={str(v).lower() if isinstance(v, bool) else v}"
+                        for node, params in driven.items() for k, v in params.items()]
+        extra = parse_overrides(driven_items + list(overrides))  # the user's overrides come last and win
         unknown = sorted(set(extra) - {e.name for e in entries})
         if unknown:
             raise ValueError(f"overrides for node(s) {unknown} not in graph {name!r}: "
@@ -48,6 +53,8 @@ class GraphRunner:
         try:
             for entry in entries:
                 args = ["--ros-args", "--params-file", str(self.params_file)]
+                if namespace:
+                    args += ["-r", f"__ns:=/{namespace.strip('/')}"]
                 for item in extra.get(entry.name, []):
                     args += ["-p", item]
                 node = entry.node_class()(cli_args=args)
@@ -77,11 +84,12 @@ class GraphRunner:
 
 
 def launch(name: str, driver: str, overrides: list[str], episodes: int | None, duration: float | None,
-           params_file: str | None = None) -> int:
+           params_file: str | None = None, use_sim_time: bool | str | None = None, checkpoint: str = "",
+           namespace: str = "") -> int:
     init_ros()
     runner = None
     try:
-        runner = GraphRunner(name, driver, overrides, params_file)
+        runner = GraphRunner(name, driver, overrides, params_file, use_sim_time, checkpoint, namespace)
         recorder = runner.nodes.get("recorder")
 
         def done() -> bool:

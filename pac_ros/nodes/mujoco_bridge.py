@@ -2,9 +2,14 @@
 
 Each control period it applies the newest joint command (clamped to limits and max
 step; the last one is held when none arrives), steps the physics, then publishes the
-observation stamped with sim time (one Image per camera, /joint_states, block poses),
-/reward and /task_success for the step, and finally /clock. With ``publish_block_poses:
-false`` there are no block poses (no publisher at all), as on a robot without a pose tracker.
+observation stamped with sim time (one Image and CameraInfo per camera, /joint_states,
+block poses), /reward and /task_success for the step, and finally /clock. With
+``publish_block_poses: false`` there are no block poses (no publisher at all), as on a robot
+without a pose tracker.
+
+It speaks like a robot's drivers: /joint_states is reliable (as joint_state_broadcaster's),
+images are sensor-data QoS with a CameraInfo next to each (``camera_info`` beside the image
+topic, intrinsics from the MuJoCo camera's fovy) and frame ``<camera>_camera_optical_frame``.
 
 mode = realtime: a steady timer steps at control_rate * real_time_factor.
 mode = lockstep: a step follows each received command (or lockstep_timeout seconds
@@ -20,7 +25,7 @@ import numpy as np
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock as ClockMsg
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Float32, Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -66,8 +71,11 @@ class MujocoBridge(Node):
 
         cams = common.camera_topics(self, self.spec)
         self.image_pubs = {c: self.create_publisher(Image, t, common.SENSOR_QOS) for c, t in cams.items()}
+        self.info_pubs = {c: self.create_publisher(CameraInfo, common.camera_info_topic(t), common.SENSOR_QOS)
+                          for c, t in cams.items()}
+        self.camera_infos = {cam.name: self._camera_info(cam) for cam in self.spec.cameras}
         self.joint_pub = self.create_publisher(JointState, p("joint_states_topic", common.JOINT_STATES).value,
-                                               common.SENSOR_QOS)
+                                               common.RELIABLE_QOS)
         poses_topic = p("block_poses_topic", common.BLOCK_POSES).value
         self.pose_pub = (self.create_publisher(PoseArray, poses_topic, common.SENSOR_QOS)
                          if p("publish_block_poses", True).value else None)
@@ -163,8 +171,11 @@ class MujocoBridge(Node):
     def _publish(self, obs: dict, reward: float | None, success: bool | None) -> None:
         stamp = common.to_stamp(self.sim_time())
         for cam, image in obs["images"].items():
+            info = self.camera_infos[cam]
+            info.header.stamp = stamp
             encoding = self.spec.cameras[self.spec.camera_names.index(cam)].encoding
-            self.image_pubs[cam].publish(numpy_to_image(image, encoding, stamp, frame_id=cam))
+            self.image_pubs[cam].publish(numpy_to_image(image, encoding, stamp, frame_id=info.header.frame_id))
+            self.info_pubs[cam].publish(info)
         joints = JointState(name=self.spec.joint_names, position=[float(v) for v in obs["joint_positions"]])
         joints.header.stamp = stamp
         self.joint_pub.publish(joints)
@@ -175,6 +186,16 @@ class MujocoBridge(Node):
             self.success_pub.publish(Bool(data=bool(success)))
         self.clock_pub.publish(ClockMsg(clock=stamp))
         self._last_publish = time.monotonic()
+
+    def _camera_info(self, cam) -> CameraInfo:
+        """Ideal pinhole (no distortion) at the spec's image size."""
+        K = self.env.camera_matrix(cam.name, cam.width, cam.height)
+        info = CameraInfo(width=cam.width, height=cam.height, distortion_model="plumb_bob", d=[0.0] * 5)
+        info.header.frame_id = common.CAMERA_FRAME.format(name=cam.name)
+        info.k = K.flatten().tolist()
+        info.r = np.eye(3).flatten().tolist()
+        info.p = np.hstack([K, np.zeros((3, 1))]).flatten().tolist()
+        return info
 
     def _reset_episode(self) -> None:
         self.pending_reset = False

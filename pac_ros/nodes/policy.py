@@ -236,7 +236,7 @@ class PolicyNode(LifecycleNode):
     def _load(self, checkpoint: str):
         import torch
 
-        from pac_ros.learning.checkpoint import read_meta
+        from pac_ros.checkpoint import read_meta
         from pac_ros.paths import existing_or_shared
         from pac_ros.policy import GRAPH_DECODING, Policy, pick_device, resolve_decoding
 

@@ -31,10 +31,13 @@ def declare_parameters(node) -> list[str]:
     p("autostart", False, describe("configure and activate at start-up (the sim graph); else wait for "
                                    "`ros2 lifecycle set`", read_only=True))
     p("status_topic", common.STATUS, describe("DiagnosticStatus topic the recorder reads", read_only=True))
-    for name in STALENESS:
-        kind = name.split(".", 1)[1]
-        p(name, 2.5 * period, describe(f"s: an older {kind} input (by its stamp) makes the node hold",
-                                       float_range=(0.001, 60.0)))
+    def stale(kind: str):
+        return describe(f"s: a {kind} input stamped older (or further ahead of the clock) makes the node hold",
+                        float_range=(0.001, 60.0))
+
+    p("staleness.image", 2.5 * period, stale("camera"))
+    p("staleness.joint_states", 2.5 * period, stale("joint state"))
+    p("staleness.block_poses", 2.5 * period, stale("block poses"))
     p("checkpoint", "", describe("a checkpoint or training run directory; a change while configured "
                                  "loads it in the background and swaps it in"))
     p("hold", "last_command", describe("hold target: the last command (a gripper keeps its grip) or the "

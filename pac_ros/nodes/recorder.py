@@ -38,8 +38,9 @@ from pac_ros.data.format import INFO_PATH
 from pac_ros.data.recording import EpisodeAssembler, FinishedEpisode, RecorderCore, commit_episode
 from pac_ros.nodes import common
 
-# Best effort like the publishers, but deep enough (about a second of a fast stream)
-# not to lose messages while the executor is held up.
+# Best effort, so they receive from best-effort (cameras) and reliable (a robot's /joint_states)
+# publishers alike, and deep enough (about a second of a fast stream) not to lose messages while
+# the executor is held up.
 RECORD_SENSOR_QOS = QoSProfile(depth=30, reliability=ReliabilityPolicy.BEST_EFFORT)
 RECORD_STATE_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
 
@@ -82,7 +83,7 @@ class Recorder(Node):
         if self.record_features:
             self.create_subscription(PoseArray, self.block_poses_topic,
                                      lambda m: core.on_block_poses(m, self._now()), RECORD_STATE_QOS)
-        self.create_subscription(JointState, p("command_state_topic", "/expert/command").value,
+        self.create_subscription(JointState, p("command_state_topic", "expert/command").value,
                                  lambda m: core.on_command(m, self._now()), common.RELIABLE_QOS)
         self.create_subscription(String, p("instruction_topic", common.INSTRUCTION).value,
                                  lambda m: core.on_instruction(m.data), common.LATCHED_QOS)

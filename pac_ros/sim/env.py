@@ -7,16 +7,13 @@ and the gripper opening, in ``spec.joint_names`` order. Every command goes throu
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # CPU offscreen rendering unless told otherwise
+import mujoco
+import numpy as np
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-
-from pac_ros.paths import share_file  # noqa: E402
-from pac_ros.spec import Spec, default_spec  # noqa: E402
+from pac_ros.kinematics import GripKinematics, default_model_path, lookup  # sets MUJOCO_GL=egl unless given
+from pac_ros.spec import Spec, default_spec
 
 BLOCK_HALF = 0.02  # cube half size, m (models/stacking.xml)
 BLOCK_SIZE = 2 * BLOCK_HALF
@@ -33,11 +30,6 @@ MAX_ANG_SPEED = 0.5  # rad/s
 
 GRIPPER_GEOMS = ("finger_left", "finger_right", "palm")
 FINGER_GEOMS = ("finger_left", "finger_right")
-
-
-def default_model_path() -> Path:
-    """models/stacking.xml from the source tree or an installed share folder."""
-    return share_file("models", "stacking.xml")
 
 
 class StackingEnv:
@@ -73,27 +65,22 @@ class StackingEnv:
         m, spec = self.model, self.spec
         where = str(self.model_path)
 
-        def lookup(kind, name):
-            idx = mujoco.mj_name2id(m, kind, name)
-            if idx < 0:
-                raise ValueError(f"{where}: no {kind.name.lower()[6:]} named {name!r} (needed by spec {spec.name!r})")
-            return idx
+        def find(kind, name):
+            return lookup(m, kind, name, where, spec)
 
-        arm = [lookup(mujoco.mjtObj.mjOBJ_JOINT, j.name) for j in spec.arm_joints]
-        self._arm_qadr = np.array([m.jnt_qposadr[j] for j in arm])
-        self._arm_dofadr = np.array([m.jnt_dofadr[j] for j in arm])
-        fingers = [lookup(mujoco.mjtObj.mjOBJ_JOINT, n) for n in ("finger_left", "finger_right")]
+        self.kinematics = GripKinematics(m, spec, where)  # arm joints and grip site
+        self._arm_qadr, self.grip_site = self.kinematics.arm_qadr, self.kinematics.grip_site
+        fingers = [find(mujoco.mjtObj.mjOBJ_JOINT, n) for n in ("finger_left", "finger_right")]
         self._finger_qadr = np.array([m.jnt_qposadr[j] for j in fingers])
-        self._act = np.array([lookup(mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in spec.joint_names])
-        self._block_body = {b: lookup(mujoco.mjtObj.mjOBJ_BODY, b) for b in spec.blocks}
-        self._block_geom = {b: lookup(mujoco.mjtObj.mjOBJ_GEOM, b) for b in spec.blocks}
+        self._act = np.array([find(mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in spec.joint_names])
+        self._block_body = {b: find(mujoco.mjtObj.mjOBJ_BODY, b) for b in spec.blocks}
+        self._block_geom = {b: find(mujoco.mjtObj.mjOBJ_GEOM, b) for b in spec.blocks}
         self._block_qadr = {b: m.jnt_qposadr[m.body_jntadr[i]] for b, i in self._block_body.items()}
         self._block_dofadr = {b: m.jnt_dofadr[m.body_jntadr[i]] for b, i in self._block_body.items()}
-        self._gripper_geoms = {lookup(mujoco.mjtObj.mjOBJ_GEOM, g) for g in GRIPPER_GEOMS}
-        self._finger_geoms = [lookup(mujoco.mjtObj.mjOBJ_GEOM, g) for g in FINGER_GEOMS]
-        self.grip_site = lookup(mujoco.mjtObj.mjOBJ_SITE, "grip")
+        self._gripper_geoms = {find(mujoco.mjtObj.mjOBJ_GEOM, g) for g in GRIPPER_GEOMS}
+        self._finger_geoms = [find(mujoco.mjtObj.mjOBJ_GEOM, g) for g in FINGER_GEOMS]
         for cam in spec.cameras:
-            lookup(mujoco.mjtObj.mjOBJ_CAMERA, cam.name)
+            find(mujoco.mjtObj.mjOBJ_CAMERA, cam.name)
 
     # ---- episode -------------------------------------------------------------------
     def reset(self, seed: int, instruction: str | None = None) -> dict:
@@ -270,6 +257,18 @@ class StackingEnv:
             gray = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
             return np.clip(gray + 0.5, 0, 255).astype(np.uint8)[..., None]
         return rgb
+
+    def camera_matrix(self, name: str, width: int, height: int) -> np.ndarray:
+        """3x3 pinhole matrix K of a camera rendered at ``width`` x ``height`` (pixel centres at
+        integer coordinates, optical frame: x right, y down, z forward). MuJoCo's ``fovy`` is the
+        vertical field of view and pixels are square, so fx = fy."""
+        cam = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)
+        if cam < 0:
+            raise KeyError(f"no camera {name!r} in the MuJoCo model")
+        if np.any(self.model.cam_sensorsize[cam] > 0):
+            raise ValueError(f"camera {name!r} sets sensorsize/focal; only fovy cameras are supported")
+        f = 0.5 * height / np.tan(np.deg2rad(self.model.cam_fovy[cam]) / 2)
+        return np.array([[f, 0.0, (width - 1) / 2], [0.0, f, (height - 1) / 2], [0.0, 0.0, 1.0]])
 
     def close(self) -> None:
         for renderer in self._renderers.values():

@@ -15,7 +15,6 @@ import mujoco
 import numpy as np
 
 from pac_ros.sim.env import BLOCK_HALF, BLOCK_SIZE, HOME_ARM, StackingEnv
-from pac_ros.sim.kinematics import GripKinematics
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class ScriptedExpert:
         self.config = config if config is not None else ExpertConfig()
         self.seed = int(seed)
         self.spec = env.spec
-        self._kin = GripKinematics(env)
+        self._kin = env.kinematics
         self._reference_yaw = self._kin.fk(HOME_ARM)[1]
         self._episode = 0
         self.reset()
@@ -206,7 +205,7 @@ class ScriptedExpert:
         delta = goal - grip
         dist = np.linalg.norm(delta)
         target = goal if dist <= SPEED else grip + delta * (SPEED / dist)
-        return self._kin.ik(q_arm, target, yaw)
+        return self._kin.ik(q_arm, target, yaw, qpos=self.env.data.qpos)
 
 
 def _funnel(xy_err: float, yaw_err: float) -> float:

@@ -69,7 +69,7 @@ def test_guide_spec_controller_and_parameters_fit_together(tmp_path):
     assert forward["joints"] == spec.joint_names, "the controller's joints must be in spec order"
 
     params = yaml_block("my_arm.yaml")
-    nodes = {"policy": ("pac_ros/nodes/policy.py", "pac_ros/nodes/common.py"),
+    nodes = {"policy": ("pac_ros/nodes/policy_params.py", "pac_ros/nodes/common.py"),
              "recorder": ("pac_ros/nodes/recorder.py", "pac_ros/nodes/common.py")}
     assert set(params) == set(nodes)
     for node, sources in nodes.items():
@@ -96,7 +96,7 @@ def test_guide_training_config_and_scripted_controller(tmp_path):
 
 def test_robot_graph_template_sets_only_declared_parameters():
     template = yaml.safe_load((ROOT / "config" / "robot_nodes.yaml").read_text())
-    for node in ("policy", "recorder"):
-        declared = declared_parameters(f"pac_ros/nodes/{node}.py", "pac_ros/nodes/common.py")
+    for node, module in (("policy", "policy_params"), ("recorder", "recorder")):
+        declared = declared_parameters(f"pac_ros/nodes/{module}.py", "pac_ros/nodes/common.py")
         for name in flatten(template[node]["ros__parameters"]):
             assert name in declared, f"config/robot_nodes.yaml: {node}.{name} is not a parameter of the node"

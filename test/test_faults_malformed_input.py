@@ -192,12 +192,14 @@ def test_fuzz_policy_node_inputs(ros, tmp_path, monkeypatch):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model: more threads only wait for each other
     node = PolicyNode(cli_args=["--ros-args", "-p", f"checkpoint:={make_checkpoint(tmp_path / 'ckpt')}",
-                                "-p", "device:=cpu"])
+                                "-p", "device:=cpu", "-p", "autostart:=true"])
+    assert node.lifecycle_state == "active"
     node.destroy_timer(node.timer)  # ticks are called here
-    node.command_pub, node.stamped_pub, node.status_pub = Capture(), Capture(), Capture()
+    commands = node.output.arm_pub = Capture()
+    node.stamped_pub, node.status_pub, node.diagnostics_pub = Capture(), Capture(), Capture()
     handlers = {"joints": node._on_joints, "poses": node._on_poses,
-                "image": lambda cam, msg: node._on_image(cam, msg),
-                "instruction": lambda text: node._on_instruction(fake_msgs.NS(data=text))}
+                "image": lambda cam, msg: node._on_image(cam, msg),  # an instruction without a source stamp: now
+                "instruction": lambda text: node._on_instruction(fake_msgs.NS(data=text), {"source_timestamp": 0})}
     FUZZED["policy"] = 0
     acted = [0]
     plausible = SPEC.plausible_positions()
@@ -214,16 +216,17 @@ def test_fuzz_policy_node_inputs(ros, tmp_path, monkeypatch):
             FUZZED["policy"] += 1
             if i % 2:
                 continue
-            n = len(node.command_pub.msgs)
+            n = len(commands.msgs)
             q = node.latest["joint_states"][1].copy()
             assert np.all(q >= plausible[0]) and np.all(q <= plausible[1]), q  # no absurd position believed
             node._tick()
-            if len(node.command_pub.msgs) > n:
-                check_command(node.command_pub.msgs[-1].data, q)
+            if len(commands.msgs) > n:
+                check_command(commands.msgs[-1].data, q)
                 if node.status_pub.msgs[-1].values[0].value == "ok":  # acted: on inputs of now only
                     acted[0] += 1
                     for name, kind in node._needed():
-                        assert abs(NOW - node.latest[name][0]) <= node.limits[kind], (name, node.latest[name][0])
+                        limit = node.get_parameter(f"staleness.{kind}").value
+                        assert abs(NOW - node.latest[name][0]) <= limit, (name, node.latest[name][0])
     try:
         run()
     finally:

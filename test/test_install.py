@@ -113,7 +113,7 @@ def test_colcon_build_installs_a_package_that_runs_from_the_install_space(tmp_pa
     # an installed node starts, loads the shipped model from share/, and stops on SIGINT
     policy = subprocess.Popen(
         ["bash", "-c", f'source "{setup}" && exec "{prefix}/lib/pac_ros/policy" --ros-args '
-                       f'-p checkpoint:=models/pac_tiny_suboptimal -p device:=cpu'],
+                       f'-p checkpoint:=models/pac_tiny_suboptimal -p device:=cpu -p autostart:=true'],
         cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     try:

@@ -174,7 +174,9 @@ def test_robot_graph_in_process_takes_the_launch_arguments(ros, tmp_path):
         policy, recorder = runner.nodes["policy"], runner.nodes["recorder"]
         assert not policy.get_parameter("use_sim_time").value and not recorder.get_parameter("use_sim_time").value
         assert policy.get_namespace() == "/arm1"
-        assert policy.model_id.startswith("pac_tiny_suboptimal@")
+        assert policy.lifecycle_state == "unconfigured"  # the robot graph waits for the operator to arm it
+        policy.trigger_configure()
+        assert policy.lifecycle_state == "inactive" and policy.model_id.startswith("pac_tiny_suboptimal@")
         published = {name for name, _ in policy.get_publisher_names_and_types_by_node("policy", "/arm1")}
         assert {"/arm1/arm_controller/commands", "/arm1/policy/command", "/arm1/pac/status"} <= published
         subscribed = {name for name, _ in recorder.get_subscriber_names_and_types_by_node("recorder", "/arm1")}

@@ -245,6 +245,16 @@ def test_pixels_policy_on_a_bridge_without_block_poses_is_recorded_without_them(
         TransitionStore(ds, preset("tiny", obs_mode="features"), gamma=0.99)
 
 
+def test_graph_runner_reports_a_policy_that_cannot_configure(ros, tmp_path):
+    """The sim graph autostarts the managed policy node; a failed configure is the launcher's error."""
+    from pac_ros.checkpoint import CheckpointError
+
+    missing = tmp_path / "no_such_checkpoint"
+    with pytest.raises(CheckpointError, match="no_such_checkpoint: no such checkpoint directory"):
+        GraphRunner("stacking", "policy", [f"recorder.dataset={tmp_path / 'ds'}", f"policy.checkpoint={missing}",
+                                           "policy.device=cpu"])
+
+
 def test_recorder_pairs_poses_as_its_dataset_or_the_graph_says(ros, tmp_path):
     from geometry_msgs.msg import PoseArray
 

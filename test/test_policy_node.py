@@ -102,6 +102,8 @@ def run_tick(ex, robot, **kw):
 
 
 def make_graph(checkpoint, robot=None, **params):
+    """The policy node, started as the sim graph starts it (autostart, the latched instruction accepted)."""
+    params = {"autostart": "true", "accept_latched_instruction": "true", **params}
     args = ["--ros-args", "-p", "use_sim_time:=true", "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"]
     for k, v in params.items():
         args += ["-p", f"{k}:={v}"]
@@ -208,8 +210,13 @@ def test_checkpoint_swap_at_run_time_and_bad_checkpoints(ros, checkpoints, tmp_p
         policy.destroy_node()
         robot.node.destroy_node()
     other = make_checkpoint(tmp_path / "other", spec=small_spec(n_arm=2))
-    with pytest.raises(SpecError, match="different spec"):
-        PolicyNode(cli_args=["--ros-args", "-p", f"checkpoint:={other}", "-p", "device:=cpu"])
+    policy = PolicyNode(cli_args=["--ros-args", "-p", f"checkpoint:={other}", "-p", "device:=cpu",
+                                  "-p", "autostart:=true"])
+    try:  # configure failed with the reason; the node is up, unconfigured, without a model
+        assert isinstance(policy.start_error, SpecError) and "different spec" in str(policy.start_error)
+        assert policy.lifecycle_state == "unconfigured" and policy.policy is None
+    finally:
+        policy.destroy_node()
 
 
 def test_decoding_auto_follows_each_checkpoint(ros, checkpoints, tmp_path):

@@ -6,6 +6,7 @@ import os
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseArray
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -20,7 +21,7 @@ from std_msgs.msg import String
 from pac_ros import topics
 from pac_ros.data.messages import block_poses_array, stamp_seconds  # noqa: F401  (re-exported for the nodes)
 from pac_ros.spec import POSE_NAMES, Spec, default_spec
-from pac_ros.topics import CAMERA_FRAME, STAMPED_COMMAND, camera_info_topic  # noqa: F401  (re-exported)
+from pac_ros.topics import CAMERA_FRAME, DIAGNOSTICS, STAMPED_COMMAND, camera_info_topic  # noqa: F401  (re-exported)
 
 
 def relative(topic: str) -> str:
@@ -29,7 +30,7 @@ def relative(topic: str) -> str:
 
 # The nodes' default topic names are relative, so a namespace (`namespace:=arm1` of the launch files,
 # `--ros-args -r __ns:=/arm1`) moves them all; without one they resolve to pac_ros.topics' absolute names.
-# /clock stays global.
+# /clock and /diagnostics (what a diagnostic aggregator reads) stay global.
 BLOCK_POSES = relative(topics.BLOCK_POSES)
 CAMERA_TOPIC = relative(topics.CAMERA_TOPIC)
 COMMANDS = relative(topics.COMMANDS)
@@ -38,6 +39,7 @@ JOINT_STATES = relative(topics.JOINT_STATES)
 REWARD = relative(topics.REWARD)
 STATUS = relative(topics.STATUS)
 SUCCESS = relative(topics.SUCCESS)
+TRAJECTORY = relative(topics.TRAJECTORY)
 
 SENSOR_QOS = qos_profile_sensor_data  # best effort, keep last: receives from reliable and best-effort publishers
 LATCHED_QOS = QoSProfile(
@@ -92,7 +94,6 @@ def run_node(node_class, args=None) -> None:
         rclpy.try_shutdown()
 
 
-to_sec = stamp_seconds  # the old name, still read by nodes/policy.py
 
 
 def to_stamp(seconds: float) -> Time:
@@ -104,16 +105,32 @@ def now_sec(node: Node) -> float:
     return node.get_clock().now().nanoseconds * 1e-9
 
 
+def describe(description: str, read_only: bool = False, float_range: tuple[float, float] | None = None,
+             int_range: tuple[int, int] | None = None, constraints: str = "") -> ParameterDescriptor:
+    """A parameter's descriptor, as `ros2 param describe` shows it; rclpy enforces read_only and the ranges
+    (bounds included) and rejects a change outside them with the reason."""
+    descriptor = ParameterDescriptor(description=description, read_only=read_only,
+                                     additional_constraints=constraints)
+    if float_range is not None:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]),
+                                                              to_value=float(float_range[1]))]
+    if int_range is not None:
+        descriptor.integer_range = [IntegerRange(from_value=int(int_range[0]), to_value=int(int_range[1]), step=1)]
+    return descriptor
+
+
 def load_spec(node: Node) -> Spec:
-    """The ``spec_file`` parameter ('' = the package's config/robot.yaml)."""
-    path = node.declare_parameter("spec_file", "").value
+    """The ``spec_file`` parameter ('' = the package's config/robot.yaml); fixed for the node's life."""
+    path = node.declare_parameter("spec_file", "", describe(
+        "the robot/task spec (YAML); '' = the package's config/robot.yaml", read_only=True)).value
     return Spec.load(path) if path else default_spec()
 
 
 def camera_topics(node: Node, spec: Spec) -> dict[str, str]:
     """One ``camera_topics.<name>`` parameter per spec camera."""
     return {
-        cam: node.declare_parameter(f"camera_topics.{cam}", CAMERA_TOPIC.format(name=cam)).value
+        cam: node.declare_parameter(f"camera_topics.{cam}", CAMERA_TOPIC.format(name=cam),
+                                    describe(f"the topic of spec camera {cam!r}")).value
         for cam in spec.camera_names
     }
 
@@ -125,7 +142,9 @@ def image_transport(node: Node) -> str:
     """The ``image_transport`` parameter, as image_transport's subscribers take it: ``raw``
     (sensor_msgs/Image on each camera topic) or ``compressed`` (sensor_msgs/CompressedImage,
     jpeg or png, on ``<camera topic>/compressed``)."""
-    transport = node.declare_parameter("image_transport", "raw").value
+    transport = node.declare_parameter("image_transport", "raw", describe(
+        "raw: sensor_msgs/Image on each camera topic; compressed: CompressedImage on <topic>/compressed",
+        constraints=f"one of {IMAGE_TRANSPORTS}")).value
     if transport not in IMAGE_TRANSPORTS:
         raise ValueError(f"parameter image_transport must be one of {IMAGE_TRANSPORTS}, got {transport!r}")
     return transport

@@ -2,7 +2,9 @@
 
 `pac-ros launch stacking|robot` starts the nodes that launch/<graph>.launch.py starts, with
 the same parameter file, parsed by the same rcl parser (``--params-file``), and the same launch
-arguments (driver, use_sim_time, params_file, checkpoint, namespace).
+arguments (driver, use_sim_time, params_file, checkpoint, namespace). A managed (lifecycle)
+node configures and activates itself when its ``autostart`` parameter is true, as under
+`ros2 launch`; one that fails to is an error here.
 """
 from __future__ import annotations
 
@@ -58,6 +60,8 @@ class GraphRunner:
                 node = entry.node_class()(cli_args=args)
                 self.nodes[entry.name] = node
                 self.executor.add_node(node)
+                if getattr(node, "start_error", None) is not None:  # a managed node whose autostart failed
+                    raise node.start_error
         except BaseException:
             self.close()
             raise

@@ -1,26 +1,35 @@
-"""policy: the PAC policy as a ROS controller.
+"""policy: the PAC policy as a managed (lifecycle) ROS controller.
 
-A timer at the spec's control rate takes the newest camera image(s), joint state,
-instruction (and block poses, for a features-mode model), checks each is present,
-well formed and no older than its staleness limit, runs the deployable policy (GPU
-if present, else CPU) and publishes the joint command, plus the same command stamped
-with the observation's time on ``~/command`` for the recorder. Otherwise it publishes
-the hold command (by default the last command, so a gripper keeps its grip) and
-says why on /pac/status. Every command is
-clamped to joint limits and max step by the Policy; a non-finite one is never sent.
+Lifecycle (docs/nodes.md): ``configure`` reads the parameters, loads the checkpoint and warms
+it up (one dummy forward), creates the subscriptions and publishers; a bad checkpoint, a spec
+mismatch or a joint map that does not fit fails it with the reason logged and on /diagnostics,
+and the node stays unconfigured. ``activate`` starts commanding; ``deactivate`` sends one hold
+command (the arm at its measured position, the gripper at its last target) and stops;
+``cleanup`` and ``shutdown`` release everything. With ``autostart: true`` the node configures
+and activates itself at start-up (the sim graph); otherwise ``ros2 lifecycle set /policy ...``.
+
+While active, a timer at the spec's control rate takes the newest camera image(s), joint
+state, instruction (and block poses, for a features-mode model), checks each is present, well
+formed and no older than its staleness limit, runs the deployable policy and sends the joint
+command to the arm controller (``command_interface``, outputs.py), plus the same command in
+spec names stamped with the observation's time on ``~/command`` for the recorder. Otherwise it
+sends the hold command (``hold``) and says why. Every command is clamped to joint limits and max
+step in spec space, then renamed and ordered for the robot (``joint_name_map``,
+``controller_joints``); a non-finite one is never sent. It never commands before it is active
+and has an instruction published after its activation (``accept_latched_instruction`` also takes
+one published before). Inactive, it sends nothing: a ros2_control controller keeps its last target.
+
+Status: the same DiagnosticStatus on /diagnostics (in a DiagnosticArray) and on /pac/status
+(the recorder takes the acting model's id from it).
 
 The node subscribes to what its model uses, and only that: the cameras for a pixels model,
 /sim/block_poses for a features model (resubscribing when a checkpoint swap changes it).
 Camera images come raw or, with ``image_transport: compressed``, as jpeg/png on
-``<camera topic>/compressed``; any accepted encoding and size is converted to the spec
-camera's by pac_ros/data/images.py (docs/nodes.md), and one that cannot be is rejected.
+``<camera topic>/compressed``; pac_ros/data/images.py converts them to the spec camera's.
 
-On a CPU the model runs on ``threads`` threads (default 1, enough for the small presets:
-with other processes busy, torch's default of one per core slowed the loop twentyfold).
-
-Changing the ``checkpoint`` parameter (or calling ``~/reload``) loads the new
-checkpoint on a worker thread and swaps it in at a tick boundary; a checkpoint that
-fails to load leaves the running one in place.
+Changing the ``checkpoint`` parameter (or calling ``~/reload``) while configured loads the new
+checkpoint on a worker thread and swaps it in at a tick boundary; one that fails to load
+leaves the running one in place.
 """
 from __future__ import annotations
 
@@ -29,139 +38,256 @@ import time
 from pathlib import Path
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray, String
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from pac_ros.data.images import camera_image
+from pac_ros.errors import PacRosError
+from pac_ros.joint_map import JointMap
 from pac_ros.nodes import common
-from pac_ros.nodes.convert import ConversionError, array_to_command, joint_positions
+from pac_ros.nodes.convert import ConversionError, joint_positions
+from pac_ros.nodes.outputs import CommandOutput
+from pac_ros.nodes.policy_params import CHOICES, check_choice, declare_parameters
+
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
-class PolicyNode(Node):
+class TransitionError(PacRosError, RuntimeError):
+    """A lifecycle transition the node refused, with the reason."""
+
+
+class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("policy", **kwargs)
         self.spec = common.load_spec(self)
-        p = self.declare_parameter
-        period = self.spec.control_period
-        self.device = p("device", "auto").value
-        # CPU threads for the model (0: torch's default, one per core). With other processes busy,
-        # torch's default made the lock-step loop 20x slower: 4.7 vs ~100 ticks/s (bench/soak.py).
-        self.threads = int(p("threads", 1).value)
-        self.decoding = p("decoding", "auto").value  # auto: the checkpoint's own (meta.json), else greedy
-        # bf16 autocast; on a CUDA device with greedy/mean decoding, one CUDA graph replay per tick
-        # instead of hundreds of kernel launches (tiny on an H100: 1.1 vs 6.8 ms, bench/README.md)
-        self.precision = p("precision", "fp32").value
-        self.sampling = {"temperature": float(p("temperature", 1.0).value),  # sample and q_filter decoding
-                         "n_candidates": int(p("n_candidates", 16).value)}  # q_filter: greedy + n-1 samples
-        self.cuda_graph = bool(p("cuda_graph", True).value)
-        self.limits = {
-            "image": float(p("staleness.image", 2.5 * period).value),
-            "joint_states": float(p("staleness.joint_states", 2.5 * period).value),
-            "block_poses": float(p("staleness.block_poses", 2.5 * period).value),
-        }
-        # hold = keep the last command (a gripper keeps its grip), or go to the measured position
-        self.hold_mode = p("hold", "last_command").value
-        if self.hold_mode not in ("last_command", "current_position"):
-            raise ValueError(f"parameter hold must be 'last_command' or 'current_position', got {self.hold_mode!r}")
-        self.last_command: np.ndarray | None = None
+        self.configure_time = declare_parameters(self)
+        self.status_pub = self.create_publisher(DiagnosticStatus, self.get_parameter("status_topic").value, 10)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, common.DIAGNOSTICS, 10)
+        self.create_service(Trigger, "~/reload", self._srv_reload)
+        self.add_on_set_parameters_callback(self._validate_params)
+        self.add_post_set_parameters_callback(self._apply_params)
         self.plausible = self.spec.plausible_positions()  # a position beyond is a malformed message
+        self.loading = threading.Lock()
+        self.generation = 0  # bumped on release: a load started before it is dropped
+        self.start_error: Exception | None = None  # why autostart did not reach active
+        self._reset_state()
+        if self.get_parameter("autostart").value:
+            self._autostart()
+
+    def _reset_state(self) -> None:
+        """What configure builds and cleanup releases."""
         self.policy = None
         self.model_id = ""
-        self.loading = threading.Lock()
         self.next_policy = None  # (policy, id) loaded on a worker thread, swapped in at a tick
         self.load_error = ""
-
+        self.output: CommandOutput | None = None
+        self.joints: JointMap | None = None
+        self.stamped_pub = None
+        self.timer = None
+        self.subs: list = []
+        self.input_subs: dict[str, object] = {}  # model input -> its subscription (_subscribe_model_inputs)
         self.latest: dict[str, tuple[float, object]] = {}  # input -> (stamp, value) of its last good message
         self.malformed: dict[str, str] = {}  # input -> why its newest message was rejected
         self.arrived: dict[str, float] = {}  # input -> wall time its last good message arrived
-        self.instruction = ""
+        self.instruction, self.instruction_ns = "", 0  # text, when published (ns, system clock)
+        self.activated_ns: int | None = None  # when this activation began; None when not active
+        self.last_command: np.ndarray | None = None
         self.last_answered: float | None = None
         self.ticks = self.holds = self.skipped = 0
 
-        self.command_pub = self.create_publisher(Float64MultiArray, p("command_topic", common.COMMANDS).value,
-                                                 common.RELIABLE_QOS)
-        self.stamped_pub = self.create_publisher(JointState, common.STAMPED_COMMAND, common.RELIABLE_QOS)
-        self.status_pub = self.create_publisher(DiagnosticStatus, p("status_topic", common.STATUS).value, 10)
-        self.camera_topics = common.camera_topics(self, self.spec)
-        self.image_transport = common.image_transport(self)
-        self.block_poses_topic = p("block_poses_topic", common.BLOCK_POSES).value
-        self.input_subs: dict[str, object] = {}  # model input -> its subscription (_subscribe_model_inputs)
-        common.subscribe_robot_inputs(self, self._on_joints, None, self._on_instruction)
-        self.create_service(Trigger, "~/reload", self._srv_reload)
+    def _autostart(self) -> None:
+        if self.trigger_configure() != SUCCESS:
+            return  # start_error says why
+        if self.trigger_activate() != SUCCESS and self.start_error is None:
+            self.start_error = TransitionError("policy: activate failed (see the log)")
 
-        checkpoint = p("checkpoint", "").value
+    # ---- lifecycle ------------------------------------------------------------------
+    @property
+    def lifecycle_state(self) -> str:
+        return self._state_machine.current_state[1]
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except Exception as exc:  # a bad checkpoint, spec or parameter: stay unconfigured, say why
+            self._release()
+            self.start_error = exc
+            reason = f"configure failed: {exc}"
+            self.get_logger().error(reason)
+            self._status("unconfigured", reason, level=DiagnosticStatus.ERROR)
+            return FAILURE
+        self.start_error = None
+        self.get_logger().info(f"configured: PAC policy {self.model_id} ({self.policy.model.config.obs_mode}, "
+                               f"{self.policy.decoding} decoding) on {self.policy.device}, "
+                               f"{self.spec.control_rate_hz:g} Hz, {self.output.describe()}")
+        return super().on_configure(state)
+
+    def _configure(self) -> None:
+        get = lambda name: self.get_parameter(name).value  # noqa: E731
+        for name in CHOICES:
+            check_choice(name, get(name))
+        checkpoint = get("checkpoint")
         if not checkpoint:
             raise ValueError("parameter 'checkpoint' is required (a checkpoint or training run directory)")
-        if self.threads > 0:
+        gripper_topic = get("gripper_command_topic")
+        unset = Parameter("unset", value=[])
+        self.joints = JointMap(self.spec.joint_names, self.get_parameter_or("joint_name_map", unset).value,
+                               self.get_parameter_or("controller_joints", unset).value,
+                               separate_gripper=bool(gripper_topic))
+        self.policy, self.model_id = self._load(checkpoint)
+        self.output = CommandOutput(self, get("command_interface"), get("command_topic"), gripper_topic,
+                                    self.joints, self.spec.control_period)
+        self.stamped_pub = self.create_lifecycle_publisher(JointState, common.STAMPED_COMMAND, common.RELIABLE_QOS)
+        self.camera_topics = {c: get(f"camera_topics.{c}") for c in self.spec.camera_names}
+        self.image_transport = get("image_transport")
+        self.subs.append(self.create_subscription(JointState, get("joint_states_topic"), self._on_joints,
+                                                  common.SENSOR_QOS))
+        self.subs.append(self.create_subscription(String, get("instruction_topic"), self._on_instruction,
+                                                  common.LATCHED_QOS))
+        self._subscribe_model_inputs()
+        self.timer = self.create_timer(self.spec.control_period, self._tick)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.policy is None:  # cannot happen through the state machine; never act without a model
+            self.get_logger().error("activate refused: no model loaded (configure first)")
+            return FAILURE
+        self.activated_ns = time.time_ns()
+        self.last_command = self.last_answered = None
+        latched = self.get_parameter("accept_latched_instruction").value
+        self.get_logger().info("active: acts on " + ("the latest instruction, even one published before"
+                                                     if latched else "an instruction published from now on"))
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._send_stop_hold("deactivated")
+        self.activated_ns = None
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._status("unconfigured", "cleaned up")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if state.label == "active":
+            self._send_stop_hold("shut down")
+        self._release()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return SUCCESS  # back to unconfigured
+
+    def _release(self) -> None:
+        """Drop the model, publishers, subscriptions and timer (cleanup, shutdown, a failed configure)."""
+        with self.loading:
+            self.generation += 1
+        if self.timer is not None:
+            self.destroy_timer(self.timer)
+        for sub in self.subs + list(self.input_subs.values()):
+            self.destroy_subscription(sub)
+        if self.output is not None:
+            self.output.destroy()
+        if self.stamped_pub is not None:
+            self.destroy_lifecycle_publisher(self.stamped_pub)
+        device = getattr(self.policy, "device", None)
+        self._reset_state()
+        if device is not None and device.type == "cuda":
             import torch
 
-            from pac_ros.policy import pick_device
+            torch.cuda.empty_cache()
 
-            if pick_device(self.device).type == "cpu":
-                torch.set_num_threads(self.threads)  # process-wide; before the warm-up in _load
-        self.policy, self.model_id = self._load(checkpoint)  # a bad checkpoint at start-up is fatal
-        self._subscribe_model_inputs()
-        self.add_on_set_parameters_callback(self._on_params)
-        self.timer = self.create_timer(period, self._tick)
-        cfg = self.policy.model.config
-        self.get_logger().info(f"PAC policy {self.model_id} ({cfg.obs_mode}, {self.policy.decoding} decoding) on "
-                               f"{self.policy.device}, {self.spec.control_rate_hz:g} Hz")
+    def destroy_node(self):
+        if self.lifecycle_state in ("active", "inactive", "unconfigured"):
+            try:
+                self.trigger_shutdown()  # an active node sends its hold first
+            except Exception as exc:  # e.g. the context is already shut down (Ctrl-C)
+                self.get_logger().debug(f"shutdown transition on destroy: {exc}")
+        return super().destroy_node()
+
+    # ---- parameters ---------------------------------------------------------------
+    def _validate_params(self, params) -> SetParametersResult:
+        """Only checks (rclpy has checked types, ranges and read_only); _apply_params acts."""
+        for param in params:
+            if param.name in self.configure_time and self.lifecycle_state != "unconfigured":
+                return SetParametersResult(successful=False, reason=(
+                    f"{param.name} takes effect at configure; the node is {self.lifecycle_state}: deactivate and "
+                    "cleanup first (`ros2 lifecycle set /policy cleanup`)"))
+            try:
+                check_choice(param.name, param.value)
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+            if param.name == "checkpoint" and not param.value:
+                return SetParametersResult(successful=False, reason="checkpoint must not be empty")
+        return SetParametersResult(successful=True)
+
+    def _apply_params(self, params) -> None:
+        for param in params:
+            if param.name == "checkpoint" and self.policy is not None:
+                self._load_in_background(param.value)
 
     # ---- checkpoints --------------------------------------------------------------
     def _load(self, checkpoint: str):
+        import torch
+
         from pac_ros.checkpoint import read_meta
         from pac_ros.paths import existing_or_shared
         from pac_ros.policy import GRAPH_DECODING, Policy, pick_device, resolve_decoding
 
+        get = lambda name: self.get_parameter(name).value  # noqa: E731
+        device, threads = get("device"), int(get("threads"))
+        if threads > 0 and pick_device(device).type == "cpu":
+            torch.set_num_threads(threads)  # process-wide; before the warm-up
         path = existing_or_shared(checkpoint)
-        decoding = resolve_decoding(self.decoding, read_meta(path))
-        graph = self.cuda_graph and pick_device(self.device).type == "cuda" and decoding in GRAPH_DECODING
-        policy = Policy.load(path, spec=self.spec, device=self.device,
-                             decoding=decoding, precision=self.precision, cuda_graph=graph, **self.sampling)
+        decoding = resolve_decoding(get("decoding"), read_meta(path))
+        graph = get("cuda_graph") and pick_device(device).type == "cuda" and decoding in GRAPH_DECODING
+        policy = Policy.load(path, spec=self.spec, device=device, decoding=decoding, precision=get("precision"),
+                             cuda_graph=graph, temperature=get("temperature"), n_candidates=get("n_candidates"))
         meta = policy.meta
         model_id = f"{Path(checkpoint).resolve().name}@{meta.get('step', '?')}:{meta.get('preset', '?')}"
-        policy.act(self._dummy_observation(policy))  # warm up (allocations, kernels)
+        policy.act(self._dummy_observation())  # warm up (allocations, kernels)
         return policy, model_id
 
-    def _dummy_observation(self, policy) -> dict:
+    def _dummy_observation(self) -> dict:
         spec = self.spec
         return {"images": {c.name: np.zeros(c.shape, np.uint8) for c in spec.cameras},
                 "joint_positions": 0.5 * (spec.lower + spec.upper), "instruction": spec.instructions()[0],
                 "features": np.zeros(spec.feature_dim)}
 
     def _load_in_background(self, checkpoint: str) -> None:
+        generation = self.generation
+
         def work():
             with self.loading:
+                if generation != self.generation:
+                    return  # cleaned up meanwhile
                 try:
-                    self.next_policy = self._load(checkpoint)
-                    self.load_error = ""
+                    loaded = self._load(checkpoint)
+                    if generation == self.generation:
+                        self.next_policy, self.load_error = loaded, ""
                 except Exception as exc:  # keep acting with the current checkpoint
                     self.load_error = f"{checkpoint}: {exc}"
                     self.get_logger().error(f"checkpoint not loaded, keeping {self.model_id}: {exc}")
 
         threading.Thread(target=work, name="checkpoint-loader", daemon=True).start()
 
-    def _on_params(self, params) -> SetParametersResult:
-        for param in params:
-            if param.name == "checkpoint":
-                if not param.value:
-                    return SetParametersResult(successful=False, reason="checkpoint must not be empty")
-                self._load_in_background(param.value)
-        return SetParametersResult(successful=True)
-
     def _srv_reload(self, request, response):
+        if self.policy is None:
+            response.success, response.message = False, f"not configured (the node is {self.lifecycle_state})"
+            return response
         self._load_in_background(self.get_parameter("checkpoint").value)
-        response.success, response.message = True, "loading in the background; see /pac/status"
+        response.success, response.message = True, "loading in the background; see /diagnostics"
         return response
 
     # ---- inputs -------------------------------------------------------------------
     def _keep(self, name: str, stamp, value) -> None:
-        self.latest[name] = (common.to_sec(stamp), value)
+        self.latest[name] = (common.stamp_seconds(stamp), value)
         self.arrived[name] = time.perf_counter()
         self.malformed.pop(name, None)
 
@@ -183,7 +309,8 @@ class PolicyNode(Node):
             if name in self.input_subs:
                 continue
             if name == "block_poses":
-                sub = self.create_subscription(PoseArray, self.block_poses_topic, self._on_poses, common.SENSOR_QOS)
+                sub = self.create_subscription(PoseArray, self.get_parameter("block_poses_topic").value,
+                                               self._on_poses, common.SENSOR_QOS)
             else:
                 cam = name.split(":", 1)[1]
                 sub = common.subscribe_camera(self, self.camera_topics[cam], self.image_transport,
@@ -201,8 +328,9 @@ class PolicyNode(Node):
         self._keep(f"image:{camera}", msg.header.stamp, image)
 
     def _on_joints(self, msg: JointState) -> None:
+        """The spec's joints, found under their robot names (joint_name_map), in spec order."""
         try:
-            q = joint_positions(msg, self.spec.joint_names, finite=True, bounds=self.plausible,
+            q = joint_positions(msg, self.joints.robot_names, finite=True, bounds=self.plausible,
                                 bounds_name=self.spec.PLAUSIBLE_RANGE)
         except ConversionError as exc:
             self._invalid("joint_states", str(exc))
@@ -217,8 +345,15 @@ class PolicyNode(Node):
             return
         self._keep("block_poses", msg.header.stamp, poses)
 
-    def _on_instruction(self, msg: String) -> None:
+    def _on_instruction(self, msg: String, info: dict) -> None:
         self.instruction = msg.data.strip()
+        self.instruction_ns = info.get("source_timestamp") or time.time_ns()
+
+    def instruction_since_activation(self) -> bool:
+        """An instruction to act on: published after this activation, or any with accept_latched_instruction."""
+        if self.activated_ns is None or not self.instruction:
+            return False
+        return self.instruction_ns >= self.activated_ns or self.get_parameter("accept_latched_instruction").value
 
     # ---- control loop -------------------------------------------------------------
     def _needed(self) -> list[tuple[str, str]]:
@@ -233,8 +368,6 @@ class PolicyNode(Node):
     def check_inputs(self, now: float) -> str:
         """'' when every input the model needs is present, well formed and fresh (stamped within its
         staleness limit of the clock, either way), else why not."""
-        if not self.instruction:
-            return "no instruction received"
         try:
             self.spec.parse_instruction(self.instruction)
         except ValueError as exc:
@@ -244,7 +377,7 @@ class PolicyNode(Node):
                 return f"{name}: malformed: {self.malformed[name]}"
             if name not in self.latest:
                 return f"{name}: nothing received"
-            age, limit = now - self.latest[name][0], self.limits[kind]
+            age, limit = now - self.latest[name][0], self.get_parameter(f"staleness.{kind}").value
             if age > limit:
                 return f"{name}: stale ({age * 1000:.0f} ms old, limit {limit * 1000:.0f} ms)"
             if age < -limit:  # another clock, or ours jumped back: it would never go stale
@@ -257,21 +390,26 @@ class PolicyNode(Node):
             self._subscribe_model_inputs()
             self.get_logger().info(f"now acting with {self.model_id}")
         start = time.perf_counter()
-        now = common.now_sec(self)
         self.ticks += 1
+        if self.activated_ns is None:
+            self._status("inactive", "inactive: sends nothing until activated", start=start)
+            return
+        if not self.instruction_since_activation():
+            self._status("waiting", "no instruction since activation: sends nothing", start=start)
+            return
         joints = self.latest.get("joint_states")
-        reason = self.check_inputs(now)
+        reason = self.check_inputs(common.now_sec(self))
         value = float("nan")
         if joints is not None and not reason and joints[0] == self.last_answered:
             self.skipped += 1
             return  # this observation was already answered (e.g. a paused clock)
         if reason:
             if joints is None:
-                self._status("hold", reason, value, start, None)
+                self._status("hold", reason, start=start)
                 return  # no position known: nothing safe to command
             stamp, q = joints
             keep = self.last_command if self.hold_mode == "last_command" and self.last_command is not None else q
-            command = self.spec.safe_command(keep, q)
+            command = keep
             self.holds += 1
         else:
             stamp, q = joints
@@ -284,31 +422,60 @@ class PolicyNode(Node):
             if info.get("fallback"):
                 reason = "model output not finite: holding"
             self.last_answered = stamp
-        command = self.spec.safe_command(command, q)  # last guard: finite, within limits and max step
-        self.last_command = command
-        self.command_pub.publish(array_to_command(command))
-        stamped = JointState(name=self.spec.joint_names, position=[float(v) for v in command])
-        stamped.header.stamp = common.to_stamp(stamp)
-        self.stamped_pub.publish(stamped)
+        self._send(self.spec.safe_command(command, q), stamp)  # last guard: finite, within limits and max step
         newest_input = max(self.arrived.get(name, start) for name, _ in self._needed())
         self._status("hold" if reason else "ok", reason, value, start, stamp,
                      input_to_command=time.perf_counter() - newest_input)
 
-    def _status(self, mode: str, reason: str, value: float, start: float, stamp: float | None,
-                input_to_command: float | None = None) -> None:
-        """/pac/status: latency_ms = the tick's own time; input_to_command_ms = from the
+    @property
+    def hold_mode(self) -> str:
+        return self.get_parameter("hold").value
+
+    def _send(self, command: np.ndarray, stamp: float) -> None:
+        """A safe spec-order command to the controller(s), and in spec names on ~/command."""
+        self.last_command = command
+        self.output.publish(command)
+        stamped = JointState(name=self.spec.joint_names, position=[float(v) for v in command])
+        stamped.header.stamp = common.to_stamp(stamp)
+        self.stamped_pub.publish(stamped)
+
+    def _send_stop_hold(self, why: str) -> None:
+        """On leaving active: the arm at its measured position, the gripper at its last target (keeps a
+        grip). Without a fresh joint state nothing is sent: the controller keeps the last command."""
+        joints = self.latest.get("joint_states")
+        limit = self.get_parameter("staleness.joint_states").value
+        if joints is None or abs(common.now_sec(self) - joints[0]) > limit:
+            self.get_logger().warning(f"{why}: no fresh joint state, so no hold command; the controller keeps "
+                                      "the last command")
+            return
+        stamp, q = joints
+        hold = q.copy()
+        if self.last_command is not None:
+            hold[-1] = self.last_command[-1]
+        self._send(self.spec.safe_command(hold, q), stamp)
+        self.get_logger().info(f"{why}: sent the hold command")
+
+    def _status(self, mode: str, reason: str, value: float = float("nan"), start: float | None = None,
+                stamp: float | None = None, input_to_command: float | None = None,
+                level: bytes | None = None) -> None:
+        """/diagnostics and /pac/status: latency_ms = the tick's own time; input_to_command_ms = from the
         arrival of the newest input the model used to the command's publication."""
-        level = DiagnosticStatus.OK if mode == "ok" else DiagnosticStatus.WARN
+        if level is None:
+            level = DiagnosticStatus.WARN if mode in ("hold", "waiting") else DiagnosticStatus.OK
         if reason and mode == "hold":
             self.get_logger().warning(f"holding: {reason}", throttle_duration_sec=2.0)
         pairs = {"mode": mode, "reason": reason, "value": f"{value:.4f}",
-                 "latency_ms": f"{(time.perf_counter() - start) * 1000:.3f}",
+                 "latency_ms": "" if start is None else f"{(time.perf_counter() - start) * 1000:.3f}",
                  "input_to_command_ms": "" if input_to_command is None else f"{input_to_command * 1000:.3f}",
                  "observation_stamp": "" if stamp is None else f"{stamp:.6f}",
                  "ticks": str(self.ticks), "holds": str(self.holds), "load_error": self.load_error}
-        self.status_pub.publish(DiagnosticStatus(
-            level=level, name="pac_policy", message=reason or "acting", hardware_id=self.model_id,
-            values=[KeyValue(key=k, value=v) for k, v in pairs.items()]))
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: pac_policy", message=reason or "acting",
+                                  hardware_id=self.model_id,
+                                  values=[KeyValue(key=k, value=v) for k, v in pairs.items()])
+        self.status_pub.publish(status)
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
 
 
 def main(args=None) -> None:

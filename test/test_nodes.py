@@ -355,3 +355,27 @@ def test_private_domain_is_the_users_or_never_the_default(monkeypatch):
     assert private_domain_id() == 42
     monkeypatch.delenv("ROS_DOMAIN_ID")
     assert 1 <= private_domain_id() <= 100
+
+
+def test_recorder_reads_joint_states_under_the_robots_own_names(ros, tmp_path):
+    ur = ["shoulder_pan_joint", "shoulder_lift_joint", "elbow_joint", "wrist_1_joint", "wrist_2_joint",
+          "wrist_3_joint", "finger_joint"]
+    name_map = [f"{robot}:{spec}" for robot, spec in zip(ur, SPEC.joint_names)]
+    recorder = Recorder(cli_args=["--ros-args", "-p", f"dataset:={tmp_path / 'ds'}", "-p", "record_features:=false",
+                                  "-p", f"joint_name_map:={name_map}".replace("'", '"')])
+    try:
+        assert recorder.core.joint_names == ur
+        q = np.linspace(-0.5, 0.5, SPEC.action_dim)
+        q[-1] = 0.02
+        order = [3, 0, 6, 1, 5, 2, 4]  # shuffled, with two joints the spec does not have
+        robot_msg = joint_state([ur[i] for i in order] + ["base_joint", "camera_tilt"],
+                                [q[i] for i in order] + [0.1, 0.2])
+        recorder.core.on_joint_state(robot_msg, 1.0)
+        assert recorder.rejected == 0
+        recorder.core.on_joint_state(joint_state(SPEC.joint_names, q), 1.1)  # spec names: the robot has none
+        assert recorder.rejected == 1
+    finally:
+        recorder.destroy_node()
+    with pytest.raises(ValueError, match="spec has no joint 'knee'"):
+        Recorder(cli_args=["--ros-args", "-p", f"dataset:={tmp_path / 'ds2'}", "-p",
+                           'joint_name_map:=["knee_joint:knee"]'])

@@ -84,6 +84,7 @@ class RecorderCore:
                  max_steps: int | None = None, split_on_clock_jump: bool = True, source: str = "expert",
                  checkpoint: str | None = None, log: Callable[[str, str], None] | None = None):
         self.spec = spec
+        self.joint_names = list(spec.joint_names)  # the robot's names of the spec joints (a joint_name_map)
         self.on_episode = on_episode
         self.features = features
         self.auto_start = auto_start
@@ -139,7 +140,7 @@ class RecorderCore:
     def on_joint_state(self, msg: Any, now: float) -> None:
         self.received["joint_states"] += 1
         try:
-            q = joint_positions(msg, self.spec.joint_names, finite=True, bounds=self.plausible,
+            q = joint_positions(msg, self.joint_names, finite=True, bounds=self.plausible,
                                 bounds_name=self.spec.PLAUSIBLE_RANGE)
         except ConversionError as exc:
             self._reject("joint_states", "joint state", exc)

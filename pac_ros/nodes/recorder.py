@@ -28,6 +28,7 @@ from pathlib import Path
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float32, String
@@ -36,6 +37,7 @@ from std_srvs.srv import Trigger
 from pac_ros.data import DatasetError, DatasetWriter
 from pac_ros.data.format import INFO_PATH
 from pac_ros.data.recording import EpisodeAssembler, FinishedEpisode, RecorderCore, commit_episode
+from pac_ros.joint_map import JointMap
 from pac_ros.nodes import common
 
 # Best effort, so they receive from best-effort (cameras) and reliable (a robot's /joint_states)
@@ -50,6 +52,10 @@ class Recorder(Node):
         super().__init__("recorder", **kwargs)
         self.spec = common.load_spec(self)
         p = self.declare_parameter
+        # a robot's own joint names ('robot_name:spec_name', as the policy node's parameter); checked first
+        name_map = p("joint_name_map", Parameter.Type.STRING_ARRAY, common.describe(
+            "'robot_name:spec_name' per renamed joint: /joint_states uses robot names")).value or []
+        robot_names = JointMap(self.spec.joint_names, name_map).robot_names
         self.dataset_path = Path(p("dataset", "outputs/recorded").value)
         source = p("source", "expert").value
         checkpoint = p("checkpoint", "").value or None
@@ -66,6 +72,7 @@ class Recorder(Node):
         self.core = RecorderCore(self.spec, self._queue_commit, features=self._record_poses, tolerance=tolerance,
                                  auto_start=auto_start, stop_on_success=stop_on_success, max_steps=max_steps,
                                  source=source, checkpoint=checkpoint, log=self._log)
+        self.core.joint_names = robot_names
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         self.pending: list[concurrent.futures.Future] = []
         self.lock = threading.Lock()
@@ -205,6 +212,8 @@ class Recorder(Node):
         concurrent.futures.wait(self.pending, timeout=timeout)
 
     def destroy_node(self):
+        if "pool" not in self.__dict__:  # construction failed before anything was opened
+            return super().destroy_node()
         if self.recording:
             self.stop("shutdown")
         self.pool.shutdown(wait=True)

@@ -33,10 +33,11 @@ bench: $(STAMP)
 	$(PY) bench/bench_foundation.py
 	$(PY) bench/bench_ros.py
 
-# Regenerate the default model, models/pac_tiny_pixels, from nothing: 1000 perfect-expert episodes, three
-# training seeds of config/train_pixels.yaml side by side (one thread each), then scripts/ship_model.py
-# ships the best on selection seeds 200000.. and reports every seed on 300000..300199 with robustness
-# figures (~1.5 h on an idle 2-core machine).
+# The pixels recipe from nothing (cameras + joints + instruction; docs/pixels.md: it does not stack yet):
+# 1000 perfect-expert episodes, three training seeds of config/train_pixels.yaml side by side (one
+# thread each), then scripts/ship_model.py ships the best on selection seeds 200000.. to
+# models/pac_tiny_pixels and reports every seed on 300000..300199 with robustness figures (~1 h on an
+# idle 2-core machine, most of it evaluating episodes that run to the time limit).
 PIX := outputs/pixels
 PIX_SEEDS := 0 1 2
 pixels-model: $(STAMP)

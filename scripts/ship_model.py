@@ -149,9 +149,15 @@ def main() -> int:
     except Exception as exc:  # the card still says what it can
         data_lines.append(f"- dataset not readable here ({exc})")
 
+    stem_file = source.parent.parent / "stem_pretraining.json"  # <run>/checkpoints/step_N
+    stem = json.loads(stem_file.read_text()) if stem_file.is_file() else None
+    stem_line = (f"\n- keypoint stem pretrained {stem['steps']} steps to locate the blocks, then frozen: held-out block "
+                 f"error mean {stem['heldout_error_mm']:.1f} mm, p95 {stem['heldout_p95_mm']:.1f} mm "
+                 f"({stem['heldout_rows']} rows)" if stem else "")
     origin = (f"fine-tuned from `{run.get('init_from')}` (weights; fresh optimiser)" if run.get("init_from")
               else "trained from scratch")
-    with tempfile.TemporaryDirectory(dir=args.out.parent if args.out.parent.exists() else None) as tmp:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.out.parent) as tmp:
         staged = Path(tmp) / args.out.name
         staged.mkdir()
         for name in SHIPPED_FILES:
@@ -185,7 +191,7 @@ A Perceiver-Actor-Critic policy ({meta.get('n_parameters', 0) / 1e6:.2f} M param
 - {alpha_line}
 - η {learner.get('eta')}, γ {learner.get('gamma')}, {learner.get('n_action_samples')} sampled actions,
   target network Polyak τ {learner.get('tau')}, β {learner.get('beta')}
-- {origin}
+- {origin}{stem_line}
 - full configuration: `meta.json` → `train_config`
 
 ## Regenerate

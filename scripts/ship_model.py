@@ -151,8 +151,8 @@ def main() -> int:
 
     stem_file = source.parent.parent / "stem_pretraining.json"  # <run>/checkpoints/step_N
     stem = json.loads(stem_file.read_text()) if stem_file.is_file() else None
-    stem_line = (f"\n- keypoint stem pretrained {stem['steps']} steps to locate the blocks, then frozen: held-out block "
-                 f"error mean {stem['heldout_error_mm']:.1f} mm, p95 {stem['heldout_p95_mm']:.1f} mm "
+    stem_line = (f"\n- keypoint stem pretrained {stem['steps']} steps to locate the blocks, then frozen: "
+                 f"held-out block error mean {stem['heldout_error_mm']:.1f} mm, p95 {stem['heldout_p95_mm']:.1f} mm "
                  f"({stem['heldout_rows']} rows)" if stem else "")
     origin = (f"fine-tuned from `{run.get('init_from')}` (weights; fresh optimiser)" if run.get("init_from")
               else "trained from scratch")

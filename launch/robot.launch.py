@@ -9,11 +9,11 @@ scripted controller) publishes on teleop/command. The node list, the default par
 (config/robot_nodes.yaml) and what the arguments set come from pac_ros.nodes.graph, which
 `pac-ros launch robot` uses too, with the same arguments. docs/bring_your_own_arm.md.
 """
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from launch import LaunchDescription
 from pac_ros.nodes.graph import node_parameters
 
 GRAPH = "robot"

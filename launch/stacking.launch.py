@@ -7,11 +7,11 @@ The node list, the default parameter file and what the arguments set come from
 pac_ros.nodes.graph, which `pac-ros launch stacking` uses too (for machines without a
 ROS install), with the same arguments.
 """
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from launch import LaunchDescription
 from pac_ros.nodes.graph import node_parameters
 
 GRAPH = "stacking"

@@ -174,6 +174,30 @@ def run_episode(
     return success, steps, ret
 
 
+def record_episodes(out: str | Path, episodes: int, seed: int, spec: Spec,
+                    run_one: Callable[[StackingEnv, DatasetWriter, int, int], EpisodeResult],
+                    progress: Callable[[EpisodeResult], None] | None = None) -> CollectSummary:
+    """Seeded episodes (seeds seed, seed+1, ...) committed into ``out`` with every spec camera;
+    ``run_one(env, writer, episode_index, seed)`` runs and commits one."""
+    env = StackingEnv(spec, render=True)
+    results: list[EpisodeResult] = []
+    start = time.perf_counter()
+    try:
+        with DatasetWriter(out, spec, features=True) as writer:
+            first_index = writer.num_episodes
+            for i in range(episodes):
+                result = run_one(env, writer, first_index + i, seed + i)
+                results.append(result)
+                if progress is not None:
+                    progress(result)
+    finally:
+        env.close()
+    wall = time.perf_counter() - start
+    from pac_ros.data import Dataset
+
+    return CollectSummary(results, wall, sum(e.length + 1 for e in results), Dataset(out, spec).size_bytes())
+
+
 def collect(
     out: str | Path,
     episodes: int,
@@ -186,32 +210,18 @@ def collect(
 ) -> CollectSummary:
     """Run ``episodes`` seeded expert episodes (seeds seed, seed+1, ...) into ``out``
     (``end_after_attempt``: see run_expert_episode)."""
-    spec = spec or default_spec()
-    env = StackingEnv(spec, render=True)  # datasets hold every spec camera
-    results: list[EpisodeResult] = []
-    start = time.perf_counter()
-    with DatasetWriter(out, spec, features=True) as writer:
-        first_index = writer.num_episodes
-        for i in range(episodes):
-            ep_seed = seed + i
-            rng = np.random.default_rng([ep_seed, 7919])
-            name = pick_quality(quality, rng)
-            config = dataclasses.replace(ExpertConfig.preset(name), **dict(overrides or {}))
-            expert = ScriptedExpert(env, config, seed=ep_seed)
-            meta = {"quality": name, "mix": quality, "expert": dataclasses.asdict(config),
-                    "end_after_attempt": end_after_attempt}
-            success, steps, ret = run_expert_episode(env, expert, ep_seed, writer, meta,
-                                                     end_after_attempt=end_after_attempt)
-            result = EpisodeResult(first_index + i, ep_seed, name, env.instruction, success, steps, ret)
-            results.append(result)
-            if progress is not None:
-                progress(result)
-    wall = time.perf_counter() - start
-    env.close()
-    from pac_ros.data import Dataset
 
-    ds = Dataset(out, spec)
-    return CollectSummary(results, wall, sum(e.length + 1 for e in results), ds.size_bytes())
+    def run_one(env, writer, index, ep_seed):
+        name = pick_quality(quality, np.random.default_rng([ep_seed, 7919]))
+        config = dataclasses.replace(ExpertConfig.preset(name), **dict(overrides or {}))
+        expert = ScriptedExpert(env, config, seed=ep_seed)
+        meta = {"quality": name, "mix": quality, "expert": dataclasses.asdict(config),
+                "end_after_attempt": end_after_attempt}
+        success, steps, ret = run_expert_episode(env, expert, ep_seed, writer, meta,
+                                                 end_after_attempt=end_after_attempt)
+        return EpisodeResult(index, ep_seed, name, env.instruction, success, steps, ret)
+
+    return record_episodes(out, episodes, seed, spec or default_spec(), run_one, progress)
 
 
 def record_policy_episodes(checkpoint: str | Path, out: str | Path, episodes: int, seed: int = 0,
@@ -224,22 +234,13 @@ def record_policy_episodes(checkpoint: str | Path, out: str | Path, episodes: in
     spec = spec or default_spec()
     policy = Policy.load(checkpoint, spec=spec, device="auto", decoding=decoding, seed=seed)
     ckpt = str(resolve(checkpoint))
-    env = StackingEnv(spec, render=True)
-    results: list[EpisodeResult] = []
-    start = time.perf_counter()
-    try:
-        with DatasetWriter(out, spec, features=True) as writer:
-            first_index = writer.num_episodes
-            for i in range(episodes):
-                success, steps, ret = run_episode(env, lambda obs: policy.act(obs)[0], seed + i, writer,
-                                                  {"decoding": decoding}, source="policy", checkpoint=ckpt)
-                results.append(EpisodeResult(first_index + i, seed + i, "policy", env.instruction, success, steps, ret))
-    finally:
-        env.close()
-    from pac_ros.data import Dataset
 
-    return CollectSummary(results, time.perf_counter() - start, sum(e.length + 1 for e in results),
-                          Dataset(out, spec).size_bytes())
+    def run_one(env, writer, index, ep_seed):
+        success, steps, ret = run_episode(env, lambda obs: policy.act(obs)[0], ep_seed, writer,
+                                          {"decoding": decoding}, source="policy", checkpoint=ckpt)
+        return EpisodeResult(index, ep_seed, "policy", env.instruction, success, steps, ret)
+
+    return record_episodes(out, episodes, seed, spec, run_one)
 
 
 def collect_dagger(checkpoint: str | Path, out: str | Path, episodes: int, seed: int = 0, beta: float = 0.5,
@@ -257,34 +258,22 @@ def collect_dagger(checkpoint: str | Path, out: str | Path, episodes: int, seed:
     spec = spec or default_spec()
     policy = Policy.load(checkpoint, spec=spec, device="auto", decoding=decoding, seed=seed)
     ckpt = str(resolve(checkpoint))
-    env = StackingEnv(spec, render=True)
     mix = np.random.default_rng([seed, 4243])
-    results: list[EpisodeResult] = []
-    start = time.perf_counter()
-    try:
-        with DatasetWriter(out, spec, features=True) as writer:
-            first_index = writer.num_episodes
-            for i in range(episodes):
-                expert = ScriptedExpert(env, ExpertConfig(), seed=seed + i)
-                last: dict[str, np.ndarray] = {}
 
-                def label(obs, expert=expert, last=last):
-                    last["command"] = expert.act()
-                    return last["command"]
+    def run_one(env, writer, index, ep_seed):
+        expert = ScriptedExpert(env, ExpertConfig(), seed=ep_seed)
+        last: dict[str, np.ndarray] = {}
 
-                def act(obs, last=last):
-                    return last["command"] if mix.random() < beta else policy.act(obs)[0]
+        def label(obs):
+            last["command"] = expert.act()
+            return last["command"]
 
-                meta = {"beta": beta, "decoding": decoding, "labels": "perfect expert"}
-                success, steps, ret = run_episode(env, act, seed + i, writer, meta, source="dagger",
-                                                  checkpoint=ckpt, on_reset=expert.reset, label=label)
-                result = EpisodeResult(first_index + i, seed + i, "dagger", env.instruction, success, steps, ret)
-                results.append(result)
-                if progress is not None:
-                    progress(result)
-    finally:
-        env.close()
-    from pac_ros.data import Dataset
+        def act(obs):
+            return last["command"] if mix.random() < beta else policy.act(obs)[0]
 
-    return CollectSummary(results, time.perf_counter() - start, sum(e.length + 1 for e in results),
-                          Dataset(out, spec).size_bytes())
+        meta = {"beta": beta, "decoding": decoding, "labels": "perfect expert"}
+        success, steps, ret = run_episode(env, act, ep_seed, writer, meta, source="dagger", checkpoint=ckpt,
+                                          on_reset=expert.reset, label=label)
+        return EpisodeResult(index, ep_seed, "dagger", env.instruction, success, steps, ret)
+
+    return record_episodes(out, episodes, seed, spec, run_one, progress)

@@ -379,3 +379,26 @@ def test_recorder_reads_joint_states_under_the_robots_own_names(ros, tmp_path):
     with pytest.raises(ValueError, match="spec has no joint 'knee'"):
         Recorder(cli_args=["--ros-args", "-p", f"dataset:={tmp_path / 'ds2'}", "-p",
                            'joint_name_map:=["knee_joint:knee"]'])
+
+
+def test_bridge_takes_joint_trajectories_and_rejects_a_wrong_joint_count(ros):
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    bridge = MujocoBridge(cli_args=ros_args(mode="lockstep", command_type="joint_trajectory", render=False))
+    try:
+        start = bridge.command.copy()
+        names = list(SPEC.joint_names)
+        target = start.copy()
+        target[0] += 0.05
+        order = [6, 2, 0, 4, 1, 5, 3]  # a controller's own joint order
+        good = JointTrajectory(joint_names=[names[i] for i in order],
+                               points=[JointTrajectoryPoint(positions=[float(target[i]) for i in order])])
+        bridge._on_joint_trajectory(good)
+        assert bridge.rejected == 0 and np.allclose(bridge.command[0], target[0])
+        short = JointTrajectory(joint_names=names[:5], points=[JointTrajectoryPoint(positions=[0.0] * 5)])
+        mismatched = JointTrajectory(joint_names=names, points=[JointTrajectoryPoint(positions=[0.0] * 3)])
+        for bad in (short, mismatched, JointTrajectory(joint_names=names)):
+            bridge._on_joint_trajectory(bad)
+        assert bridge.rejected == 3 and np.allclose(bridge.command[0], target[0])  # held the last good one
+    finally:
+        bridge.destroy_node()

@@ -272,23 +272,24 @@ def encode_png(image: np.ndarray, cam: CameraSpec) -> bytes:
     return buf.getvalue()
 
 
-def decode_png(data: bytes, cam: CameraSpec, where: str) -> np.ndarray:
-    """PNG bytes -> uint8[H, W, C] in the camera's encoding."""
+def decode_image(data: bytes, cam: CameraSpec, where: str, convertible: tuple[str, ...] = ()) -> np.ndarray:
+    """Image bytes (our PNGs; PNG or JPEG from elsewhere) -> uint8[H, W, C] in the camera's encoding.
+    The image's mode must be the camera's (L or RGB) or one of ``convertible`` (lossless changes only)."""
+    want = "L" if cam.channels == 1 else "RGB"
     try:
         with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            want = "L" if cam.channels == 1 else "RGB"
-            if img.mode != want:
-                raise DatasetError(f"{where}: PNG mode {img.mode}, expected {want}")
-            arr = np.asarray(img)
+            if img.mode != want and img.mode not in convertible:
+                raise DatasetError(f"{where}: image mode {img.mode}, the spec's camera {cam.name!r} is "
+                                   f"{cam.encoding}")
+            arr = np.asarray(img if img.mode == want else img.convert(want))
     except DatasetError:
         raise
     except Exception as exc:  # PIL raises many types for bad data
-        raise DatasetError(f"{where}: cannot decode PNG: {exc}") from exc
+        raise DatasetError(f"{where}: cannot decode image: {exc}") from exc
     if cam.channels == 1:
         arr = arr[..., None]
     elif cam.encoding == "bgr8":
         arr = arr[..., ::-1]
     if arr.shape != cam.shape:
-        raise DatasetError(f"{where}: image shape {arr.shape}, spec says {cam.shape}")
+        raise DatasetError(f"{where}: image shape {arr.shape}, the spec's camera {cam.name!r} is {cam.shape}")
     return arr

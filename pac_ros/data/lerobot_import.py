@@ -7,7 +7,6 @@ directory renamed to the output only when every episode is in.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -20,7 +19,6 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 
 from pac_ros.data import format as fmt
 from pac_ros.data.conversion_report import ConversionReport
@@ -432,27 +430,8 @@ def _image_blobs(ep: _SourceEpisode, name: str, root: Path) -> list[bytes]:
     return blobs
 
 
-def _decode(blob: bytes, cam: CameraSpec, where: str) -> np.ndarray:
-    """Image bytes (PNG, JPEG, …) -> uint8[H, W, C] in the camera's encoding; only lossless mode changes."""
-    want = "L" if cam.channels == 1 else "RGB"
-    lossless = {"RGB": ("RGB", "P", "L"), "L": ("L",)}[want]
-    try:
-        with Image.open(io.BytesIO(blob)) as img:
-            if img.mode not in lossless:
-                raise DatasetError(f"{where}: image mode {img.mode}, the spec's camera {cam.name!r} is "
-                                   f"{cam.encoding}")
-            arr = np.asarray(img if img.mode == want else img.convert(want))
-    except DatasetError:
-        raise
-    except Exception as exc:  # PIL raises many types for bad data
-        raise DatasetError(f"{where}: cannot decode image: {exc}") from exc
-    if cam.channels == 1:
-        arr = arr[..., None]
-    elif cam.encoding == "bgr8":
-        arr = arr[..., ::-1]
-    if arr.shape != cam.shape:
-        raise DatasetError(f"{where}: image shape {arr.shape}, the spec's camera {cam.name!r} is {cam.shape}")
-    return arr
+# modes a source image may have that convert to the camera's without loss
+LOSSLESS_MODES = {1: ("L",), 3: ("P", "L")}
 
 
 def _import_episode(writer: DatasetWriter, ep: _SourceEpisode, spec: Spec, plan: _Plan,
@@ -521,7 +500,8 @@ def _import_episode(writer: DatasetWriter, ep: _SourceEpisode, spec: Spec, plan:
 
     buf = writer.begin_episode(instructions[0], source=source, checkpoint=checkpoint, seed=seed, metadata=metadata)
     for t in range(T):
-        frame = {cam.name: _decode(images[name][t], cam, f"{where}: {name}[{t}]")
+        frame = {cam.name: fmt.decode_image(images[name][t], cam, f"{where}: {name}[{t}]",
+                                            LOSSLESS_MODES[cam.channels])
                  for name, cam in plan.image_columns.items()}
         frame.update({cam.name: fit_to_camera(next(videos[name]), "RGB", cam)
                       for name, cam in plan.video_columns.items()})

@@ -179,7 +179,7 @@ class Dataset:
                 blobs = table.column(name).to_pylist()
                 out = np.empty((T, *cam.shape), np.uint8)
                 for t, blob in enumerate(blobs):
-                    out[t] = fmt.decode_png(blob, cam, f"{path}: {name}[{t}]")
+                    out[t] = fmt.decode_image(blob, cam, f"{path}: {name}[{t}]")
                 decoded[cam.name] = out
         return Episode(
             timestamp=col("timestamp", "float64"),

@@ -81,12 +81,12 @@ def evaluate(policy: Policy, episodes: int, seed: int = EVAL_SEED, spec: Spec | 
     spec = spec or policy.spec
     render = policy.model.config.uses_images or record_frames > 0
     env = StackingEnv(spec, render=render)
-    perturbation = perturbation or Perturbation("none")
-    perturbation.apply(env)
+    if perturbation is not None:
+        perturbation.apply(env)
     result = EvalResult()
     try:
         for i in range(episodes):
-            obs = perturbation.reset(env, seed + i)
+            obs = perturbation.reset(env, seed + i) if perturbation is not None else env.reset(seed=seed + i)
             frames: list[np.ndarray] = []
             ret, steps, success = 0.0, 0, False
             while True:

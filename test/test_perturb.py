@@ -56,6 +56,7 @@ def test_unknown_perturbation_and_camera_are_named():
         perturbation("fog")
     env = StackingEnv(render=False)
     with pytest.raises(ValueError, match="no camera named 'top'"):
-        Perturbation("x", camera="top").apply(env)
+        Perturbation("x", camera="top", fovy_delta=2.0).apply(env)
+    Perturbation("y", camera="top", light_scale=0.9).apply(env)  # names no camera it changes: fine
     env.close()
     assert "none" in PERTURBATIONS

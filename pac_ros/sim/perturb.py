@@ -26,11 +26,12 @@ class Perturbation:
     def apply(self, env: StackingEnv) -> None:
         """Change ``env``'s model in place (cameras, lights); layouts change in ``reset``."""
         m = env.model
-        cam = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, self.camera)
-        if cam < 0:
-            raise ValueError(f"perturbation {self.name}: no camera named {self.camera!r}")
-        m.cam_pos[cam] += np.asarray(self.camera_shift, dtype=np.float64)
-        m.cam_fovy[cam] += self.fovy_delta
+        if any(self.camera_shift) or self.fovy_delta:  # an MJCF without this camera is fine otherwise
+            cam = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, self.camera)
+            if cam < 0:
+                raise ValueError(f"perturbation {self.name}: no camera named {self.camera!r}")
+            m.cam_pos[cam] += np.asarray(self.camera_shift, dtype=np.float64)
+            m.cam_fovy[cam] += self.fovy_delta
         if self.light_scale != 1.0:
             m.light_diffuse[:] *= self.light_scale
             m.light_ambient[:] *= self.light_scale

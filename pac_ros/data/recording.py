@@ -33,6 +33,7 @@ class FinishedEpisode:
     stats: RecordingStats
     source: str
     checkpoint: str | None
+    joined_in_progress: bool = False  # started from an instruction given before the recorder was up
 
     @property
     def instruction(self) -> str:
@@ -51,7 +52,8 @@ class FinishedEpisode:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return {"stop_reason": self.reason, "recording": self.stats.as_metadata()}
+        return {"stop_reason": self.reason, "recording": self.stats.as_metadata(),
+                "joined_in_progress": self.joined_in_progress}
 
 
 class RecorderCore:
@@ -99,6 +101,8 @@ class RecorderCore:
         self.cameras = {c.name: c for c in spec.cameras}
         self.recording = False
         self.instruction = ""
+        self.instruction_joined = False  # the instruction predates the recorder: its episode may be under way
+        self.episode_joined = False
         self.stamp_offset_ns = 0  # subtracted from every header stamp (the MCAP import's unshift)
         self.last_until: float | None = None  # stamp of the last recorded episode's end
         self._last_joint_stamp: float | None = None
@@ -192,11 +196,13 @@ class RecorderCore:
         self._reject("instruction", "instruction", ConversionError(f"blank instruction {text!r}"))
         return True
 
-    def on_instruction(self, text: str) -> None:
-        """A new instruction means a reset: the episode in progress ends, the next starts."""
+    def on_instruction(self, text: str, joined: bool = False) -> None:
+        """A new instruction means a reset: the episode in progress ends, the next starts.
+        ``joined``: it was given before the recorder started (a latched one after a restart), so
+        the episode it starts may be under way; the episode's metadata says so."""
         if self._blank(text):
             return
-        self.instruction = text
+        self.instruction, self.instruction_joined = text, joined
         failed = self._end("new instruction (reset)")
         if self.auto_start:
             self.start()
@@ -252,6 +258,8 @@ class RecorderCore:
             start = float("-inf")
         self.assembler.features = self._features_now()
         self.assembler.reset(start=start, instruction=self.instruction)
+        self.episode_joined = self.instruction_joined
+        self.instruction_joined = False  # a later start (success, max_steps, ~/start) begins afresh
         self.recording = True
         return True
 
@@ -270,7 +278,8 @@ class RecorderCore:
         if terminal is None:
             terminal = success and self.spec.terminate_on_success
         stats = a.stats
-        episode = FinishedEpisode(steps, final, success, terminal, reason, stats, self.source, self.checkpoint)
+        episode = FinishedEpisode(steps, final, success, terminal, reason, stats, self.source, self.checkpoint,
+                                  joined_in_progress=self.episode_joined)
         self.log("info", f"episode stopped ({reason}): {len(steps)} steps, success={success}, "
                          f"dropped={stats.dropped_commands}, late={stats.late_messages}, gaps={len(stats.gaps)}")
         self.on_episode(episode)

@@ -5,7 +5,11 @@ step; the last one is held when none arrives), steps the physics, then publishes
 observation stamped with sim time (one Image and CameraInfo per camera, /joint_states,
 block poses), /reward and /task_success for the step, and finally /clock. With
 ``publish_block_poses: false`` there are no block poses (no publisher at all), as on a robot
-without a pose tracker.
+without a pose tracker. ``publish_images`` and ``publish_block_poses`` can be switched off and
+on at run time (``ros2 param set``), as a camera driver or tracker that stops and comes back.
+
+An instruction on the instruction topic from someone else (an operator changing the task
+mid-episode) retargets the episode: the blocks stay, reward and success follow the new one.
 
 It speaks like a robot's drivers: /joint_states is reliable (as joint_state_broadcaster's),
 images are sensor-data QoS with a CameraInfo next to each (``camera_info`` beside the image
@@ -23,6 +27,7 @@ import time
 
 import numpy as np
 from geometry_msgs.msg import PoseArray
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock as ClockMsg
@@ -79,12 +84,16 @@ class MujocoBridge(Node):
         poses_topic = p("block_poses_topic", common.BLOCK_POSES).value
         self.pose_pub = (self.create_publisher(PoseArray, poses_topic, common.SENSOR_QOS)
                          if p("publish_block_poses", True).value else None)
+        self.streams = {"publish_images": bool(p("publish_images", True).value),
+                        "publish_block_poses": self.pose_pub is not None}
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.reward_pub = self.create_publisher(Float32, p("reward_topic", common.REWARD).value,
                                                 common.RELIABLE_QOS)
         self.success_pub = self.create_publisher(Bool, p("success_topic", common.SUCCESS).value,
                                                  common.RELIABLE_QOS)
-        self.instruction_pub = self.create_publisher(String, p("instruction_topic", common.INSTRUCTION).value,
-                                                     common.LATCHED_QOS)
+        instruction_topic = p("instruction_topic", common.INSTRUCTION).value
+        self.instruction_pub = self.create_publisher(String, instruction_topic, common.LATCHED_QOS)
+        self.create_subscription(String, instruction_topic, self._on_instruction, common.LATCHED_QOS)
         self.clock_pub = self.create_publisher(ClockMsg, "/clock", 10)
         self.create_subscription(COMMAND_TYPES[command_type], p("command_topic", common.COMMANDS).value,
                                  getattr(self, f"_on_{command_type}"), common.RELIABLE_QOS)
@@ -145,6 +154,31 @@ class MujocoBridge(Node):
         except ConversionError as exc:
             self._reject(str(exc))
 
+    def _on_instruction(self, msg: String) -> None:
+        if msg.data.strip().lower() == self.env.instruction:
+            return  # our own, or the task it already is
+        try:
+            self.env.retarget(msg.data)
+        except ValueError as exc:  # SpecError: not one of the task's instructions
+            self.get_logger().warning(f"instruction ignored, the task stays '{self.env.instruction}': {exc}")
+            return
+        self.get_logger().info(f"episode {self.episode} retargeted mid-episode: '{self.env.instruction}'")
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            if param.name not in self.streams:
+                continue
+            if param.type_ != param.Type.BOOL:
+                return SetParametersResult(successful=False, reason=f"{param.name} must be a bool")
+            if param.name == "publish_block_poses" and param.value and self.pose_pub is None:
+                return SetParametersResult(successful=False,
+                                           reason="started with publish_block_poses false: no publisher to resume")
+        for param in params:
+            if param.name in self.streams:
+                self.streams[param.name] = bool(param.value)
+                self.get_logger().info(f"{param.name}: {param.value}")
+        return SetParametersResult(successful=True)
+
     # ---- stepping -----------------------------------------------------------------
     def _tick(self) -> None:
         self._step()
@@ -170,7 +204,7 @@ class MujocoBridge(Node):
 
     def _publish(self, obs: dict, reward: float | None, success: bool | None) -> None:
         stamp = common.to_stamp(self.sim_time())
-        for cam, image in obs["images"].items():
+        for cam, image in obs["images"].items() if self.streams["publish_images"] else ():
             info = self.camera_infos[cam]
             info.header.stamp = stamp
             encoding = self.spec.cameras[self.spec.camera_names.index(cam)].encoding
@@ -179,7 +213,7 @@ class MujocoBridge(Node):
         joints = JointState(name=self.spec.joint_names, position=[float(v) for v in obs["joint_positions"]])
         joints.header.stamp = stamp
         self.joint_pub.publish(joints)
-        if self.pose_pub is not None:
+        if self.pose_pub is not None and self.streams["publish_block_poses"]:
             self.pose_pub.publish(common.block_poses_msg(obs["features"], stamp, self.frame_id))
         if reward is not None:
             self.reward_pub.publish(Float32(data=float(reward)))

@@ -92,8 +92,9 @@ class Recorder(Node):
                                      lambda m: core.on_block_poses(m, self._now()), RECORD_STATE_QOS)
         self.create_subscription(JointState, p("command_state_topic", "expert/command").value,
                                  lambda m: core.on_command(m, self._now()), common.RELIABLE_QOS)
+        self.started_ns = time.time_ns()  # an instruction published before this was given before we were up
         self.create_subscription(String, p("instruction_topic", common.INSTRUCTION).value,
-                                 lambda m: core.on_instruction(m.data), common.LATCHED_QOS)
+                                 self._on_instruction, common.LATCHED_QOS)
         self.create_subscription(Float32, p("reward_topic", common.REWARD).value,
                                  lambda m: core.on_reward(m.data), common.RELIABLE_QOS)
         self.create_subscription(Bool, p("success_topic", common.SUCCESS).value,
@@ -141,6 +142,10 @@ class Recorder(Node):
                                       f"{self.block_poses_topic}: steps wait for them (record into a new dataset "
                                       "to record without them)")
         return writer.has_features
+
+    def _on_instruction(self, msg: String, info: dict) -> None:
+        published = info.get("source_timestamp") or time.time_ns()
+        self.core.on_instruction(msg.data, joined=published < self.started_ns)
 
     def _log(self, level: str, text: str) -> None:
         logger = self.get_logger()

@@ -113,6 +113,13 @@ class StackingEnv:
         self.step_count = 0
         return self.observation()
 
+    def retarget(self, instruction: str) -> None:
+        """Change the task within the episode (an operator's new instruction): the blocks stay
+        where they are; reward and success follow the new pair from the next step on."""
+        top, bottom = self.spec.parse_instruction(instruction)
+        self.target_pair = (top, bottom)
+        self.instruction = self.spec.instruction(top, bottom)
+
     def _sample_layout(self, rng: np.random.Generator) -> list:
         (x0, x1), (y0, y1) = BLOCK_REGION
         placed: list[np.ndarray] = []

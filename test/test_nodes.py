@@ -12,6 +12,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 from conftest import ros_domain_id  # noqa: E402
+from geometry_msgs.msg import PoseArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import ReliabilityPolicy  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
@@ -402,3 +403,40 @@ def test_bridge_takes_joint_trajectories_and_rejects_a_wrong_joint_count(ros):
         assert bridge.rejected == 3 and np.allclose(bridge.command[0], target[0])  # held the last good one
     finally:
         bridge.destroy_node()
+
+
+def test_bridge_streams_switch_at_run_time_and_an_operators_instruction_retargets(ros):
+    bridge = MujocoBridge(cli_args=ros_args(mode="lockstep", seed=5, lockstep_timeout=0.05))
+    probe = Probe()
+    poses = []
+    probe.node.create_subscription(PoseArray, common.BLOCK_POSES, poses.append, common.SENSOR_QOS)
+    operator = probe.node.create_publisher(String, common.INSTRUCTION, common.LATCHED_QOS)
+    ex = SingleThreadedExecutor()
+    ex.add_node(bridge)
+    ex.add_node(probe.node)
+    try:
+        spin_until(ex, lambda: len(probe.msgs["joints"]) >= 3 and poses)
+        off = [rclpy.parameter.Parameter(n, value=False) for n in ("publish_images", "publish_block_poses")]
+        assert all(r.successful for r in bridge.set_parameters(off))
+        n = len(probe.msgs["joints"])
+        spin_until(ex, lambda: len(probe.msgs["joints"]) >= n + 2)  # what was on its way has arrived
+        images, n_poses, n = len(probe.msgs["front"]), len(poses), len(probe.msgs["joints"])
+        assert images > 0
+        spin_until(ex, lambda: len(probe.msgs["joints"]) >= n + 5)
+        assert (len(probe.msgs["front"]), len(poses)) == (images, n_poses)  # joints go on, the cameras stopped
+        assert not bridge.set_parameters([rclpy.parameter.Parameter("publish_images", value="no")])[0].successful
+        bridge.set_parameters([rclpy.parameter.Parameter("publish_images", value=True)])
+        spin_until(ex, lambda: len(probe.msgs["front"]) > images)
+        # an operator's new instruction: same blocks, the reward follows the new pair
+        before = bridge.env.features().copy()
+        other = next(i for i in SPEC.instructions() if i != bridge.env.instruction)
+        operator.publish(String(data=other))
+        spin_until(ex, lambda: bridge.env.instruction == other)
+        assert bridge.env.target_pair == SPEC.parse_instruction(other) and bridge.episode == 1
+        np.testing.assert_allclose(bridge.env.features()[:3], before[:3], atol=0.01)
+        operator.publish(String(data="juggle the blocks"))  # not this task's: ignored, the task stays
+        spin_until(ex, lambda: len(probe.msgs["joints"]) >= n + 15)
+        assert bridge.env.instruction == other
+    finally:
+        bridge.destroy_node()
+        probe.node.destroy_node()

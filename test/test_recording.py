@@ -106,3 +106,24 @@ def test_core_converts_images_and_asks_each_episode_whether_to_pair_poses(tmp_pa
     ds = Dataset(tmp_path / "ds", SPEC)
     assert len(ds) == 2 and not ds.has_features
     assert np.all(ds.load_episode(1).images["front"] == [0, 0, 200])
+
+
+def test_an_episode_started_by_an_instruction_older_than_the_recorder_is_flagged():
+    import fake_msgs
+
+    from pac_ros.data.recording import RecorderCore
+
+    episodes = []
+    core = RecorderCore(SPEC, episodes.append, features=False)
+    q = 0.5 * (SPEC.lower + SPEC.upper)
+    t = 1.0
+    for joined in (True, False):  # a latched instruction after a restart, then the next reset
+        core.on_instruction(SPEC.instructions()[0], joined=joined)
+        for _ in range(3):
+            t = round(t + DT, 9)
+            core.on_joint_state(fake_msgs.joint_state(t, SPEC.joint_names, q), t)
+            for cam in SPEC.cameras:
+                core.on_image(cam.name, fake_msgs.image(t, np.zeros(cam.shape, np.uint8), cam.encoding), t)
+            core.on_command(fake_msgs.joint_state(t, SPEC.joint_names, q), t)
+    core.stop("end")
+    assert [e.metadata["joined_in_progress"] for e in episodes] == [True, False]

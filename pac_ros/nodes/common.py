@@ -88,6 +88,9 @@ def run_node(node_class, args=None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise  # a context shut down by Ctrl-C mid-wait raises RCLError: that one is a clean exit
     finally:
         if node is not None:
             node.destroy_node()

@@ -204,10 +204,11 @@ class PolicyNode(LifecycleNode):
             torch.cuda.empty_cache()
 
     def destroy_node(self):
-        if self.lifecycle_state in ("active", "inactive", "unconfigured"):
+        # after Ctrl-C the context is gone: no transition can be published, nor a hold sent
+        if self.context.ok() and self.lifecycle_state in ("active", "inactive", "unconfigured"):
             try:
                 self.trigger_shutdown()  # an active node sends its hold first
-            except Exception as exc:  # e.g. the context is already shut down (Ctrl-C)
+            except Exception as exc:
                 self.get_logger().debug(f"shutdown transition on destroy: {exc}")
         return super().destroy_node()
 

@@ -30,6 +30,27 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+# Student's t, two-sided 95%, by degrees of freedom (beyond 30, the normal's 1.96 is within 4%)
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+         20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
+         29: 2.045, 30: 2.042}
+
+
+def t_interval(rates: list[float]) -> tuple[float, float, float]:
+    """Mean of per-run rates (one per training seed) and its 95% t-interval over the runs;
+    one run has no spread to measure, so its interval is the mean itself."""
+    n = len(rates)
+    if n == 0:
+        raise ValueError("t_interval of no runs")
+    mean = sum(rates) / n
+    if n < 2:
+        return mean, mean, mean
+    sd = math.sqrt(sum((r - mean) ** 2 for r in rates) / (n - 1))
+    half = T_975.get(n - 1, 1.96) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
 @dataclass
 class EvalResult:
     seeds: list[int] = field(default_factory=list)

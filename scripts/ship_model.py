@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import shutil
@@ -28,7 +27,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from pac_ros.checkpoint import read_meta, resolve  # noqa: E402
 from pac_ros.data import Dataset  # noqa: E402
-from pac_ros.evaluate import EVAL_SEED, evaluate, wilson_interval  # noqa: E402
+from pac_ros.evaluate import EVAL_SEED, evaluate, t_interval, wilson_interval  # noqa: E402
 from pac_ros.learning import LearnerConfig  # noqa: E402
 from pac_ros.policy import DECODING, Policy  # noqa: E402
 from pac_ros.sim.perturb import PERTURBATIONS, perturbation  # noqa: E402
@@ -37,20 +36,6 @@ from pac_ros.spec import default_spec  # noqa: E402
 SHIPPED_FILES = ("meta.json", "model.safetensors")
 SELECT_SEED = 200_000  # model choice among runs; never the report seeds
 ROBUSTNESS_SEED = 400_000
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
-def t_interval(rates: list[float]) -> tuple[float, float, float]:
-    """Mean of per-run rates and its 95% t-interval over runs (half-width 0 for one run)."""
-    n = len(rates)
-    mean = sum(rates) / n
-    if n < 2:
-        return mean, mean, mean
-    sd = math.sqrt(sum((r - mean) ** 2 for r in rates) / (n - 1))
-    half = T_975.get(n - 1, 1.96) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
 def _eval(source: Path, spec, decoding: str, episodes: int, seed: int, perturb: str = "none"):
     policy = Policy.load(source, spec=spec, device="cpu", decoding=decoding, seed=seed)
     return evaluate(policy, episodes, seed, spec, perturbation=perturbation(perturb))

@@ -89,6 +89,27 @@ def test_experiment_config_errors(tmp_path):
         ExperimentConfig.from_dict({**d, "peers": {"algos": ["sac"]}})
     with pytest.raises(ConfigError, match="eval: unknown"):
         ExperimentConfig.from_dict({**d, "eval": {"episodez": 3}})
+    with pytest.raises(ConfigError, match="data must be one of"):
+        ExperimentConfig.from_dict({**d, "arms": {"bc": {"alpha_final": 1.0, "data": "best"}}})
+
+
+def test_an_arm_can_train_on_the_successful_episodes_only(tmp_path):
+    from pac_ros.collect import collect
+    from pac_ros.data import Dataset
+    from pac_ros.experiment.runs import ensure_arm_data
+
+    d = _configs(tmp_path)
+    d["arms"] = {"bc": {"alpha_final": 1.0}, "bc_success": {"alpha_final": 1.0, "data": "success"}}
+    cfg = ExperimentConfig.from_dict(d)
+    collect(cfg.data.root, 4, "mixed", seed=0)
+    assert cfg.train_config_for("bc", 0).data.root == cfg.data.root
+    assert cfg.train_config_for("bc_success", 0).data.root == cfg.data.root + "_success"
+    assert cfg.train_config_for("bc_success", 0).learner.alpha_start == 1.0  # "data" is not a learner key
+    ensure_arm_data(cfg, log=lambda *a: None)
+    source, subset = Dataset(cfg.data.root), Dataset(cfg.data.root + "_success")
+    wanted = [e for e in source.episodes if e["success"]]
+    assert len(subset) == len(wanted) >= 1 and all(e["success"] for e in subset.episodes)
+    assert [e["length"] for e in subset.episodes] == [e["length"] for e in wanted]
 
 
 def test_pool_gives_wilson_interval_over_seeds():
@@ -97,6 +118,9 @@ def test_pool_gives_wilson_interval_over_seeds():
     p = pool(runs)
     assert p["successes"] == 6 and p["episodes"] == 20 and p["success_rate"] == 0.3
     assert 0.1 < p["ci_low"] < 0.3 < p["ci_high"] < 0.55 and p["per_seed"] == [0.2, 0.4]
+    # over seeds: mean 0.3, sd 0.1414, t(1) = 12.706: half-width 12.706 * 0.1414 / sqrt(2) = 1.27
+    assert p["seed_mean"] == pytest.approx(0.3) and p["seed_t_high"] - 0.3 == pytest.approx(1.2706, abs=1e-3)
+    assert p["seed_t_low"] == pytest.approx(0.3 - 1.2706, abs=1e-3)
 
 
 def test_cache_keys_are_those_of_results_written_before(tmp_path):

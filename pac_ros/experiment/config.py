@@ -93,6 +93,17 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    DATA_SUBSETS = ("all", "success")  # an arm's ``data``: every episode, or only the successful ones
+
+    def data_of(self, arm: str) -> str:
+        """The dataset an arm trains on: the experiment's, or (``data: success``) its successful
+        episodes, copied once into ``<root>_success`` (success-filtered BC, the baseline an offline
+        RL method must beat on sub-optimal data)."""
+        subset = (self.arms[arm] or {}).get("data", "all")
+        if subset not in self.DATA_SUBSETS:
+            raise ConfigError(f"arm {arm}: data must be one of {list(self.DATA_SUBSETS)}, got {subset!r}")
+        return self.data.root if subset == "all" else f"{self.data.root.rstrip('/')}_{subset}"
+
     def seeds_of(self, arm: str) -> list:
         """The arm's training seeds: its own ``seeds`` entry (e.g. a one-seed ablation) or the experiment's."""
         return list((self.arms[arm] or {}).get("seeds") or self.seeds)
@@ -104,10 +115,11 @@ class ExperimentConfig:
         base["model"] = {**base["model"], **self.model}
         arm_over = dict(self.arms[arm] or {})
         arm_over.pop("seeds", None)
+        arm_over.pop("data", None)
         if "alpha_final" in arm_over and float(arm_over["alpha_final"]) >= 1.0:  # BC: α=1 throughout
             arm_over.setdefault("alpha_start", 1.0)
         base["learner"] = {**base["learner"], **self.learner, **arm_over, **dict(learner or {})}
-        base["data"]["root"] = root or self.data.root
+        base["data"]["root"] = root or self.data_of(arm)
         base["run"].update(out_dir=out or str(Path(self.out_dir) / "runs" / f"{arm}_s{seed}"), seed=seed,
                            steps=steps or self.steps, progress=False, eval_episodes=0,
                            threads=self.threads or base["run"].get("threads"))

@@ -118,19 +118,23 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
              f"`{cfg['model']}` and learner overrides `{cfg['learner']}`; evaluated on {cfg['eval']['episodes']} "
              f"sim episodes (seeds {cfg['eval']['seed']}..{cfg['eval']['seed'] + cfg['eval']['episodes'] - 1}, "
              f"{cfg['eval']['decoding']} decoding). Pooled over training seeds ({cfg['seeds']} unless the arm "
-             "names its own); 95% Wilson intervals.",
-             "", "| arm | learner overrides | success | 95% CI | per seed | mean return | mean length | train s/run |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "names its own): pooled success with its 95% Wilson interval, and the mean over seeds with its "
+             "95% t-interval (the spread between training seeds; a single seed has none).",
+             "", "| arm | learner overrides | success | 95% CI | per seed | mean over seeds (95% t) | mean return | "
+             "mean length | train s/run |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for a, s in arms.items():
+        seeds = (f"{_pct(s['seed_mean'])} ({_pct(s['seed_t_low'])} - {_pct(s['seed_t_high'])})"
+                 if len(s["per_seed"]) > 1 and "seed_mean" in s else "-")
         lines.append(f"| {a} | `{cfg['arms'][a]}` | {_pct(s['success_rate'])} ({s['successes']}/{s['episodes']}) | "
                      f"{_pct(s['ci_low'])} - {_pct(s['ci_high'])} | "
-                     f"{', '.join(_pct(p) for p in s['per_seed'])} | {s['mean_return']:.3f} | {s['mean_length']:.1f} | "
-                     f"{s['train_s']:.0f} |")
+                     f"{', '.join(_pct(p) for p in s['per_seed'])} | {seeds} | {s['mean_return']:.3f} | "
+                     f"{s['mean_length']:.1f} | {s['train_s']:.0f} |")
     for a, s in results.get("peers", {}).items():
         lines.append(f"| {a} | {results['config']['peers']['steps']} steps, batch "
                      f"{results['config']['peers']['batch_size']}, state features, no images | "
                      f"{_pct(s['success_rate'])} ({s['successes']}/{s['episodes']}) | "
-                     f"{_pct(s['ci_low'])} - {_pct(s['ci_high'])} | {', '.join(_pct(p) for p in s['per_seed'])} | "
+                     f"{_pct(s['ci_low'])} - {_pct(s['ci_high'])} | {', '.join(_pct(p) for p in s['per_seed'])} | - | "
                      f"{s['mean_return']:.3f} | {s['mean_length']:.1f} | {s['train_s']:.0f} |")
     if "bc" in arms:
         bc = arms["bc"]

@@ -60,6 +60,21 @@ def ensure_dataset(cfg: ExperimentConfig, log: Log) -> dict:
     return describe_dataset(Dataset(root))
 
 
+def ensure_arm_data(cfg: ExperimentConfig, log: Log) -> None:
+    """Write the subsets that arms train on (``data: success``), once, from the experiment's dataset."""
+    from pac_ros.data import Dataset
+    from pac_ros.data.select import select, write_selection
+
+    for arm in cfg.arms:
+        root = Path(cfg.data_of(arm))
+        if root == Path(cfg.data.root) or (root / "meta" / "info.json").is_file():
+            continue
+        source = Dataset(cfg.data.root)
+        picked = select(source, success=True)
+        log(f"arm {arm}: writing the {len(picked)} successful episodes of {cfg.data.root} into {root}")
+        write_selection(root, [(source, picked)])
+
+
 def describe_dataset(ds) -> dict:
     eps = ds.episodes
     qualities: dict[str, list[int]] = {}
@@ -150,6 +165,7 @@ def _run_one_in_worker(cfg: ExperimentConfig, arm: str, seed: int) -> dict:
 
 def run_arms(cfg: ExperimentConfig, log: Log, jobs: int = 1) -> dict[str, list[dict]]:
     """Every arm x seed, ``jobs`` at a time (separate processes, each with ``cfg.threads`` threads)."""
+    ensure_arm_data(cfg, log)
     todo = [(arm, seed) for arm in cfg.arms for seed in cfg.seeds_of(arm)]
     if jobs <= 1 or len(todo) <= 1:
         results = [run_one(cfg, arm, seed, log) for arm, seed in todo]
@@ -184,15 +200,18 @@ def run_peer(cfg: ExperimentConfig, algo: str, seed: int, log: Log) -> dict:
 
 
 def pool(results: list[dict]) -> dict:
-    """One arm over its seeds: pooled success with a Wilson 95% CI, and the spread across seeds."""
-    from pac_ros.evaluate import wilson_interval
+    """One arm over its seeds: pooled success with a Wilson 95% CI, and the mean over seeds with
+    its 95% t-interval (the training seeds' spread, which the pooled interval does not see)."""
+    from pac_ros.evaluate import t_interval, wilson_interval
 
     k = sum(r["final"]["successes"] for r in results)
     n = sum(r["final"]["episodes"] for r in results)
     lo, hi = wilson_interval(k, n)
     per_seed = [r["final"]["success_rate"] for r in results]
+    seed_mean, t_low, t_high = t_interval(per_seed)
     return {"successes": k, "episodes": n, "success_rate": k / n if n else 0.0, "ci_low": lo, "ci_high": hi,
             "per_seed": per_seed, "seed_std": float(np.std(per_seed)) if per_seed else 0.0,
+            "seed_mean": seed_mean, "seed_t_low": t_low, "seed_t_high": t_high,
             "mean_return": float(np.mean([r["final"]["mean_return"] for r in results])),
             "mean_length": float(np.mean([r["final"]["mean_length"] for r in results])),
             "train_s": float(np.mean([r["train_s"] for r in results]))}

@@ -543,6 +543,30 @@ def m_bytes(rng: random.Random, case: Case) -> str:
     return f"{path} {what}"
 
 
+def m_video_bytes(rng: random.Random, case: Case) -> str:
+    """Damage an MP4: flipped bits in its header boxes or anywhere, a cut, a swapped box name."""
+    videos = sorted(p for p in case.files if p.endswith(".mp4") and case.files[p] is not None)
+    if not videos:
+        return m_bytes(rng, case)
+    path = rng.choice(videos)
+    b = bytearray(case.files[path])
+    what = rng.choice(["flip_header", "flip", "cut", "box"])
+    if what == "flip_header":
+        for _ in range(rng.choice([1, 2, 8])):
+            b[rng.randrange(min(len(b), 2048))] ^= 1 << rng.randrange(8)
+    elif what == "flip":
+        for _ in range(rng.choice([1, 16])):
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+    elif what == "cut":
+        b = b[:rng.randrange(len(b))]
+    else:
+        for box in (b"moov", b"mdat", b"stsd", b"stts", b"stco", b"avcC", b"trak"):
+            if box in b and rng.random() < 0.4:
+                b = b.replace(box, bytes(rng.randrange(97, 123) for _ in range(4)), 1)
+    case.files[path] = bytes(b)
+    return f"{path} {what}"
+
+
 READ_PREFIXES = ("meta/info.json", "meta/tasks", "meta/episodes", "data/", "videos/")
 
 
@@ -573,7 +597,7 @@ def m_link_in(rng: random.Random, case: Case) -> str:
 MUTATIONS: list[tuple[Callable[[random.Random, Case], str], int]] = [  # (mutation, weight)
     (m_info_field, 6), (m_info_template, 5), (m_info_feature, 6), (m_info_spec, 2), (m_info_json, 2),
     (m_episodes_jsonl, 5), (m_episodes_parquet, 5), (m_tasks, 2), (m_data_parquet, 10), (m_data_semantic, 8),
-    (m_bytes, 6), (m_link_out, 2), (m_link_in, 1)]
+    (m_bytes, 6), (m_video_bytes, 2), (m_link_out, 2), (m_link_in, 1)]
 
 
 def base_case(name: str) -> Case:

@@ -146,6 +146,12 @@ def _values_bomb(case):
     edit_table(case, _data(case), change)
 
 
+def _unknown_codec(case):
+    """The video's sample entry names a codec no decoder knows (the fuzzer found it by flipping a bit)."""
+    path = next(p for p in case.files if p.endswith(".mp4"))
+    case.files[path] = case.files[path].replace(b"avc1", b"zzz1").replace(b"FFV1", b"zzz1")
+
+
 def _float_frame_index(case):
     edit_table(case, _data(case), lambda t: _set_column(t, "frame_index", [float("nan")] * t.num_rows))
 
@@ -223,6 +229,8 @@ REGRESSIONS = [
      r"info\.json: total_tasks 3, but .*meta/tasks\.parquet has 2 task\(s\)"),
     ("total-episodes-lies", "ours-v3", _info("total_episodes", 10 ** 12),
      r"info\.json: total_episodes 1000000000000: expected an integer in \[1, 10000000\]"),
+    ("video-codec-unknown", "ours-v3-video", _unknown_codec,
+     r"file-000\.mp4: episode 0: observation\.images\.top: no decoder for its video stream"),
     ("video-not-the-declared-size", "ours-v3-video", _video_size,
      r"file-000\.mp4: episode 0: observation\.images\.top: the video is 10x8, its feature's shape in info\.json "
      r"says 20x16"),

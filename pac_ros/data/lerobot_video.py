@@ -121,6 +121,8 @@ def frames_at(path: Path, times: np.ndarray, fps: float, where: str,
         if not container.streams.video:
             raise DatasetError(f"{path}: {where}: no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None or not stream.time_base:  # a codec FFmpeg does not know, a damaged header
+            raise DatasetError(f"{path}: {where}: no decoder for its video stream (damaged, or an unknown codec)")
         if size is not None and (stream.height, stream.width) != tuple(size):
             raise DatasetError(f"{path}: {where}: the video is {stream.width}x{stream.height}, its feature's shape "
                                f"in info.json says {size[1]}x{size[0]}")

@@ -1,5 +1,8 @@
 """LeRobotDataset import: v2.0/v2.1 or v3.x, image or MP4 video features (docs/dataset.md).
 
+The source is untrusted input: every path it leads to must stay inside it, and what it
+declares (counts, shapes, lengths, types) is checked before anything is read or allocated by
+it (lerobot_checks, lerobot_sources); a lie is a DatasetError naming the file and field.
 The source is checked against the spec from its info.json first; joint names are matched
 by name (``shoulder_pan.pos`` -> ``shoulder_pan``, or an explicit ``joint_map``). Episodes
 are then committed one by one through DatasetWriter, like any recording, into a staging

@@ -132,7 +132,11 @@ def frames_at(path: Path, times: np.ndarray, fps: float, where: str,
                 near = "no frame decoded" if prev is None else f"nearest frame at {prev[0]:.6f} s"
                 raise DatasetError(f"{path}: {where}: no frame within {tol * 1e3:.1f} ms (half a frame period) of "
                                    f"timestamp {times[t]:.6f} s (row {t}); {near}")
-            return prev[1].to_ndarray(format="rgb24")
+            try:
+                return prev[1].to_ndarray(format="rgb24")
+            except (av.FFmpegError, ValueError) as exc:
+                raise DatasetError(f"{path}: {where}: cannot convert the frame at {prev[0]:.6f} s to RGB: {exc}") \
+                    from exc
 
         t, prev = 0, None
         try:

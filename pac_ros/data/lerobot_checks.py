@@ -6,7 +6,6 @@ raises DatasetError naming the file and the field. Paths are checked by lerobot_
 """
 from __future__ import annotations
 
-import math
 import numbers
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,8 +32,8 @@ def integer(value: Any, where: str, name: str, lo: int = 0, hi: int = MAX_FRAMES
 
 
 def seconds(value: Any, where: str, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-            or not 0 <= value <= MAX_VIDEO_SECONDS:
+    """``value`` as seconds in [0, MAX_VIDEO_SECONDS] (NaN and infinities refused by the comparison)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= MAX_VIDEO_SECONDS:
         raise DatasetError(f"{where}: {name} {_short(value)}: expected seconds in [0, {MAX_VIDEO_SECONDS:g}]")
     return float(value)
 

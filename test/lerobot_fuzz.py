@@ -1,177 +1,28 @@
-"""Mutated LeRobot datasets and the property every import of one must keep.
+"""Mutated LeRobot datasets, one generator shared by test/test_fuzz_lerobot_import.py (a bounded, seeded
+sample) and bench/fuzz_lerobot_import.py (the long run). Case ``k`` of seed ``s`` is always the same input:
+``make_case(case_rng(s, k))``.
 
-Shared by test/test_fuzz_lerobot_import.py (a bounded, seeded sample) and bench/fuzz_lerobot_import.py
-(the long run). Case ``k`` of seed ``s`` is always the same input: ``make_case(random.Random(...))``.
-
-A case is a small valid LeRobot dataset (four bases: our v3.0 export with images, the same with MP4 video,
-the export without our ``pac_ros`` key, a hand-built v2.1) with one to three mutations of its metadata,
-parquet files or bytes, or symlinks out of it. ``run_case`` imports it and sorts the result:
-
-- ``clean``: the import returned and its output validates;
-- ``refused``: a PacRosError with a message, nothing at ``--out``;
-- anything else is a failure: ``crash`` (another exception, a refusal that left output, an output that does
-  not validate, an error that hit the memory limit), ``hang`` (over the time limit), ``memory`` (peak
-  resident memory over the limit), ``write_outside`` (a file outside ``--out`` created, changed or
-  removed), ``read_outside`` (a clean import of a case whose paths lead outside the dataset).
+A case is one of the valid bases (lerobot_fuzz_bases.py) with up to three mutations of its info.json,
+episode and task metadata, parquet files or bytes, or symlinks out of it; lerobot_fuzz_run.py imports it
+and sorts the result.
 """
 from __future__ import annotations
 
 import io
 import json
-import os
 import random
-import resource
-import shutil
-import signal
-import tempfile
-import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from lerobot_fuzz_bases import bases, png
 from PIL import Image
 
-from pac_ros.data import DatasetWriter
-from pac_ros.data.lerobot import export_lerobot, import_lerobot
-from pac_ros.data.validate import validate
-from pac_ros.errors import PacRosError
-from pac_ros.spec import Spec, default_spec
+from pac_ros.spec import Spec
 
 OUTSIDE = "outside"  # beside the source in a case's directory: a pristine copy of it, and a secret
-SECRET = "secret.txt"
-MEMORY_LIMIT = 200 << 20  # peak resident memory a case may add
-ADDRESS_SPACE = 4 << 30  # address space a case may add before allocations fail (a safety net)
-FAILURES = ("crash", "hang", "memory", "write_outside", "read_outside")
-
-
-class Hang(BaseException):
-    """Raised by the timer in a case over its time limit (a BaseException: no ``except Exception`` eats it)."""
-
-
-# ---- the valid bases -------------------------------------------------------------------------------
-def fuzz_spec(video: bool = False) -> Spec:
-    d = default_spec().to_dict()
-    d["cameras"] = [{"name": "top", "width": 10, "height": 8, "encoding": "rgb8"}]
-    if not video:
-        d["cameras"].append({"name": "grey", "width": 8, "height": 8, "encoding": "mono8"})
-    return Spec.from_dict(d)
-
-
-def _episodes(spec: Spec, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
-    out = []
-    for T in (4, 3):
-        out.append({"q": rng.uniform(spec.lower, spec.upper, (T, spec.action_dim)).astype(np.float32),
-                    "a": rng.uniform(spec.lower, spec.upper, (T, spec.action_dim)).astype(np.float32),
-                    "f": rng.uniform(-1, 1, (T, spec.feature_dim)).astype(np.float32),
-                    "r": rng.random(T).astype(np.float32),
-                    "images": {c.name: rng.integers(0, 256, (T, *c.shape), dtype=np.uint8) for c in spec.cameras}})
-    return out
-
-
-def _record(root: Path, spec: Spec) -> None:
-    rng = np.random.default_rng(7)
-    with DatasetWriter(root, spec, features=True) as w:
-        for k, e in enumerate(_episodes(spec, rng)):
-            buf = w.begin_episode(f"stack block {k}", seed=k)
-            for t in range(len(e["q"])):
-                buf.add_step(0.1 * t, e["q"][t], {c: e["images"][c][t] for c in e["images"]}, e["a"][t],
-                             float(e["r"][t]), features=e["f"][t])
-            w.commit(buf, terminal=k == 0, success=k == 0)
-
-
-def _png(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _build_v21(root: Path, spec: Spec) -> None:
-    """A foreign v2.1 dataset: per-episode files, JSONL metadata, LeRobot robot names (``<joint>.pos``)."""
-    rng = np.random.default_rng(8)
-    n = spec.action_dim
-    names = {"motors": [f"{j}.pos" for j in spec.joint_names]}
-    features = {"observation.state": {"dtype": "float32", "shape": [n], "names": names},
-                "action": {"dtype": "float32", "shape": [n], "names": names},
-                "timestamp": {"dtype": "float32", "shape": [1], "names": None},
-                "frame_index": {"dtype": "int64", "shape": [1], "names": None},
-                "episode_index": {"dtype": "int64", "shape": [1], "names": None},
-                "index": {"dtype": "int64", "shape": [1], "names": None},
-                "task_index": {"dtype": "int64", "shape": [1], "names": None},
-                "next.reward": {"dtype": "float32", "shape": [1], "names": None},
-                "next.success": {"dtype": "bool", "shape": [1], "names": None}}
-    for c in spec.cameras:
-        features[f"observation.images.{c.name}"] = {"dtype": "image", "shape": [c.height, c.width, c.channels],
-                                                    "names": ["height", "width", "channel"]}
-    info = {"codebase_version": "v2.1", "robot_type": "so100", "total_episodes": 2, "total_frames": 7,
-            "total_tasks": 2, "total_videos": 0, "total_chunks": 1, "chunks_size": 1000,
-            "fps": spec.control_rate_hz, "splits": {"train": "0:2"},
-            "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
-            "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
-            "features": features}
-    (root / "meta").mkdir(parents=True)
-    (root / "data/chunk-000").mkdir(parents=True)
-    (root / "meta/info.json").write_text(json.dumps(info, indent=4))
-    tasks = ["pick up the cube", "put it down"]
-    (root / "meta/tasks.jsonl").write_text("".join(json.dumps({"task_index": i, "task": t}) + "\n"
-                                                   for i, t in enumerate(tasks)))
-    start, lines = 0, []
-    for k, e in enumerate(_episodes(spec, rng)):
-        T = len(e["q"])
-        cols = {"observation.state": pa.array(list(e["q"]), pa.list_(pa.float32())),
-                "action": pa.FixedSizeListArray.from_arrays(pa.array(e["a"].reshape(-1)), n),
-                "timestamp": pa.array((np.arange(T) / spec.control_rate_hz).astype(np.float32)),
-                "frame_index": pa.array(np.arange(T, dtype=np.int64)),
-                "episode_index": pa.array(np.full(T, k, np.int64)),
-                "index": pa.array(np.arange(start, start + T, dtype=np.int64)),
-                "task_index": pa.array(np.full(T, k, np.int64)),
-                "next.reward": pa.array(e["r"]),
-                "next.success": pa.array(np.arange(T) == T - 1)}
-        for c in spec.cameras:
-            frames = e["images"][c.name] if c.channels == 3 else e["images"][c.name][..., 0]
-            cols[f"observation.images.{c.name}"] = pa.StructArray.from_arrays(
-                [pa.array([_png(x) for x in frames], pa.binary()), pa.nulls(T, pa.string())], names=["bytes", "path"])
-        pq.write_table(pa.table(cols), root / f"data/chunk-000/episode_{k:06d}.parquet")
-        lines.append({"episode_index": k, "tasks": [tasks[k]], "length": T})
-        start += T
-    (root / "meta/episodes.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-
-
-@dataclass
-class Base:
-    name: str
-    spec: Spec
-    files: dict[str, bytes]  # relative path -> content
-
-
-def _snapshot_files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-_BASES: list[Base] = []
-
-
-def bases() -> list[Base]:
-    """The valid datasets every case starts from, built once per process."""
-    if not _BASES:
-        with tempfile.TemporaryDirectory(prefix="lerobot-fuzz-base-") as tmp:
-            tmp = Path(tmp)
-            for video in (False, True):
-                spec = fuzz_spec(video)
-                _record(tmp / f"rec{video}", spec)
-                out = tmp / f"v3{video}"
-                export_lerobot(tmp / f"rec{video}", out, data_files_size_in_mb=1e-6, video=video)
-                _BASES.append(Base("ours-v3-video" if video else "ours-v3", spec, _snapshot_files(out)))
-            ours = _BASES[0]
-            info = json.loads(ours.files["meta/info.json"])
-            del info["pac_ros"]
-            foreign = dict(ours.files, **{"meta/info.json": json.dumps(info, indent=4).encode()})
-            _BASES.append(Base("foreign-v3", ours.spec, foreign))
-            _build_v21(tmp / "v21", ours.spec)
-            _BASES.append(Base("foreign-v21", ours.spec, _snapshot_files(tmp / "v21")))
-    return _BASES
 
 
 # ---- a case ----------------------------------------------------------------------------------------
@@ -453,7 +304,7 @@ def _bomb_png() -> bytes:
 
 
 def _wrong_png() -> bytes:
-    return _png(np.zeros((9, 7, 3), np.uint8))
+    return png(np.zeros((9, 7, 3), np.uint8))
 
 
 def _mode_png(rng: random.Random) -> bytes:
@@ -635,164 +486,3 @@ def case_rng(seed: int, k: int) -> random.Random:
     return random.Random(f"lerobot-fuzz:{seed}:{k}")
 
 
-# ---- running one -----------------------------------------------------------------------------------
-def materialize(case: Case, work: Path) -> Path:
-    """Write the case under ``work``: ``src`` (the mutated dataset) and ``outside`` (the base, untouched, and
-    a secret). Returns ``src``."""
-    src, outside = work / "src", work / OUTSIDE
-    base = next(b for b in bases() if b.name == case.base)
-    for rel, data in base.files.items():
-        (outside / rel).parent.mkdir(parents=True, exist_ok=True)
-        (outside / rel).write_bytes(data)
-    (outside / SECRET).write_text("not part of any dataset\n")
-    for rel, data in case.files.items():
-        p = src / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if data is None:
-            p.mkdir()
-        else:
-            p.write_bytes(_fill(data, work))
-    for rel, target in case.links.items():
-        p = src / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(os.path.relpath(work / target, p.parent), p)
-    return src
-
-
-def _fill(data: bytes, work: Path) -> bytes:
-    """Templates name the case's own outside copy: ``{ABS}`` absolutely, ``{OUT}`` relative to the source."""
-    return data.replace(b"{ABS}", str(work / OUTSIDE).encode()).replace(b"{OUT}", OUTSIDE.encode())
-
-
-def tree(root: Path, skip: Path) -> dict[str, tuple]:
-    """Everything under ``root`` but ``skip``: path -> (kind, size, mtime, content hash for small files)."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        d = Path(dirpath)
-        if d == skip:
-            dirnames[:] = []
-            continue
-        for name in dirnames + filenames:
-            p = d / name
-            if p == skip:
-                continue
-            st = p.lstat()
-            out[str(p.relative_to(root))] = (st.st_mode, st.st_size, st.st_mtime_ns)
-    return out
-
-
-@dataclass
-class Outcome:
-    kind: str  # clean | refused | one of FAILURES
-    detail: str
-    seconds: float
-
-    @property
-    def failed(self) -> bool:
-        return self.kind in FAILURES
-
-
-def _peak_rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _vm_size() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _memory_error(exc: BaseException | None) -> bool:
-    seen = 0
-    while exc is not None and seen < 20:
-        if isinstance(exc, MemoryError):
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
-
-
-def run_case(case: Case, work: Path, time_limit: float = 20.0) -> Outcome:
-    """Import the case from ``work/src`` into ``work/out`` and sort the result (see the module's docstring)."""
-    import time
-
-    work.mkdir(parents=True, exist_ok=True)
-    src = materialize(case, work)
-    out = work / "out"
-    before = tree(work, out)
-    old_limit = resource.getrlimit(resource.RLIMIT_AS)
-    limit = _vm_size() + ADDRESS_SPACE
-    if old_limit[1] != resource.RLIM_INFINITY:
-        limit = min(limit, old_limit[1])
-    _reset_peak()
-    base_rss = _rss()
-
-    def alarm(signum: int, frame: Any) -> None:
-        raise Hang()
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    t0 = time.perf_counter()
-    kind, detail = "clean", ""
-    try:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, old_limit[1]))
-        signal.setitimer(signal.ITIMER_REAL, time_limit)
-        try:
-            import_lerobot(src, out, case.spec)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            resource.setrlimit(resource.RLIMIT_AS, old_limit)
-    except Hang:
-        kind, detail = "hang", f"over {time_limit} s"
-    except PacRosError as exc:
-        kind, detail = "refused", str(exc)
-        if _memory_error(exc):
-            kind = "crash"
-            detail = f"hit the memory limit: {exc}"
-        elif not detail.strip():
-            kind, detail = "crash", f"{type(exc).__name__} without a message"
-        elif out.exists() or out.is_symlink():
-            kind, detail = "crash", f"refused but left {out}: {exc}"
-    except BaseException as exc:  # noqa: BLE001 - sorting every other exception is the point
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        kind = "crash"
-        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
-    finally:
-        signal.signal(signal.SIGALRM, previous)
-    seconds = time.perf_counter() - t0
-    peak = _peak_rss() - base_rss
-    if kind == "clean":
-        report = validate(out)
-        if not report.ok:
-            kind, detail = "crash", "imported, but the output does not validate: " + "; ".join(report.problems[:3])
-        elif case.escapes:
-            kind, detail = "read_outside", "imported although a path leads outside the dataset"
-    after = tree(work, out)
-    if before != after and kind not in ("crash", "hang"):
-        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-        kind, detail = "write_outside", f"changed outside --out: {changed[:5]}"
-    if kind in ("clean", "refused") and peak > MEMORY_LIMIT:
-        kind, detail = "memory", f"peak resident memory +{peak / 2 ** 20:.0f} MiB"
-    return Outcome(kind, detail, seconds)
-
-
-def fresh(work: Path) -> None:
-    """Empty ``work`` for the next case (symlinks removed, never followed)."""
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)

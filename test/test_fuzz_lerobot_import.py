@@ -1,4 +1,4 @@
-"""`pac-ros dataset import --format lerobot` on untrusted input: mutated datasets (test/lerobot_fuzz.py).
+"""`pac-ros dataset import --format lerobot` on untrusted input: mutated datasets (test/lerobot_fuzz*.py).
 
 Every import either succeeds with an output that validates, or raises a PacRosError with a message and
 leaves nothing at --out; never another exception, a hang, excess memory, a write outside --out or a read
@@ -17,19 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import yaml
-from lerobot_fuzz import (
-    _bomb_png,
-    _set_column,
-    base_case,
-    bases,
-    case_rng,
-    edit_info,
-    edit_table,
-    fresh,
-    make_case,
-    materialize,
-    run_case,
-)
+from lerobot_fuzz import _bomb_png, _set_column, base_case, case_rng, edit_info, edit_table, make_case
+from lerobot_fuzz_bases import bases
+from lerobot_fuzz_run import fresh, materialize, run_case
 
 SAMPLE = 250  # cases of seed 0 run here (30 to 50 a second)
 TIME_LIMIT = 10.0

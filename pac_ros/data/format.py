@@ -278,6 +278,9 @@ def decode_image(data: bytes, cam: CameraSpec, where: str, convertible: tuple[st
     want = "L" if cam.channels == 1 else "RGB"
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if img.size != (cam.width, cam.height):  # before decoding: the header may claim any size
+                raise DatasetError(f"{where}: image shape {(img.height, img.width, len(img.getbands()))}, "
+                                   f"the spec's camera {cam.name!r} is {cam.shape}")
             if img.mode != want and img.mode not in convertible:
                 raise DatasetError(f"{where}: image mode {img.mode}, the spec's camera {cam.name!r} is "
                                    f"{cam.encoding}")

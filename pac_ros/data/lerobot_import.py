@@ -1,5 +1,8 @@
 """LeRobotDataset import: v2.0/v2.1 or v3.x, image or MP4 video features (docs/dataset.md).
 
+The source is untrusted input: every path it leads to must stay inside it, and what it
+declares (counts, shapes, lengths, types) is checked before anything is read or allocated by
+it (lerobot_checks, lerobot_sources); a lie is a DatasetError naming the file and field.
 The source is checked against the spec from its info.json first; joint names are matched
 by name (``shoulder_pan.pos`` -> ``shoulder_pan``, or an explicit ``joint_map``). Episodes
 are then committed one by one through DatasetWriter, like any recording, into a staging
@@ -14,30 +17,25 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pac_ros.data import format as fmt
 from pac_ros.data.conversion_report import ConversionReport
 from pac_ros.data.format import DatasetError
 from pac_ros.data.images import fit_to_camera
+from pac_ros.data.lerobot_checks import check_column_type, check_info, integer
 from pac_ros.data.lerobot_layout import (
-    CHUNKS_SIZE,
     DATA_PATH,
-    EPISODES_DIR,
     EXTRA,
     EXTRA_KEY,
     IMAGE_PREFIX,
     INFO_PATH,
     KNOWN_COLUMNS,
-    LEGACY_EPISODES_PATH,
-    LEGACY_TASKS_PATH,
     LEGACY_VERSIONS,
     STAMP,
-    TASKS_PATH,
     V2_DATA_FIELDS,
     V2_VIDEO_FIELDS,
     V3_DATA_FIELDS,
@@ -46,10 +44,10 @@ from pac_ros.data.lerobot_layout import (
     inside,
     publish,
     staging_dir,
-    template_path,
-    video_meta_key,
 )
+from pac_ros.data.lerobot_sources import SourceEpisode, V2Source, V3Source
 from pac_ros.data.lerobot_video import frames_at
+from pac_ros.data.validate import limit_problems
 from pac_ros.data.writer import DatasetWriter
 from pac_ros.jsonfile import read_json_object
 from pac_ros.spec import CameraSpec, Spec, SpecError
@@ -70,15 +68,7 @@ class _Plan:
     fps: float
     joint_order: dict[str, np.ndarray | None]  # observation.state/action: source column of each spec joint
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _SourceEpisode:
-    index: int
-    file: Path
-    table: pa.Table  # this episode's rows, in frame order
-    meta: dict[str, Any]  # its episodes.jsonl line or meta/episodes row
-    videos: dict[str, tuple[Path, float]] = field(default_factory=dict)  # video key -> (file, episode start in it)
+    video_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # (H, W) info.json declares
 
 
 def import_lerobot(source: str | os.PathLike, out: str | os.PathLike, spec: Spec, *,
@@ -94,15 +84,18 @@ def import_lerobot(source: str | os.PathLike, out: str | os.PathLike, spec: Spec
     t0 = time.perf_counter()
     root = Path(source)
     out = Path(out)
-    info_path = root / INFO_PATH
+    info_path = inside(root, INFO_PATH, f"{root}: {INFO_PATH}")
     info = read_json_object(info_path, DatasetError, f"{root}: not a LeRobot dataset (no {INFO_PATH})",
                             "LeRobot dataset info")
     plan = _plan(root, info, spec, dict(joint_map or {}))
-    reader = _V3Source(root, info, plan) if plan.version.startswith("v3.") else _V2Source(root, info, plan)
+    source_type = V3Source if plan.version.startswith("v3.") else V2Source
+    reader = source_type(root, info, list(plan.video_columns))
     try:
         staging = staging_dir(out)
     except (FileExistsError, FileNotFoundError) as exc:
         raise DatasetError(str(exc)) from exc
+    except OSError as exc:
+        raise DatasetError(f"{out}: cannot create the output: {exc}") from exc
     episodes = steps = 0
     try:
         dest = staging / "dataset"
@@ -208,6 +201,7 @@ def _plan(root: Path, info: dict[str, Any], spec: Spec, joint_map: dict[str, str
     features = info.get("features")
     if not isinstance(features, dict):
         raise DatasetError(f"{info_path}: no 'features' object")
+    check_info(info, info_path)
     v3 = version.startswith("v3.")
     check_template(info.get("data_path") or DATA_PATH if v3 else info.get("data_path"), "data_path",
                    V3_DATA_FIELDS if v3 else V2_DATA_FIELDS, info_path)
@@ -225,7 +219,7 @@ def _plan(root: Path, info: dict[str, Any], spec: Spec, joint_map: dict[str, str
             problems.append(str(exc))
 
     fps = info.get("fps")
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isclose(
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not abs(fps) < 1e6 or not math.isclose(
             fps, spec.control_rate_hz, rel_tol=1e-9):
         problems.append(f"fps {fps!r}, the spec's control_rate_hz is {spec.control_rate_hz}")
     n = spec.action_dim
@@ -239,7 +233,9 @@ def _plan(root: Path, info: dict[str, Any], spec: Spec, joint_map: dict[str, str
             problems.append(f"{key}: shape {f.get('shape')}, the spec has {n} joints {spec.joint_names}")
             continue
         names = _feature_names(f)
-        if names is not None:
+        if names is not None and len(names) != n:
+            problems.append(f"{key}: {len(names)} names for shape [{n}]")
+        elif names is not None:
             try:
                 joint_order[key] = _joint_order(key, names, spec, joint_map)
             except DatasetError as exc:
@@ -275,133 +271,30 @@ def _plan(root: Path, info: dict[str, Any], spec: Spec, joint_map: dict[str, str
     if not ours:
         notes.append("not a pac_ros export: source 'lerobot', success = next.success on the last frame, "
                      "terminal = success (with terminate_on_success), stamps = timestamp")
-    return _Plan(version, str(root), ours, has_env, image_columns, video_columns, float(fps), joint_order, notes)
-
-
-def _read_table(path: Path, wanted: set[str] | None = None) -> pa.Table:
-    try:
-        if wanted is None:
-            return pq.read_table(path)
-        names = pq.read_schema(path).names
-        return pq.read_table(path, columns=[c for c in names if c in wanted])
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: missing (named by the dataset's metadata)") from None
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: not a readable parquet file: {exc}") from exc
-
-
-class _V3Source:
-    """meta/tasks.parquet, meta/episodes/*/*.parquet, episodes concatenated in data files."""
-
-    def __init__(self, root: Path, info: dict[str, Any], plan: _Plan):
-        self.root, self.info_path, self.plan = root, root / INFO_PATH, plan
-        self.data_path = info.get("data_path") or DATA_PATH
-        self.video_path = info.get("video_path")
-        self.wanted = KNOWN_COLUMNS | {k for k in info["features"] if k.startswith(IMAGE_PREFIX)}
-        self.tasks = self._tasks()
-        self.meta = self._episodes()
-
-    def _tasks(self) -> dict[int, str]:
-        path = self.root / TASKS_PATH
-        table = _read_table(path)
-        pandas_meta = table.schema.pandas_metadata or {}
-        candidates = [c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)]
-        candidates += ["task", "__index_level_0__"]
-        text = next((c for c in candidates if c in table.column_names), None)
-        if text is None or "task_index" not in table.column_names:
-            raise DatasetError(f"{path}: expected a task_index column and the task strings (as the index "
-                               f"or a 'task' column), found {table.column_names}")
-        return dict(zip(table.column("task_index").to_pylist(), table.column(text).to_pylist()))
-
-    def _episodes(self) -> list[dict[str, Any]]:
-        paths = sorted((self.root / EPISODES_DIR).glob("*/*.parquet"))
-        if not paths:
-            raise DatasetError(f"{self.root / EPISODES_DIR}: no episode metadata files (chunk-*/file-*.parquet)")
-        rows = []
-        for path in paths:
-            names = pq.read_schema(path).names
-            table = _read_table(path, {c for c in names if not c.startswith("stats/")})
-            required = ["episode_index", "data/chunk_index", "data/file_index"]
-            required += [video_meta_key(key, name) for key in self.plan.video_columns
-                         for name in ("chunk_index", "file_index", "from_timestamp")]
-            for required in required:
-                if required not in table.column_names:
-                    raise DatasetError(f"{path}: missing column {required!r}")
-            rows += table.to_pylist()
-        return sorted(rows, key=lambda r: r["episode_index"])
-
-    def episodes(self) -> Iterator[_SourceEpisode]:
-        loaded: tuple[Path, pa.Table, np.ndarray] | None = None
-        for m in self.meta:
-            path = template_path(self.root, self.data_path, "data_path", self.info_path,
-                                 chunk_index=m["data/chunk_index"], file_index=m["data/file_index"])
-            if loaded is None or loaded[0] != path:
-                table = _read_table(path, self.wanted)
-                if "episode_index" not in table.column_names:
-                    raise DatasetError(f"{path}: no episode_index column")
-                loaded = (path, table, table.column("episode_index").to_numpy())
-            rows = np.flatnonzero(loaded[2] == m["episode_index"])
-            if not rows.size:
-                raise DatasetError(f"{path}: no rows of episode {m['episode_index']}, which meta/episodes places here")
-            contiguous = rows[-1] - rows[0] + 1 == rows.size
-            table = loaded[1].slice(rows[0], rows.size) if contiguous else loaded[1].take(pa.array(rows))
-            videos = {key: (template_path(self.root, self.video_path, "video_path", self.info_path, video_key=key,
-                                          chunk_index=m[video_meta_key(key, "chunk_index")],
-                                          file_index=m[video_meta_key(key, "file_index")]),
-                            float(m[video_meta_key(key, "from_timestamp")])) for key in self.plan.video_columns}
-            yield _SourceEpisode(m["episode_index"], path, table, m, videos)
-
-
-class _V2Source:
-    """meta/tasks.jsonl, meta/episodes.jsonl, one parquet per episode."""
-
-    def __init__(self, root: Path, info: dict[str, Any], plan: _Plan):
-        self.root, self.info_path, self.plan = root, root / INFO_PATH, plan
-        self.data_path = info.get("data_path")
-        self.video_path = info.get("video_path")
-        self.chunks_size = info.get("chunks_size") or CHUNKS_SIZE
-        self.wanted = KNOWN_COLUMNS | {k for k in info["features"] if k.startswith(IMAGE_PREFIX)}
-        self.tasks = {r["task_index"]: r["task"] for r in self._jsonl(LEGACY_TASKS_PATH, ("task_index", "task"))}
-        self.meta = sorted(self._jsonl(LEGACY_EPISODES_PATH, ("episode_index",)), key=lambda r: r["episode_index"])
-
-    def _jsonl(self, rel: str, keys: tuple[str, ...]) -> list[dict[str, Any]]:
-        path = self.root / rel
-        if not path.exists():
-            raise DatasetError(f"{path}: missing")
-        records, _, torn = fmt.read_jsonl(path)
-        if torn:
-            raise DatasetError(f"{path}: last line is incomplete")
-        for i, rec in enumerate(records):
-            missing = [k for k in keys if k not in rec]
-            if missing:
-                raise DatasetError(f"{path}: line {i + 1}: missing {missing}")
-        return records
-
-    def episodes(self) -> Iterator[_SourceEpisode]:
-        for m in self.meta:
-            i = m["episode_index"]
-            chunk = i // self.chunks_size
-            path = template_path(self.root, self.data_path, "data_path", self.info_path,
-                                 episode_chunk=chunk, episode_index=i)
-            videos = {key: (template_path(self.root, self.video_path, "video_path", self.info_path,
-                                          episode_chunk=chunk, video_key=key, episode_index=i), 0.0)
-                      for key in self.plan.video_columns}
-            yield _SourceEpisode(i, path, _read_table(path, self.wanted), m, videos)
+    video_sizes = {key: _image_shape(features[key])[:2] for key in video_columns}
+    return _Plan(version, str(root), ours, has_env, image_columns, video_columns, float(fps), joint_order, notes,
+                 video_sizes)
 
 
 # ---- one episode --------------------------------------------------------------------------------
-def _column(ep: _SourceEpisode, name: str, width: int, dtype: str) -> np.ndarray:
+def _column(ep: SourceEpisode, name: str, width: int, dtype: str) -> np.ndarray:
     """Column ``name`` as [T] (width 0) or [T, width] values."""
     T = ep.table.num_rows
+    where = f"{ep.file}: episode {ep.index}"
     try:
         arr = ep.table.column(name).combine_chunks()
+        check_column_type(arr.type, name, where)
         if pa.types.is_fixed_size_list(arr.type) or pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+            if arr.null_count:
+                raise DatasetError(f"{where}: column {name!r} has missing rows")
             arr = arr.flatten()
+        if arr.null_count:
+            raise DatasetError(f"{where}: column {name!r} has missing values")
         out = arr.to_numpy(zero_copy_only=False)
     except KeyError:
-        raise DatasetError(f"{ep.file}: episode {ep.index}: column {name!r} missing") from None
+        raise DatasetError(f"{where}: column {name!r} missing") from None
     except (pa.ArrowException, ValueError) as exc:
-        raise DatasetError(f"{ep.file}: episode {ep.index}: column {name!r}: {exc}") from exc
+        raise DatasetError(f"{where}: column {name!r}: {exc}") from exc
     want = T * max(width, 1)
     if out.size != want:
         raise DatasetError(f"{ep.file}: episode {ep.index}: column {name!r} has {out.size} values, "
@@ -411,30 +304,64 @@ def _column(ep: _SourceEpisode, name: str, width: int, dtype: str) -> np.ndarray
     return out.astype(dtype).reshape(T, width) if width else out.astype(dtype)
 
 
-def _image_blobs(ep: _SourceEpisode, name: str, root: Path) -> list[bytes]:
-    col = ep.table.column(name).combine_chunks()
-    if pa.types.is_struct(col.type):
+def _image_blobs(ep: SourceEpisode, name: str, root: Path) -> list[bytes]:
+    try:
+        col = ep.table.column(name).combine_chunks()
+    except KeyError:
+        raise DatasetError(f"{ep.file}: episode {ep.index}: column {name!r} missing") from None
+    binary = (pa.types.is_binary, pa.types.is_large_binary)
+    typ = col.type
+    if pa.types.is_struct(typ) and typ.get_field_index("bytes") >= 0 and any(
+            f(typ.field("bytes").type) for f in binary) and (typ.get_field_index("path") < 0 or pa.types.is_string(
+            typ.field("path").type) or pa.types.is_large_string(typ.field("path").type)):
         blobs = col.field("bytes").to_pylist()
-        paths = col.field("path").to_pylist() if col.type.get_field_index("path") >= 0 else [None] * len(blobs)
-    else:
+        paths = col.field("path").to_pylist() if typ.get_field_index("path") >= 0 else [None] * len(blobs)
+        paths = [p if valid else None for p, valid in zip(paths, col.is_valid().to_pylist())]
+    elif any(f(typ) for f in binary):
         blobs, paths = col.to_pylist(), [None] * len(col)
+    else:
+        raise DatasetError(f"{ep.file}: episode {ep.index}: column {name!r} has type {typ}, expected image bytes "
+                           f"(binary, or a struct of bytes and path)")
     for t, (blob, rel) in enumerate(zip(blobs, paths)):
         if blob is None:  # an image kept as a file beside the parquet, or under the root
             where = f"{ep.file}: {name}[{t}]"
             bases = (ep.file.parent, root.resolve()) if rel else ()
             candidates = (inside(root, os.path.relpath(base / rel, root.resolve()), where) for base in bases)
-            found = next((p for p in candidates if p.is_file()), None)
-            if found is None:
-                raise DatasetError(f"{ep.file}: {name}[{t}]: no image bytes and no readable image path ({rel!r})")
-            blobs[t] = found.read_bytes()
+            try:
+                found = next((p for p in candidates if p.is_file()), None)
+                blobs[t] = None if found is None else found.read_bytes()
+            except OSError as exc:
+                raise DatasetError(f"{where}: cannot read the image path {rel!r}: {exc}") from exc
+            if blobs[t] is None:
+                raise DatasetError(f"{where}: no image bytes and no readable image path ({rel!r})")
     return blobs
+
+
+def _extras(m: dict[str, Any], where: str) -> tuple[Any, ...]:
+    """Our export's episode columns: source, checkpoint, seed, metadata, success, terminal, dropped."""
+    raw = m.get(EXTRA + "metadata") or "{}"
+    try:
+        metadata = json.loads(raw) if isinstance(raw, str) else None
+    except (ValueError, RecursionError) as exc:
+        raise DatasetError(f"{where}: {EXTRA}metadata is not JSON: {exc}") from exc
+    if not isinstance(metadata, dict):
+        raise DatasetError(f"{where}: {EXTRA}metadata {raw!r:.80}: expected a JSON object")
+    flags = {}
+    for key in ("success", "terminal"):
+        flags[key] = m.get(EXTRA + key)
+        if not isinstance(flags[key], (bool, type(None))):
+            raise DatasetError(f"{where}: {EXTRA}{key} {flags[key]!r:.80}: expected true or false")
+    dropped = m.get(EXTRA + "dropped")
+    dropped = 0 if dropped is None else integer(dropped, where, EXTRA + "dropped")
+    return (m.get(EXTRA + "source") or "expert", m.get(EXTRA + "checkpoint"), m.get(EXTRA + "seed"), metadata,
+            bool(flags["success"]), bool(flags["terminal"]), dropped)
 
 
 # modes a source image may have that convert to the camera's without loss
 LOSSLESS_MODES = {1: ("L",), 3: ("P", "L")}
 
 
-def _import_episode(writer: DatasetWriter, ep: _SourceEpisode, spec: Spec, plan: _Plan,
+def _import_episode(writer: DatasetWriter, ep: SourceEpisode, spec: Spec, plan: _Plan,
                     tasks: dict[int, str]) -> int:
     where = f"{ep.file}: episode {ep.index}"
     T = ep.table.num_rows
@@ -475,20 +402,17 @@ def _import_episode(writer: DatasetWriter, ep: _SourceEpisode, spec: Spec, plan:
             raise DatasetError(f"{where}: timestamps do not increase, so video frames cannot be matched to rows")
         for name in plan.video_columns:
             path, start = ep.videos[name]
-            videos[name] = frames_at(path, start + rel, plan.fps, f"episode {ep.index}: {name}")
+            videos[name] = frames_at(path, start + rel, plan.fps, f"episode {ep.index}: {name}",
+                                     plan.video_sizes[name])
     q, a = (x if order is None else x[:, order] for x, order in
             ((q, plan.joint_order["observation.state"]), (a, plan.joint_order["action"])))
+    problems = limit_problems(spec, q, a)
+    if problems:
+        raise DatasetError(f"{where}: " + "; ".join(problems) + " (the spec's units must be the source's)")
 
     m = ep.meta
     if plan.ours:
-        source = m.get(EXTRA + "source") or "expert"
-        checkpoint, seed = m.get(EXTRA + "checkpoint"), m.get(EXTRA + "seed")
-        try:
-            metadata = json.loads(m.get(EXTRA + "metadata") or "{}")
-        except ValueError as exc:
-            raise DatasetError(f"{where}: {EXTRA}metadata is not JSON: {exc}") from exc
-        success, terminal = bool(m.get(EXTRA + "success")), bool(m.get(EXTRA + "terminal"))
-        dropped = int(m.get(EXTRA + "dropped") or 0)
+        source, checkpoint, seed, metadata, success, terminal, dropped = _extras(m, where)
     else:
         source, checkpoint, seed = "lerobot", None, None
         metadata = {"lerobot": {"dataset": plan.source, "codebase_version": plan.version,

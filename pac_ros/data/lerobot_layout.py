@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import string
 import tempfile
 from pathlib import Path
@@ -47,6 +48,7 @@ V3_DATA_FIELDS = ("chunk_index", "file_index")
 V3_VIDEO_FIELDS = ("video_key", "chunk_index", "file_index")
 V2_DATA_FIELDS = ("episode_chunk", "episode_index")
 V2_VIDEO_FIELDS = ("episode_chunk", "video_key", "episode_index")
+SIMPLE_SPEC = r"0?[1-9]?[0-9]?d?"  # a template field's format: none, or a width up to 99 (":03d")
 
 
 def video_meta_key(video_key: str, name: str) -> str:
@@ -66,9 +68,11 @@ def check_template(template: Any, key: str, fields: tuple[str, ...], info_path: 
     for _, name, spec, conversion in parts:
         if name is None:
             continue
-        if name not in fields or conversion or (spec and "{" in spec):
-            raise DatasetError(f"{where}: field {{{name}}} is not allowed; a {key} may use only "
-                               f"{', '.join('{' + f + '}' for f in fields)}")
+        if name not in fields or conversion or not re.fullmatch(SIMPLE_SPEC, spec or ""):
+            raise DatasetError(f"{where}: field {{{name}{'!' + conversion if conversion else ''}"
+                               f"{':' + spec if spec else ''}}} is not allowed; a {key} may use only "
+                               f"{', '.join('{' + f + '}' for f in fields)}, plain or zero-padded "
+                               f"({{{fields[-1]}:03d}})")
     if Path(template).is_absolute() or ".." in Path(template).parts:
         raise DatasetError(f"{where}: must be a path inside the dataset (no absolute path, no '..')")
     return template
@@ -85,8 +89,13 @@ def template_path(root: Path, template: str, key: str, info_path: Path, **values
 
 def inside(root: Path, rel: str, where: str) -> Path:
     """``root / rel`` resolved (symlinks followed); DatasetError unless it stays inside ``root``."""
-    path = (root / rel).resolve()
-    base = root.resolve()
+    if "\0" in rel:
+        raise DatasetError(f"{where}: the path {rel!r} has a NUL character; refused")
+    try:
+        path = (root / rel).resolve()
+        base = root.resolve()
+    except (OSError, RuntimeError) as exc:  # too long, a symlink loop
+        raise DatasetError(f"{where}: the path {rel!r} cannot be resolved: {exc}") from exc
     if Path(rel).is_absolute() or ".." in Path(rel).parts or not path.is_relative_to(base):
         raise DatasetError(f"{where}: the path {rel!r} leads outside the dataset {root}; refused")
     return path

@@ -102,11 +102,13 @@ def video_info(path: Path, fps: float) -> dict[str, Any]:
                 "has_audio": False, "is_depth_map": False}
 
 
-def frames_at(path: Path, times: np.ndarray, fps: float, where: str) -> Iterator[np.ndarray]:
+def frames_at(path: Path, times: np.ndarray, fps: float, where: str,
+              size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
     """RGB uint8[H, W, 3] frames of ``path`` nearest to each of the increasing ``times`` (s), one at a time.
 
     A time with no frame within half a frame period raises DatasetError naming the file,
-    ``where`` (the episode and feature) and the time.
+    ``where`` (the episode and feature) and the time; so does a video whose frames are not
+    ``size`` (height, width), checked before any frame is decoded.
     """
     tol = 0.5 / fps
     if not os.path.isfile(path):
@@ -119,13 +121,22 @@ def frames_at(path: Path, times: np.ndarray, fps: float, where: str) -> Iterator
         if not container.streams.video:
             raise DatasetError(f"{path}: {where}: no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None or not stream.time_base:  # a codec FFmpeg does not know, a damaged header
+            raise DatasetError(f"{path}: {where}: no decoder for its video stream (damaged, or an unknown codec)")
+        if size is not None and (stream.height, stream.width) != tuple(size):
+            raise DatasetError(f"{path}: {where}: the video is {stream.width}x{stream.height}, its feature's shape "
+                               f"in info.json says {size[1]}x{size[0]}")
 
         def match(t: int, prev: tuple[float, Any] | None) -> np.ndarray:
             if prev is None or abs(times[t] - prev[0]) > tol:
                 near = "no frame decoded" if prev is None else f"nearest frame at {prev[0]:.6f} s"
                 raise DatasetError(f"{path}: {where}: no frame within {tol * 1e3:.1f} ms (half a frame period) of "
                                    f"timestamp {times[t]:.6f} s (row {t}); {near}")
-            return prev[1].to_ndarray(format="rgb24")
+            try:
+                return prev[1].to_ndarray(format="rgb24")
+            except (av.FFmpegError, ValueError) as exc:
+                raise DatasetError(f"{path}: {where}: cannot convert the frame at {prev[0]:.6f} s to RGB: {exc}") \
+                    from exc
 
         t, prev = 0, None
         try:
@@ -141,7 +152,7 @@ def frames_at(path: Path, times: np.ndarray, fps: float, where: str) -> Iterator
                 if t == len(times):
                     return
                 prev = (ts, frame)
-        except (av.FFmpegError, OSError, ValueError) as exc:
+        except (av.FFmpegError, OSError, ValueError, OverflowError) as exc:
             raise DatasetError(f"{path}: {where}: cannot decode the video near {times[min(t, len(times) - 1)]:.6f} s "
                                f"(row {t}): {exc}") from exc
         while t < len(times):

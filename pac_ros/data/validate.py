@@ -25,7 +25,7 @@ from pac_ros.data.reader import Dataset, Episode
 
 # Commands must lie within the limits; measured positions within the spec's plausible
 # bounds (a quarter of the joint's range past them: wrong units or joint order, not physics).
-from pac_ros.spec import COMMAND_TOLERANCE
+from pac_ros.spec import COMMAND_TOLERANCE, Spec
 from pac_ros.spec import POSITION_SLACK as OBSERVATION_SLACK
 
 
@@ -59,15 +59,7 @@ def episode_problems(ds: Dataset, ep: Episode) -> list[str]:
         rows = np.where(~np.isfinite(arr.reshape(T, -1)).all(1))[0]
         if len(rows):
             out.append(f"{where}: {name} not finite in {len(rows)} row(s), first row {int(rows[0])}")
-    slack = OBSERVATION_SLACK * (spec.upper - spec.lower)
-    for name, arr, tol in (("observation.state", ep.joint_positions, slack), ("action", ep.actions, COMMAND_TOLERANCE)):
-        lo, hi = spec.lower - tol, spec.upper + tol
-        a = np.nan_to_num(arr.astype(np.float64), nan=0.0)
-        bad = np.where(((a < lo) | (a > hi)).any(1))[0]
-        if len(bad):
-            slack_note = "" if name == "action" else " (with slack)"
-            out.append(f"{where}: {name} outside the spec's joint limits{slack_note} in {len(bad)} row(s), "
-                       f"first row {int(bad[0])}")
+    out.extend(f"{where}: {problem}" for problem in limit_problems(spec, ep.joint_positions, ep.actions))
     if T and (not ep.is_first[0] or ep.is_first[1:].any()):
         out.append(f"{where}: is_first must be true at row 0 only")
     if T and (not ep.is_last[-1] or ep.is_last[:-1].any()):
@@ -79,6 +71,21 @@ def episode_problems(ds: Dataset, ep: Episode) -> list[str]:
         if not np.isclose(ret, float(meta["return"]), rtol=1e-5, atol=1e-5):
             out.append(f"{where}: index return {meta['return']} but the rewards sum to {ret}")
     out.extend(line_problems(ds, meta))
+    return out
+
+
+def limit_problems(spec: Spec, joint_positions: np.ndarray, actions: np.ndarray) -> list[str]:
+    """Rows of [T, n] positions outside the spec's plausible bounds, or commands outside its limits."""
+    out = []
+    slack = OBSERVATION_SLACK * (spec.upper - spec.lower)
+    for name, arr, tol in (("observation.state", joint_positions, slack), ("action", actions, COMMAND_TOLERANCE)):
+        lo, hi = spec.lower - tol, spec.upper + tol
+        a = np.nan_to_num(arr.astype(np.float64), nan=0.0)
+        bad = np.where(((a < lo) | (a > hi)).any(1))[0]
+        if len(bad):
+            slack_note = "" if name == "action" else " (with slack)"
+            out.append(f"{name} outside the spec's joint limits{slack_note} in {len(bad)} row(s), "
+                       f"first row {int(bad[0])}")
     return out
 
 

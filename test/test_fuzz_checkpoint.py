@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import random
+import re
 import shutil
 import struct
 
@@ -157,3 +159,15 @@ def test_the_fuzz_script_counts_and_exits_zero(capsys):
     assert fz.main(["--n", "12", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert "inputs 12  clean loads" in out and "crashes 0  hangs 0" in out
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda f: f.write_text("[" * 100_000), "cannot read checkpoint metadata"),
+    (lambda f: f.write_bytes(b"{" + b" " * (17 << 20) + b"}"), "more than 16777216 for checkpoint metadata"),
+    (lambda f: (f.unlink(), os.mkfifo(f)), "meta.json: not a regular file"),
+    (lambda f: (f.unlink(), f.mkdir()), "meta.json: not a regular file"),
+], ids=["deep_nesting", "huge", "fifo", "directory"])
+def test_a_meta_json_that_is_no_json_object_is_refused_without_blocking(copy, make, message):
+    make(copy / "meta.json")
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        Policy.load(copy, device="cpu")

@@ -107,10 +107,13 @@ def test_a_link_out_of_the_dataset(ds, tmp_path):
     assert validate(ds).ok  # the normal check reads through the link
 
 
-def test_a_linked_directory_out_of_the_dataset(ds, tmp_path):
+def test_a_linked_directory_out_of_the_dataset_and_a_link_loop(ds, tmp_path):
     (tmp_path / "other").mkdir()
     (ds / "meta" / "extra").symlink_to(tmp_path / "other")
     only(strict(ds), str(ds / "meta" / "extra"), "outside the dataset")
+    (ds / "meta" / "extra").unlink()
+    (ds / "loop").symlink_to(ds / "loop")
+    only(strict(ds), f"{ds / 'loop'}: a link to")
 
 
 def test_unexpected_files_and_directories_are_listed(ds, capsys):

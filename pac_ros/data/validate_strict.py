@@ -84,12 +84,13 @@ def dataset_problems(ds: Dataset) -> list[str]:
     return tree_problems(ds) + info_problems(ds) + tasks_problems(ds) + stats_problems(ds)
 
 
+def _target(path: Path) -> Path:
+    """Where ``path`` leads (links followed; a link loop does not raise)."""
+    return Path(os.path.realpath(path))
+
+
 def _inside(root: Path, path: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
+    return _target(path).is_relative_to(_target(root))
 
 
 def tree_problems(ds: Dataset) -> list[str]:
@@ -104,7 +105,7 @@ def tree_problems(ds: Dataset) -> list[str]:
             d = base / name
             rel = f"{rel_dir}/{name}" if rel_dir != "." else name
             if d.is_symlink():
-                out.append(f"{d}: a link to {d.resolve()}" + ("" if _inside(root, d) else ", outside the dataset"))
+                out.append(f"{d}: a link to {_target(d)}" + ("" if _inside(root, d) else ", outside the dataset"))
             elif rel not in ("meta", "data") and rel not in data_dirs:
                 n = sum(len(fs) for _, _, fs in os.walk(d))
                 why = "quarantined by `dataset repair`" if rel == fmt.QUARANTINE_DIR else "not part of the dataset"
@@ -114,7 +115,7 @@ def tree_problems(ds: Dataset) -> list[str]:
             f = base / name
             rel = f"{rel_dir}/{name}" if rel_dir != "." else name
             if f.is_symlink():
-                out.append(f"{f}: a link to {f.resolve()}" + ("" if _inside(root, f) else ", outside the dataset"))
+                out.append(f"{f}: a link to {_target(f)}" + ("" if _inside(root, f) else ", outside the dataset"))
             elif not f.is_file():
                 out.append(f"{f}: not a regular file")
             elif rel_dir == "data" or rel_dir.startswith("data/"):
@@ -178,7 +179,7 @@ def line_problems(ds: Dataset, i: int, line: dict[str, Any], index_from: int, ep
         out.append(f"{where}: file: {rel!r}, the episode's path is {canonical!r}")
     if not _inside(ds.root, path) or any((ds.root / p).is_symlink() for p in _prefixes(rel)):
         out.append(f"{where}: file: {rel!r} is reached through a link" +
-                   ("" if _inside(ds.root, path) else f" to {path.resolve()}, outside the dataset"))
+                   ("" if _inside(ds.root, path) else f" to {_target(path)}, outside the dataset"))
     if line.get("index_from") != index_from and _int(0)(line.get("index_from")):
         out.append(f"{where}: index_from: {line['index_from']}, the earlier episodes' lengths sum to {index_from}")
     if ep is None:
@@ -213,8 +214,7 @@ def file_problems(ds: Dataset, path: Path, ep: Episode, index_from: int) -> list
         table = pq.read_table(path, columns=["frame_index", "index", *map(fmt.image_column, ds.spec.camera_names)])
     except (OSError, ValueError, pa.ArrowException) as exc:
         return [f"{path}: cannot read: {exc}"]
-    expected = fmt.arrow_schema(ds.info["features"] if isinstance(ds.info.get("features"), dict) else
-                                fmt.make_features(ds.spec, ds.has_features))
+    expected = fmt.arrow_schema(fmt.make_features(ds.spec, ds.has_features))  # info's own: info_problems
     found = {f.name: f.type for f in schema}
     for f in expected:
         if f.name in found and found[f.name] != f.type:

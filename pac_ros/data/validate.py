@@ -12,6 +12,7 @@ edited line). Files under data/ that no index line names are orphans
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,11 +131,11 @@ def validate(root: str | Path, images: bool = True, strict: bool = False) -> Val
         if strict:
             report.problems.extend(validate_strict.line_problems(ds, i, lines[i], index_from, ep))
             index_from += lines[i]["length"]
-    named = {(ds.root / e["file"]).resolve() for e in ds.episodes}
+    named = {os.path.realpath(ds.root / e["file"]) for e in ds.episodes}  # (realpath: a link loop does not raise)
     data_dir = ds.root / "data"
     if data_dir.is_dir():
         for f in sorted(data_dir.rglob("*")):
-            if f.is_file() and f.resolve() not in named:
+            if f.is_file() and os.path.realpath(f) not in named:
                 report.problems.append(f"{f}: orphan file, not named by {fmt.EPISODES_PATH}")
     if strict:
         report.problems.extend(validate_strict.dataset_problems(ds))

@@ -19,6 +19,7 @@ crashes); exits 1 on any crash, hang or excessive memory.
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import math
@@ -342,28 +343,38 @@ def robot_obs(spec, seed: int = 0) -> dict:
 
 def attempt(path: Path, timeout: float = 20.0) -> tuple[str, str]:
     """('clean' | 'refused' | 'crash' | 'hang', detail) of loading ``path`` both ways."""
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
-    outcomes = []
-    try:
-        for load in (_policy_load, _learner_load):
-            try:
-                load(path)
-                outcomes.append(("clean", ""))
-            except PacRosError as exc:
-                outcomes.append(("refused", str(exc)))
-            except Exception as exc:  # the property under test: nothing else ever escapes
-                outcomes.append(("crash", f"{load.__name__}: {type(exc).__name__}: {exc}"[:400]))
-    except Hang:
-        outcomes.append(("hang", f"over {timeout} s"))
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    return worst(attempt_each(path, timeout))
+
+
+def worst(outcomes: dict[str, tuple[str, str]]) -> tuple[str, str]:
+    """The worst of several loaders' outcomes: hang, crash, refused, clean."""
     for kind in ("hang", "crash", "refused"):
-        for outcome in outcomes:
+        for outcome in outcomes.values():
             if outcome[0] == kind:
                 return outcome
     return "clean", ""
+
+
+def attempt_each(path: Path, timeout: float = 20.0) -> dict[str, tuple[str, str]]:
+    """{loader: (outcome, detail)} of ``Policy.load`` + act and ``load_into_learner`` on ``path``."""
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    outcomes = {}
+    try:
+        for name, load in (("policy", _policy_load), ("learner", _learner_load)):
+            try:
+                load(path)
+                outcomes[name] = ("clean", "")
+            except PacRosError as exc:
+                outcomes[name] = ("refused", str(exc))
+            except Exception as exc:  # the property under test: nothing else ever escapes
+                outcomes[name] = ("crash", f"{name}: {type(exc).__name__}: {exc}"[:400])
+    except Hang:
+        outcomes["hang"] = ("hang", f"over {timeout} s")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    return outcomes
 
 
 def _policy_load(path: Path) -> None:
@@ -377,15 +388,15 @@ def _policy_load(path: Path) -> None:
         raise AssertionError(f"unsafe command {cmd}")
 
 
-_LEARNER: list[Learner] = []  # one learner for every resume (building one costs more than a load)
+_PRISTINE: list[Learner] = []  # copied for every resume (building a learner costs more than a load)
 
 
 def _learner_load(path: Path) -> None:
-    if not _LEARNER:
-        _LEARNER.append(new_learner())
+    if not _PRISTINE:
+        _PRISTINE.append(new_learner())
     state = torch.get_rng_state()
     try:
-        load_into_learner(path, _LEARNER[0])
+        load_into_learner(path, copy.deepcopy(_PRISTINE[0]))
     finally:
         torch.set_rng_state(state)
 
@@ -398,13 +409,16 @@ def run(n: int, seed: int = 0, timeout: float = 20.0, memory_mib: float = 1024.0
     """Fuzz ``n`` inputs; returns the counts and the first crashes and hangs."""
     torch.set_num_threads(1)
     rng = random.Random(seed)
-    counts, kinds, failures = Counter(), Counter(), []
+    counts, kinds, per_loader, failures = Counter(), Counter(), Counter(), []
     with tempfile.TemporaryDirectory(prefix="fuzz_ckpt_") as tmp:
         base = make_base(Path(tmp) / "base")
         start_rss = peak_rss_mib()
         for i in range(n):
             kind, path = mutated(rng, base, Path(tmp) / "work")
-            outcome, detail = attempt(path, timeout)
+            each = attempt_each(path, timeout)
+            for loader, (result, _) in each.items():
+                per_loader[f"{loader} {result}"] += 1
+            outcome, detail = worst(each)
             counts[outcome] += 1
             kinds[(kind, outcome)] += 1
             if outcome in ("crash", "hang") and len(failures) < 20:
@@ -414,7 +428,8 @@ def run(n: int, seed: int = 0, timeout: float = 20.0, memory_mib: float = 1024.0
     growth = peak_rss_mib() - start_rss
     return {"inputs": n, "clean": counts["clean"], "refused": counts["refused"], "crash": counts["crash"],
             "hang": counts["hang"], "peak_rss_growth_mib": growth, "excessive_memory": growth > memory_mib,
-            "by_mutation": {f"{k}/{o}": c for (k, o), c in sorted(kinds.items())}, "failures": failures}
+            "by_mutation": {f"{k}/{o}": c for (k, o), c in sorted(kinds.items())},
+            "by_loader": dict(sorted(per_loader.items())), "failures": failures}
 
 
 def main(argv=None) -> int:
@@ -431,6 +446,7 @@ def main(argv=None) -> int:
           f"hangs {r['hang']}")
     print(f"peak memory growth {r['peak_rss_growth_mib']:.0f} MiB{' (excessive)' if r['excessive_memory'] else ''}; "
           f"wall {wall:.0f} s ({1000 * wall / max(1, r['inputs']):.1f} ms per input)")
+    print("by loader: " + ", ".join(f"{k} {v}" for k, v in r["by_loader"].items()))
     print("by mutation/outcome: " + ", ".join(f"{k} {v}" for k, v in r["by_mutation"].items()))
     for line in r["failures"]:
         print(line)

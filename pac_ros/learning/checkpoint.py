@@ -112,9 +112,9 @@ def read_state_json(f: Path, meta: dict, learner) -> dict:
     if not isinstance(groups, list) or len(groups) != len(mine):
         raise CheckpointError(f"{f}: param_groups: expected a list of {len(mine)} optimiser groups")
     for i, (g, m) in enumerate(zip(groups, mine)):
-        if not isinstance(g, dict) or not set(g) <= set(m) or g.get("params") != m["params"]:
+        if not isinstance(g, dict) or set(g) != set(m) or g["params"] != m["params"]:
             raise CheckpointError(f"{f}: param_groups[{i}]: keys or parameters differ from this optimiser's")
-        for k, v in g.items():  # (a key added by a later torch falls back to its default)
+        for k, v in g.items():
             if k != "params" and _kind(v) != _kind(m[k]):
                 raise CheckpointError(f"{f}: param_groups[{i}].{k}: {v!r}, expected {_kind(m[k])}")
     scalars = sj.get("optim_scalars")

@@ -138,8 +138,9 @@ def inside(d: Path, name: str) -> Path:
     f = d / name
     if not f.exists() and not f.is_symlink():
         raise CheckpointError(f"{f}: missing")
-    if f.resolve().parent != d.resolve():
-        raise CheckpointError(f"{f}: a link to {f.resolve()}, outside the checkpoint directory")
+    target = Path(os.path.realpath(f))  # (realpath: a link loop does not raise)
+    if target.parent != Path(os.path.realpath(d)):
+        raise CheckpointError(f"{f}: a link to {target}, outside the checkpoint directory")
     if not f.is_file():
         raise CheckpointError(f"{f}: not a regular file")
     return f

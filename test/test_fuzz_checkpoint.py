@@ -166,7 +166,8 @@ def test_the_fuzz_script_counts_and_exits_zero(capsys):
     (lambda f: f.write_bytes(b"{" + b" " * (17 << 20) + b"}"), "more than 16777216 for checkpoint metadata"),
     (lambda f: (f.unlink(), os.mkfifo(f)), "meta.json: not a regular file"),
     (lambda f: (f.unlink(), f.mkdir()), "meta.json: not a regular file"),
-], ids=["deep_nesting", "huge", "fifo", "directory"])
+    (lambda f: (f.unlink(), f.symlink_to(f)), "meta.json: not a regular file"),
+], ids=["deep_nesting", "huge", "fifo", "directory", "link_loop"])
 def test_a_meta_json_that_is_no_json_object_is_refused_without_blocking(copy, make, message):
     make(copy / "meta.json")
     with pytest.raises(CheckpointError, match=re.escape(message)):

@@ -13,8 +13,9 @@ in-limit commands, or a ``PacRosError`` (a clear refusal). Anything else is a cr
 past ``--timeout`` seconds is a hang; peak resident memory more than ``--memory-mib`` above
 the start counts as excessive memory.
 
-Prints counts of inputs, clean loads, clear refusals, crashes, hangs (and the first few
-crashes); exits 1 on any crash, hang or excessive memory.
+Prints counts of inputs, clean loads (by both loaders), clear refusals, crashes, hangs, the
+outcomes per loader and per mutation (and the first crashes and hangs); exits 1 on any crash,
+hang or excessive memory.
 """
 from __future__ import annotations
 

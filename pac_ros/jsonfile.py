@@ -15,7 +15,7 @@ def read_json_object(path: str | Path, error: type[Exception], missing: str, wha
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise error(missing) from None
-    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nesting too deep
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise error(f"{path}: cannot read {what}: {exc}") from exc
     if not isinstance(data, dict):
         raise error(f"{path}: {what} must be a JSON object, got {type(data).__name__}")

@@ -13,9 +13,9 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_model_state, resolve
+from .checkpoint import CheckpointError, declared_model, load_model_state, resolve
 from .control import Control
-from .model import PACConfig, PACModel, tokenize
+from .model import PACModel, tokenize
 from .spec import Spec, SpecError
 
 DECODING = ("greedy", "mean", "sample", "q_filter")
@@ -94,11 +94,7 @@ class Policy:
         if "decoding" in kw:
             kw["decoding"] = resolve_decoding(kw["decoding"], meta)
         where = resolve(path)
-        try:
-            ckpt_spec = Spec.from_dict(meta["spec"], f"{where}/meta.json: spec")
-            config = PACConfig.from_dict(meta["model_config"], f"{where}/meta.json: model_config")
-        except (KeyError, ValueError) as exc:
-            raise CheckpointError(f"{where}/meta.json: bad model config or spec ({exc})") from exc
+        config, ckpt_spec = declared_model(meta, f"{where}/meta.json")
         if spec is not None:
             spec.check_compatible(ckpt_spec, what=f"checkpoint {where}")
         model = PACModel(config, ckpt_spec)

@@ -38,6 +38,7 @@ def set_column(name, fn):
 def test_clean_dataset_passes(collected, capsys):
     report = validate(collected)
     assert report.ok and report.episodes == 4 and report.steps > 0, report.problems
+    assert validate(collected, strict=True).problems == []  # a recording passes the strict checks too
     assert main(["dataset", "validate", str(collected)]) == 0
     assert "OK" in capsys.readouterr().out
 

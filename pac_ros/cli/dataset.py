@@ -21,6 +21,10 @@ def register(sub: Subcommands) -> None:
     p = command("validate", cmd_validate,
                 "check every committed episode against the index and spec (exit 1 listing the problems)")
     p.add_argument("--no-images", action="store_true", help="skip decoding the camera images")
+    p.add_argument("--strict", action="store_true",
+                   help="also what a dataset from someone else needs: files and links confined to the dataset, "
+                        "no unexpected files, info and index fields (types, sizes, stamps, row numbering) as on "
+                        "disk, PNG images always decoded, meta/stats.json as recomputed")
     p = command("repair", cmd_repair, "cut torn index lines, clear temp files, quarantine orphans, rebuild an "
                 "unreadable index from the episode files; never deletes an episode")
     p.add_argument("--rebuild-index", action="store_true",
@@ -88,7 +92,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from pac_ros.data.validate import validate
 
-    report = validate(args.dataset, images=not args.no_images)
+    if args.strict and args.no_images:
+        raise UsageError("--strict decodes every image; drop --no-images")
+    report = validate(args.dataset, images=not args.no_images, strict=args.strict)
     for problem in report.problems:
         print(problem)
     per_k = report.seconds / max(report.steps, 1) * 1000

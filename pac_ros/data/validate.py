@@ -7,10 +7,12 @@ first row (row 0) and one last row (the final row), and an index line that agree
 its file: the rewards' return, and every key of the index line its file carries (an
 edited line). Files under data/ that no index line names are orphans
 (e.g. the leftovers of a crash before a commit); a torn last index line is reported.
+``strict`` adds the checks of pac_ros.data.validate_strict (a dataset from someone else).
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pac_ros.data import format as fmt
+from pac_ros.data import validate_strict
 from pac_ros.data.format import DatasetError
 from pac_ros.data.reader import Dataset, Episode
 
@@ -107,8 +110,9 @@ def line_problems(ds: Dataset, meta: dict) -> list[str]:
             f"in {edited} (edited?): " + "; ".join(f"{k}: {meta.get(k)!r} vs {carried.get(k)!r}" for k in edited[:3])]
 
 
-def validate(root: str | Path, images: bool = True) -> ValidationReport:
-    """Check a dataset; never modifies it. ``images=False`` skips PNG decoding (faster)."""
+def validate(root: str | Path, images: bool = True, strict: bool = False) -> ValidationReport:
+    """Check a dataset; never modifies it. ``images=False`` skips PNG decoding (faster); ``strict``
+    adds the checks of pac_ros.data.validate_strict and always decodes the images."""
     start = time.perf_counter()
     report = ValidationReport(Path(root))
     try:
@@ -121,19 +125,26 @@ def validate(root: str | Path, images: bool = True) -> ValidationReport:
         report.problems.append(f"{ds.root / fmt.EPISODES_PATH}: torn last line ({len(torn)} bytes) "
                                "from an interrupted commit; `repair` would drop it")
     report.episodes = len(ds)
+    lines, index_from = ds.episodes, 0
     for i in range(len(ds)):
         try:
-            ep = ds.load_episode(i, images=images)
+            ep = ds.load_episode(i, images=images or strict)
         except DatasetError as exc:
             report.problems.append(str(exc))
-            continue
-        report.steps += len(ep.timestamp)
-        report.problems.extend(episode_problems(ds, ep))
-    named = {(ds.root / e["file"]).resolve() for e in ds.episodes}
+            ep = None
+        if ep is not None:
+            report.steps += len(ep.timestamp)
+            report.problems.extend(episode_problems(ds, ep))
+        if strict:
+            report.problems.extend(validate_strict.line_problems(ds, i, lines[i], index_from, ep))
+            index_from += lines[i]["length"]
+    named = {os.path.realpath(ds.root / e["file"]) for e in ds.episodes}  # (realpath: a link loop does not raise)
     data_dir = ds.root / "data"
     if data_dir.is_dir():
         for f in sorted(data_dir.rglob("*")):
-            if f.is_file() and f.resolve() not in named:
+            if f.is_file() and os.path.realpath(f) not in named:
                 report.problems.append(f"{f}: orphan file, not named by {fmt.EPISODES_PATH}")
+    if strict:
+        report.problems.extend(validate_strict.dataset_problems(ds))
     report.seconds = time.perf_counter() - start
     return report

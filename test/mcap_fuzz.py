@@ -550,12 +550,14 @@ class Outcome:
 
 def run_case(bag: Path, out: Path, spec: Spec = SPEC, seconds: float = 20.0, watch: Path | None = None) -> Outcome:
     """Import ``bag`` into ``out`` and check the property (module docstring). ``watch``: the folder
-    (default: ``out``'s parent) where nothing but ``out`` may change; the system temp folder's
-    top level is watched too."""
+    (default: ``out``'s parent) where nothing but ``out`` may change. Python's temporary folder is
+    pointed into it for the import, so temporary files count as writes outside too."""
     watch = watch or out.parent
-    tmp = Path(tempfile.gettempdir())
-    before, tmp_before = snapshot(watch, out), set(os.listdir(tmp))
+    private_tmp = watch / "tmp"
+    private_tmp.mkdir(exist_ok=True)
+    before = snapshot(watch, out)
     peak = peak_rss_bytes()
+    saved_tmp, tempfile.tempdir = tempfile.tempdir, str(private_tmp)
     try:
         with time_limit(seconds):
             try:
@@ -570,9 +572,11 @@ def run_case(bag: Path, out: Path, spec: Spec = SPEC, seconds: float = 20.0, wat
         outcome = Outcome("hang", str(exc))
     except Exception:
         outcome = Outcome("crash", traceback.format_exc(limit=-6))
+    finally:
+        tempfile.tempdir = saved_tmp
     if outcome.kind == "refused" and (not outcome.detail.strip() or out.exists()):
         outcome = Outcome("crash", f"refusal left {out} behind or said nothing: {outcome.detail!r}")
-    changed = _diff(before, snapshot(watch, out)) + sorted(set(os.listdir(tmp)) ^ tmp_before)
+    changed = _diff(before, snapshot(watch, out))
     if changed and outcome.kind != "hang":  # a hang may be stopped part-way, its staging folder left
         outcome = Outcome("outside", f"changed outside {out}: {changed[:5]} ({outcome.kind}: {outcome.detail[:200]})")
     if peak_rss_bytes() - peak > MEMORY_LIMIT_BYTES:

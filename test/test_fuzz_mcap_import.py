@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import time
 from pathlib import Path
@@ -17,8 +18,7 @@ import pytest
 import yaml
 from mcap_fuzz import SPEC, STORE, BagContent, run_case
 
-from pac_ros.data import DatasetError
-from pac_ros.data import mcap_check
+from pac_ros.data import DatasetError, mcap_check
 from pac_ros.data.mcap import import_mcap
 
 FUZZ_CASES = 120  # about 10 s here; bench/fuzz_mcap_import.py runs 10,000 and more
@@ -110,8 +110,6 @@ def test_custom_data_that_is_not_an_object_is_refused(seeds, tmp_path):
 def test_a_fifo_as_storage_file_is_refused_without_waiting(seeds, tmp_path):
     """Was a hang: rosbags opened the named FIFO and waited for a writer."""
     bag = tmp_path / "bag"
-    import shutil
-
     shutil.copytree(seeds["plain"], bag)
     os.mkfifo(bag / "pipe.mcap")
     info = yaml.safe_load((bag / "metadata.yaml").read_text())
@@ -179,8 +177,6 @@ def test_huge_declared_record_length_is_refused_before_reading(seeds, tmp_path, 
 def test_chunk_that_decompresses_past_its_declared_size_is_refused(seeds, tmp_path):
     """A zstd chunk declared smaller than it decompresses to (a decompression bomb's shape)."""
     bag = tmp_path / "bag"
-    import shutil
-
     shutil.copytree(seeds["zstd"], bag)
     mcap, data, chunks = record_offsets(bag, mcap_check.OP_CHUNK)
     struct.pack_into("<Q", data, chunks[0] + 9 + 16, 100)

@@ -394,6 +394,9 @@ class _Replay:
         core = self.core
         why = (f"{core.received['command']} messages on {self.plan.command}, none paired with an observation "
                f"within {core.assembler.tolerance * 1000:.0f} ms of its stamp while an episode was recording")
+        skipped = sum(self.undecodable.values()) + sum(self.bad_stamps.values())
+        if skipped:
+            why += f"; {skipped} messages were skipped (not deserialisable, or an invalid header stamp)"
         if self.warnings:
             why += f"; first recorder warning: {self.warnings[0]}"
         return why

@@ -7,11 +7,13 @@ test/test_fuzz_mcap_import.py): case ``i`` is the seed bag mutated by ``random.R
 so ``--start i --n 1`` reproduces one. Work files go to a temporary folder (under /dev/shm
 when it exists). Prints the counts (inputs, clean imports, clear refusals, crashes, hangs,
 memory, writes outside) and the first failures; exits 1 on any crash, hang, memory excess or
-write outside the output.
+write outside the output (and dies with a traceback, also non-zero, if one case stays in C code
+past three times its time limit, where the per-case alarm cannot stop it).
 """
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import shutil
 import sys
 import tempfile
@@ -43,10 +45,13 @@ def main() -> int:
         for number in range(args.start, args.start + args.n):
             folder = root / "case"
             folder.mkdir()
+            # a hang in C code, where the per-case alarm cannot interrupt it, kills the run with a traceback
+            faulthandler.dump_traceback_later(3 * args.seconds, exit=True)
             try:
                 bag, done = mcap_fuzz.make_case(seeds, number, folder)
                 outcome = mcap_fuzz.run_case(bag, folder / "out", seconds=args.seconds, watch=folder)
             finally:
+                faulthandler.cancel_dump_traceback_later()
                 shutil.rmtree(folder, ignore_errors=True)
             counts[outcome.kind] += 1
             if outcome.kind == "refused":
@@ -65,7 +70,7 @@ def main() -> int:
           f"crashes {counts['crash']}  hangs {counts['hang']}  memory {counts['memory']}  "
           f"writes outside {counts['outside']}  wall {wall:.0f} s ({wall / max(1, sum(counts.values())):.3f} s/case)")
     print("most common refusals:")
-    for gist, n in refusals.most_common(12):
+    for gist, n in refusals.most_common(30):
         print(f"  {n:6d}  {gist}")
     for number, done, outcome in failures[: args.show]:
         print(f"\ncase {number} ({'; '.join(done)}): {outcome.kind}\n{outcome.detail}")

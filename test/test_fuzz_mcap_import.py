@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import struct
-import time
 from pathlib import Path
 
 import mcap_fuzz
@@ -21,7 +20,7 @@ from mcap_fuzz import SPEC, STORE, BagContent, run_case
 from pac_ros.data import DatasetError, mcap_check
 from pac_ros.data.mcap import import_mcap
 
-FUZZ_CASES = 120  # about 10 s here; bench/fuzz_mcap_import.py runs 10,000 and more
+FUZZ_CASES = 80  # a few seconds; bench/fuzz_mcap_import.py runs 10,000 and more
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +74,6 @@ def test_seed_bags_import_cleanly(seeds, tmp_path):
 def test_fuzzed_bags_import_cleanly_or_are_refused_clearly(seeds, tmp_path):
     kinds = {kind: 0 for kind in mcap_fuzz.KINDS}
     failures = []
-    started = time.perf_counter()
     for number in range(FUZZ_CASES):
         folder = case_folder(tmp_path, f"case{number}")
         bag, done = mcap_fuzz.make_case(seeds, number, folder)
@@ -85,7 +83,6 @@ def test_fuzzed_bags_import_cleanly_or_are_refused_clearly(seeds, tmp_path):
             failures.append(f"case {number} ({'; '.join(done)}): {outcome.kind}: {outcome.detail}")
     assert not failures, "\n\n".join(failures)
     assert kinds["clean"] >= FUZZ_CASES // 10 and kinds["refused"] >= FUZZ_CASES // 2, kinds
-    assert time.perf_counter() - started < 120
 
 
 def test_make_case_is_deterministic(seeds, tmp_path):
@@ -127,8 +124,9 @@ def test_a_fifo_as_storage_file_is_refused_without_waiting(seeds, tmp_path):
     ('{"seed": "x"}', "seed"), ('{"seed": 1.5}', "seed"), ('{"seed": 1e400}', "seed"),
     ('{"seed": 100000000000000000000000}', "seed"), ('{"checkpoint": {"a": 1}}', "checkpoint")])
 def test_start_event_detail_is_checked(seeds, tmp_path, detail, field):
-    """A NaN time shift was a ValueError (cannot convert float NaN to integer); a seed or checkpoint
-    of another type went into the index unchecked."""
+    """A NaN time shift came out as 'reading the bag failed: cannot convert float NaN to integer' (the
+    replay's own ValueError passed off as a damaged file); a seed or checkpoint of another type went
+    into the index unchecked. Now each is refused naming the event field."""
     START = STORE.types["pac_ros/msg/EpisodeEvent"].START
 
     def edit(msg):
@@ -140,8 +138,8 @@ def test_start_event_detail_is_checked(seeds, tmp_path, detail, field):
 
 
 def test_deeply_nested_json_or_yaml_is_a_clear_error(seeds, tmp_path):
-    """Nested 100,000 deep: JSON in an event detail is no detail (not a RecursionError); metadata.yaml
-    is refused as invalid YAML, naming the file."""
+    """Nested past the recursion limit: JSON in an event detail is no detail (not a RecursionError);
+    metadata.yaml is refused as invalid YAML, naming the file."""
     STOP = STORE.types["pac_ros/msg/EpisodeEvent"].STOP
 
     def edit(msg):
@@ -153,7 +151,7 @@ def test_deeply_nested_json_or_yaml_is_a_clear_error(seeds, tmp_path):
 
     folder = case_folder(tmp_path, "b")
     bag = rewritten(seeds["plain"], folder, lambda c: None)
-    (bag / "metadata.yaml").write_text("a: " + "[" * 50_000 + "]" * 50_000)
+    (bag / "metadata.yaml").write_text("a: " + "[" * 5_000 + "]" * 5_000)
     refused(bag, folder / "out", r"metadata\.yaml: not valid YAML")
 
 

@@ -298,3 +298,17 @@ def test_bad_message_fields_are_counted_rejections(seeds, tmp_path):
     assert "1 of 8 messages on /joint_states rejected, first: non-finite joint positions" in notes
     assert "2 of 8 messages on /camera/front/image_raw rejected, first: image data has 287 bytes, expected " \
            "height*step = 8*36 = 288" in notes
+
+
+@pytest.mark.parametrize("compression", ["zstd", "lz4"])
+def test_chunk_decompression_stops_at_the_declared_size(compression):
+    """A chunk is decompressed at most one byte past its declared size, whatever it would expand to."""
+    from lz4.frame import compress as lz4_compress
+    from rosbags.rosbag2 import storage_mcap
+
+    raw = bytes(10_000_000)
+    data = storage_mcap.zstd.compress(raw) if compression == "zstd" else lz4_compress(raw)
+    assert len(data) < 50_000  # a 200-fold expansion at least
+    assert mcap_check._decompress(data, compression, len(raw)) == raw
+    short = mcap_check._decompress(data, compression, 1000)
+    assert short is None or len(short) <= 1001

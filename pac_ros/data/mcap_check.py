@@ -21,7 +21,9 @@ from pathlib import Path, PurePath
 from typing import Any
 
 import yaml
+from lz4.frame import LZ4FrameDecompressor
 from rosbags.interfaces import MessageDefinition, MessageDefinitionFormat, Nodetype
+from rosbags.rosbag2 import storage_mcap
 from rosbags.typesys import get_types_from_idl, get_types_from_msg
 from rosbags.typesys.store import Typestore
 
@@ -310,15 +312,9 @@ def _decompress(data: bytes, compression: str, size: int) -> bytes | None:
         return data
     try:
         if compression == "zstd":
-            try:
-                from compression import zstd  # Python 3.14
-            except ImportError:
-                from backports import zstd
-            dec = zstd.ZstdDecompressor()
+            dec = storage_mcap.zstd.ZstdDecompressor()  # the zstd module rosbags decompresses with
             out = dec.decompress(data, max_length=size + 1)
             return out if dec.eof and not dec.unused_data else None
-        from lz4.frame import LZ4FrameDecompressor
-
         dec = LZ4FrameDecompressor()
         out = dec.decompress(data, max_length=size + 1)
         return out if dec.eof else None

@@ -1,8 +1,9 @@
 """rosbag2/MCAP interchange: export dataset episodes as a bag on the live robot's topics,
 import such a recording (ours or ``ros2 bag record``'s) into a dataset (docs/dataset.md).
 
-Export is in mcap_export.py, import in mcap_import.py; the message types, their
-registration and what the exporter records in a bag are in mcap_layout.py. ROS-free.
+Export is in mcap_export.py, import in mcap_import.py, the import's checks of an untrusted
+bag in mcap_check.py; the message types, their registration and what the exporter records
+in a bag are in mcap_layout.py. ROS-free.
 """
 from pac_ros.data.mcap_export import BLOCK_FRAME, DEFAULT_COMMANDER, EPISODE_GAP_S, export_mcap
 from pac_ros.data.mcap_import import import_mcap

@@ -8,19 +8,22 @@ Rules and what is carried: docs/dataset.md, "MCAP import".
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from rosbags.rosbag2 import Reader
 from rosbags.typesys.store import Typestore
 
 from pac_ros.data.conversion_report import ConversionReport
 from pac_ros.data.format import DatasetError, fsync_dir
+from pac_ros.data.mcap_check import MAX_MESSAGE_BYTES, check_bag, schema_problem
 from pac_ros.data.mcap_layout import (
     T_BOOL,
     T_EVENT,
@@ -29,7 +32,6 @@ from pac_ros.data.mcap_layout import (
     T_JOINTS,
     T_POSES,
     T_STRING,
-    export_info,
     make_typestore,
 )
 from pac_ros.data.messages import stamp_seconds
@@ -80,9 +82,11 @@ def import_mcap(source: str | os.PathLike, out: str | os.PathLike, spec: Spec, *
         raise DatasetError(f"{out}: already exists and is not an empty directory; choose a new --out")
     plan = _ImportPlan(bag, spec, command_topic)
     store = make_typestore()
+    plan.check_schemas(store)
     if not plan.events and plan.counts.get(INSTRUCTION, 0) == 0 and not instruction:
         raise DatasetError(f"{bag}: no {EPISODE_EVENTS} and no {INSTRUCTION} messages, so nothing starts an "
                            "episode; pass the instruction to import_mcap(..., instruction=TEXT)")
+    created = [d for d in (out.parent, *out.parent.parents) if not d.exists()]  # removed again on a refusal
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -95,6 +99,14 @@ def import_mcap(source: str | os.PathLike, out: str | os.PathLike, spec: Spec, *
             out.rmdir()  # empty, checked above
         os.rename(built, out)
         fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ConversionReport(out=out, episodes=len(replay.lengths), steps=sum(replay.lengths),
@@ -107,13 +119,13 @@ class _ImportPlan:
     def __init__(self, bag: Path, spec: Spec, command_topic: str | None):
         if not bag.exists():
             raise DatasetError(f"{bag}: no such rosbag2 directory")
-        try:
+        checked = check_bag(bag)  # metadata.yaml and every MCAP record, before rosbags reads them
+        self.export = checked.export  # what our exporter recorded, if it wrote the bag
+        with _reading(bag, "not a readable rosbag2 bag"):
             with Reader(bag) as reader:
                 self.types = {topic: info.msgtype for topic, info in reader.topics.items()}
                 self.counts = {topic: info.msgcount for topic, info in reader.topics.items()}
-            self.export = export_info(bag) or {}  # what our exporter recorded, if it wrote the bag
-        except Exception as exc:  # rosbags' own errors, YAML and OS errors
-            raise DatasetError(f"{bag}: not a readable rosbag2 bag: {exc}") from exc
+                self.schemas = {topic: info.msgdef for topic, info in reader.topics.items()}
         self.bag = bag
         self.cameras = {c.name: CAMERA_TOPIC.format(name=c.name) for c in spec.cameras}
         for topic, msgtype in {**_REQUIRED, **{t: T_IMAGE for t in self.cameras.values()}}.items():
@@ -127,6 +139,14 @@ class _ImportPlan:
         self.read_topics = {JOINT_STATES, self.command, *self.cameras.values(), *_OPTIONAL}
         if self.types.get(STATUS) == _T_STATUS:
             self.read_topics.add(STATUS)
+        self.read_topics &= set(self.types)
+
+    def check_schemas(self, store: Typestore) -> None:
+        """Each topic read must carry the definition the import deserialises with (or none)."""
+        for topic in sorted(self.read_topics):
+            problem = schema_problem(store, self.types[topic], self.schemas[topic])
+            if problem:
+                raise DatasetError(f"{self.bag}: topic {topic} ({self.types[topic]}): {problem}")
 
     def check_type(self, topic: str, msgtype: str) -> None:
         found = self.types[topic]
@@ -176,6 +196,8 @@ class _Replay:
         self.lengths: list[int] = []  # rows per committed episode
         self.reasons: Counter[str] = Counter()
         self.undecodable: Counter[str] = Counter()
+        self.bad_stamps: Counter[str] = Counter()
+        self.read: Counter[str] = Counter()  # messages read per topic
         self.warnings: list[str] = []
         self.notes: list[str] = []
         self.stats: Counter[str] = Counter()
@@ -190,42 +212,55 @@ class _Replay:
         if not plan.events and plan.counts.get(INSTRUCTION, 0) == 0:
             core.on_instruction(self.default_instruction)
         E = self.store.types[T_EVENT]
-        try:
-            with Reader(plan.bag) as reader:
-                conns = [c for c in reader.connections if c.topic in plan.read_topics]
-                for conn, ns, raw in reader.messages(connections=conns):
-                    topic = conn.topic
-                    try:
-                        msg = self.store.deserialize_cdr(raw, conn.msgtype)
-                    except Exception:  # truncated or garbled CDR: a message no subscriber would get
-                        self.undecodable[topic] += 1
-                        continue
-                    if topic in cameras:
-                        core.on_image(cameras[topic], msg, self._now(msg))
-                    elif topic == JOINT_STATES:
-                        core.on_joint_state(msg, self._now(msg))
-                    elif topic == plan.command:
-                        core.on_command(msg, self._now(msg))
-                    elif topic == BLOCK_POSES:
-                        core.on_block_poses(msg, self._now(msg))
-                    elif topic == REWARD:
-                        core.on_reward(float(msg.data))
-                    elif topic == SUCCESS:
-                        core.on_success(bool(msg.data))
-                    elif topic == INSTRUCTION:
-                        (core.set_instruction if plan.events else core.on_instruction)(msg.data)
-                    elif topic == STATUS:
-                        core.on_status(msg.hardware_id)
-                    elif topic == EPISODE_EVENTS:
-                        self._event(msg, E)
-        except DatasetError:
-            raise
-        except Exception as exc:  # a damaged file part-way through
-            raise DatasetError(f"{plan.bag}: reading the bag failed: {exc}") from exc
+        for topic, msgtype, raw in self._messages():
+            self.read[topic] += 1
+            if len(raw) > MAX_MESSAGE_BYTES:
+                raise DatasetError(f"{plan.bag}: a message on {topic} of {len(raw)} bytes, over the "
+                                   f"{MAX_MESSAGE_BYTES}-byte limit")
+            try:
+                msg = self.store.deserialize_cdr(raw, msgtype)
+            except Exception:  # truncated or garbled CDR: a message no subscriber would get
+                self.undecodable[topic] += 1
+                continue
+            if hasattr(msg, "header") and not _valid_stamp(msg.header.stamp):
+                self.bad_stamps[topic] += 1  # before the epoch, or nanoseconds past a second
+                continue
+            if topic in cameras:
+                core.on_image(cameras[topic], msg, self._now(msg))
+            elif topic == JOINT_STATES:
+                core.on_joint_state(msg, self._now(msg))
+            elif topic == plan.command:
+                core.on_command(msg, self._now(msg))
+            elif topic == BLOCK_POSES:
+                core.on_block_poses(msg, self._now(msg))
+            elif topic == REWARD:
+                core.on_reward(float(msg.data))
+            elif topic == SUCCESS:
+                core.on_success(bool(msg.data))
+            elif topic == INSTRUCTION:
+                (core.set_instruction if plan.events else core.on_instruction)(msg.data)
+            elif topic == STATUS:
+                core.on_status(msg.hardware_id)
+            elif topic == EPISODE_EVENTS:
+                self._event(msg, E)
+        for topic in sorted(plan.read_topics):
+            if self.read[topic] != plan.counts[topic]:
+                raise DatasetError(f"{plan.bag}: topic {topic}: the bag's metadata declares {plan.counts[topic]} "
+                                   f"messages, its storage holds {self.read[topic]} of type {plan.types[topic]}")
         if core.recording:
             if plan.events:
                 self.unstopped += 1
             core.stop("end of the bag")
+
+    def _messages(self) -> Iterator[tuple[str, str, bytes]]:
+        """(topic, type, raw CDR) of the topics read, in log-time order; the reader's errors
+        (a file damaged past what check_bag sees) become DatasetError."""
+        with _reading(self.plan.bag, "reading the bag failed"):
+            with Reader(self.plan.bag) as reader:
+                conns = [c for c in reader.connections if c.topic in self.plan.read_topics]
+                messages = reader.messages(connections=conns)  # lazily: errors come while iterating
+                for conn, _, raw in messages:
+                    yield conn.topic, conn.msgtype, raw
 
     def _now(self, msg: Any) -> float:
         """The replay's clock: the newest header stamp seen, restarted where stamps jump back
@@ -239,7 +274,7 @@ class _Replay:
         core = self.core
         detail = _json_object(msg.detail)
         if msg.event == E.START:
-            offset = int(round(float(detail.get("stamp_offset_s") or 0.0) * 1e9))
+            offset = self._start_offset_ns(msg, detail)
             stamp = stamp_seconds(msg.header.stamp, offset)
             newest = core.assembler.newest_stamp
             if core.recording:
@@ -256,8 +291,9 @@ class _Replay:
                 self.clock = None
             core.stamp_offset_ns = offset
             core.source = msg.source or self.default_source
-            core.checkpoint = detail.get("checkpoint") or None
-            self.episode_extra = {"seed": detail.get("seed"), "bag_episode_index": int(msg.episode_index)}
+            core.checkpoint = self._detail(msg, detail, "checkpoint", str)
+            self.episode_extra = {"seed": self._detail(msg, detail, "seed", int),
+                                  "bag_episode_index": int(msg.episode_index)}
             core.instruction = msg.instruction or core.instruction
             core.start()
         elif msg.event == E.STOP and core.recording:
@@ -270,6 +306,25 @@ class _Replay:
                                   f"the import made {self.lengths[-1]}")
         elif msg.event == E.DISCARD:
             core.abandon("DISCARD event")
+
+    def _detail(self, msg: Any, detail: dict[str, Any], key: str, kind: type) -> Any:
+        """A START event's ``detail[key]``: None, or of ``kind``; else the bag is refused."""
+        value = detail.get(key)
+        if value is None or (isinstance(value, kind) and not isinstance(value, bool) and (
+                kind is not int or -(2**63) <= value < 2**63)):
+            return value
+        raise DatasetError(f"{self.plan.bag}: {EPISODE_EVENTS} START of episode {msg.episode_index}: detail.{key} "
+                           f"is {str(value)[:100]!r}, expected {'an int64' if kind is int else 'text'} or null")
+
+    def _start_offset_ns(self, msg: Any, detail: dict[str, Any]) -> int:
+        """The export's time shift of this episode (detail.stamp_offset_s), checked: finite,
+        not negative, and no larger than a header stamp can be."""
+        value = detail.get("stamp_offset_s") or 0.0
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and 0 <= value <= 2**31):
+            raise DatasetError(f"{self.plan.bag}: {EPISODE_EVENTS} START of episode {msg.episode_index}: "
+                               f"detail.stamp_offset_s is {str(value)[:100]!r}, expected seconds in [0, 2**31]")
+        return int(round(value * 1e9))
 
     def _commit(self, episode: FinishedEpisode) -> None:
         extra = self.episode_extra
@@ -299,6 +354,10 @@ class _Replay:
             if received and rejected == received and key != "block_poses":
                 raise DatasetError(f"{plan.bag}: all {received} messages on {topic} were rejected, "
                                    f"e.g. {core.first_rejection[key]}")
+            if self.read[topic] and not received and key != "block_poses":
+                raise DatasetError(f"{plan.bag}: none of the {self.read[topic]} messages on {topic} could be used: "
+                                   f"{self.undecodable[topic]} could not be deserialised, {self.bad_stamps[topic]} "
+                                   "had an invalid header stamp")
         if not self.lengths:
             raise DatasetError(f"{plan.bag}: no episode could be made ({self._why_none()})")
         notes = [f"episodes bounded by {EPISODE_EVENTS} START/STOP" if plan.events else
@@ -314,6 +373,9 @@ class _Replay:
                              f"first: {core.first_rejection[key]}")
         for topic, n in sorted(self.undecodable.items()):
             notes.append(f"{n} messages on {topic} could not be deserialised and were skipped")
+        for topic, n in sorted(self.bad_stamps.items()):
+            notes.append(f"{n} messages on {topic} had an invalid header stamp (before 1970, or nanosec >= 1e9) "
+                         "and were skipped")
         for key, n in sorted(self.stats.items()):
             if n:
                 notes.append(f"{key.replace('_', ' ')}: {n}")
@@ -332,6 +394,9 @@ class _Replay:
         core = self.core
         why = (f"{core.received['command']} messages on {self.plan.command}, none paired with an observation "
                f"within {core.assembler.tolerance * 1000:.0f} ms of its stamp while an episode was recording")
+        skipped = sum(self.undecodable.values()) + sum(self.bad_stamps.values())
+        if skipped:
+            why += f"; {skipped} messages were skipped (not deserialisable, or an invalid header stamp)"
         if self.warnings:
             why += f"; first recorder warning: {self.warnings[0]}"
         return why
@@ -340,6 +405,23 @@ class _Replay:
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text) if text else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _valid_stamp(stamp: Any) -> bool:
+    """A builtin_interfaces/Time at or after the epoch, with fewer than 1e9 nanoseconds."""
+    return stamp.sec >= 0 and 0 <= stamp.nanosec < 1_000_000_000
+
+
+@contextmanager
+def _reading(bag: Path, what: str) -> Iterator[None]:
+    """What rosbags raises on a damaged bag -> DatasetError naming the bag (never MemoryError:
+    check_bag bounds every allocation a declared length could cause)."""
+    try:
+        yield
+    except (DatasetError, MemoryError):
+        raise
+    except Exception as exc:  # rosbags' ReaderError, and struct/Unicode/OS errors of its parsing
+        raise DatasetError(f"{bag}: {what}: {str(exc)[:300] or type(exc).__name__}") from exc

@@ -124,7 +124,7 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
              "mean length | train s/run |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for a, s in arms.items():
-        seeds = (f"{_pct(s['seed_mean'])} ({_pct(s['seed_t_low'])} - {_pct(s['seed_t_high'])})"
+        seeds = (f"{_pct(s['seed_mean'])} ({_pct(max(0.0, s['seed_t_low']))} - {_pct(min(1.0, s['seed_t_high']))})"
                  if len(s["per_seed"]) > 1 and "seed_mean" in s else "-")
         lines.append(f"| {a} | `{cfg['arms'][a]}` | {_pct(s['success_rate'])} ({s['successes']}/{s['episodes']}) | "
                      f"{_pct(s['ci_low'])} - {_pct(s['ci_high'])} | "

@@ -336,8 +336,15 @@ def bridge_episodes(monitor: Monitor, events: list[dict]) -> list[dict]:
             for i, (s, t) in enumerate(starts)]
 
 
-def account(out: Path, monitor: Monitor, events: list[dict], ended_sim: float, period: float) -> dict:
-    """Each episode the bridge ran: committed, split, lost in flight at a recorder kill, or cut by the end."""
+def account(out: Path, monitor: Monitor, events: list[dict], ended_sim: float, period: float,
+            lag: float = 1.0) -> dict:
+    """Each episode the bridge ran: committed, split, lost in flight at a recorder kill, or cut by the end.
+
+    The soak reads each episode's start off its own clock when the instruction reaches it, up to
+    ``lag`` seconds of sim time late on a busy machine: a committed episode belongs to the last
+    episode that started before its first step plus ``lag`` (shorter than any episode)."""
+    import bisect
+
     from pac_ros.data import Dataset
 
     ds = Dataset(out)
@@ -347,34 +354,40 @@ def account(out: Path, monitor: Monitor, events: list[dict], ended_sim: float, p
                       "joined": bool(meta.get("metadata", {}).get("joined_in_progress", False)),
                       "reason": meta.get("metadata", {}).get("stop_reason", ""), "success": meta.get("success")})
     episodes = bridge_episodes(monitor, events)
+    starts = [ep["start"] for ep in episodes]
+    owned: dict[int, list[dict]] = {}
+    stray = []
+    for p in parts:
+        k = bisect.bisect_right(starts, p["first"] + lag) - 1
+        (owned.setdefault(k, []) if k >= 0 else stray).append(p)
+
+    def during(ep: dict, times: list[float]) -> bool:
+        return any(ep["start"] - lag <= t < ep["end"] for t in times)
+
     kills = [e["sim_time"] for e in events if e["kind"] == "recorder_kill"]
     changes = [e["sim_time"] for e in events if e["kind"] == "instruction_change"]
     outcome: Counter[str] = Counter()
     unaccounted = []
-    placed = set()
     for k, ep in enumerate(episodes):
-        mine = [p for p in parts if ep["start"] - period <= p["first"] < ep["end"] - period / 2]
-        placed.update(p["index"] for p in mine)
-        killed = any(ep["start"] <= t < ep["end"] + period for t in kills)
-        changed = any(ep["start"] <= t < ep["end"] for t in changes)
+        mine = owned.get(k, [])
         whole = [p for p in mine if not p["joined"]]
-        if killed:
-            outcome["lost in flight at a recorder kill"] += 1
-            outcome["  of which the tail was committed, joined_in_progress"] += any(p["joined"] for p in mine)
-        elif changed and len(whole) >= 1:
+        if whole and during(ep, changes):
             outcome["split by the instruction change (both parts committed)" if len(whole) == 2
                     else "split by the instruction change (one part had no steps)"] += 1
         elif whole:
             outcome["committed whole"] += 1
+        elif during(ep, kills):
+            outcome["lost in flight at a recorder kill"] += 1
+            outcome["  of which the tail was committed, joined_in_progress"] += any(p["joined"] for p in mine)
         elif ep["end"] == math.inf or ep["start"] >= ended_sim - 5 * period:
             outcome["cut by the end of the soak (no steps)"] += 1
         else:
             unaccounted.append({"episode": k, **ep, "parts": mine})
-    stray = [p for p in parts if p["index"] not in placed]
     return {"bridge_episodes": len(episodes), "committed": len(parts),
             "joined_in_progress": sum(p["joined"] for p in parts), "outcomes": dict(outcome),
             "unaccounted": unaccounted, "stray_committed": stray,
-            "successes": sum(bool(p["success"]) for p in parts)}
+            "successes": sum(bool(p["success"]) for p in parts),
+            "episodes": episodes, "parts": parts}  # what it was worked out from
 
 
 def report(out: Path, spec, procs: dict, monitor: Monitor, events: list[dict], unexpected: list[str], wall: float,

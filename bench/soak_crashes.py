@@ -16,7 +16,8 @@ at fixed fractions of the cycle, in this order:
 
 Reported: committed episodes and ``validate`` of the dataset; every episode the bridge ran,
 accounted for (committed whole, split by the instruction change, lost in flight at a recorder
-kill, with the tail recorded after the restart flagged ``joined_in_progress``, or cut by the end);
+kill or while the recorder restarted, with the tail recorded after the restart flagged
+``joined_in_progress``, or cut by the end);
 holds during each outage and outside them; commands that were not finite or out of limits
 (must be 0); restart to first command and to first ``acting`` status; resident memory of each
 process incarnation after ``--warmup`` seconds and at its end.
@@ -178,6 +179,11 @@ class Monitor:
         self.announcer = None  # a latched publisher for one instruction change, destroyed once delivered
         self.announcer_until = 0.0
 
+    def recorder_subscriptions(self) -> set:
+        """Endpoint ids of the recorder's /instruction subscriptions (a restarted recorder has a new one)."""
+        return {bytes(i.endpoint_gid) for i in self.node.get_subscriptions_info_by_topic(topics_instruction())
+                if i.node_name == "recorder"}
+
     def _on_status(self, msg) -> None:
         self.statuses.append((time.monotonic(), msg.message == "acting", msg.message))
 
@@ -301,9 +307,16 @@ def run_event(kind: str, procs: dict, monitor: Monitor, spec, spin_for, outage: 
     event = {"kind": kind, "at_s": round(now - start, 1), "sim_time": monitor.sim_time, "began": now}
     if kind in ("recorder_kill", "policy_kill"):
         p = procs[kind.split("_")[0]]
+        before = monitor.recorder_subscriptions()
         p.kill()
         event["restarted"] = p.start()
         event["ended"] = event["restarted"]
+        if kind == "recorder_kill":  # down until the new one listens: an episode started meanwhile is lost too
+            until = time.monotonic() + 60
+            while not monitor.recorder_subscriptions() - before and time.monotonic() < until:
+                spin_for(0.05)
+            event["ready_sim_time"] = monitor.sim_time
+            event["restart_to_subscribed_s"] = round(time.monotonic() - event["restarted"], 2)
     elif kind == "camera_outage":
         monitor.set_streams(False)
         spin_for(outage)
@@ -364,7 +377,7 @@ def account(out: Path, monitor: Monitor, events: list[dict], ended_sim: float, p
     def during(ep: dict, times: list[float]) -> bool:
         return any(ep["start"] - lag <= t < ep["end"] for t in times)
 
-    kills = [e["sim_time"] for e in events if e["kind"] == "recorder_kill"]
+    downs = [(e["sim_time"], e.get("ready_sim_time", e["sim_time"])) for e in events if e["kind"] == "recorder_kill"]
     changes = [e["sim_time"] for e in events if e["kind"] == "instruction_change"]
     outcome: Counter[str] = Counter()
     unaccounted = []
@@ -376,7 +389,7 @@ def account(out: Path, monitor: Monitor, events: list[dict], ended_sim: float, p
                     else "split by the instruction change (one part had no steps)"] += 1
         elif whole:
             outcome["committed whole"] += 1
-        elif during(ep, kills):
+        elif any(ep["start"] - lag <= up and down < ep["end"] for down, up in downs):
             outcome["lost in flight at a recorder kill"] += 1
             outcome["  of which the tail was committed, joined_in_progress"] += any(p["joined"] for p in mine)
         elif ep["end"] == math.inf or ep["start"] >= ended_sim - 5 * period:
@@ -407,6 +420,8 @@ def report(out: Path, spec, procs: dict, monitor: Monitor, events: list[dict], u
         if e["kind"] in ("policy_kill", "camera_outage", "driver_freeze"):
             outage_windows.append(window)
         row["holds"] = sum(1 for t, acting, _ in statuses if window[0] <= t <= window[1] and not acting)
+        if e["kind"] == "recorder_kill":
+            row["restart_to_subscribed_s"] = e.get("restart_to_subscribed_s")
         if e["kind"] == "policy_kill":
             after = e["restarted"]
             first_cmd = next((t for t in monitor.commands if t > after), None)
@@ -472,6 +487,8 @@ def describe(r: dict) -> str:
             if kind == "camera_outage":
                 extra = (f", resume -> acting (s) {[e['resume_to_acting_s'] for e in rows]}, "
                          f"reasons {rows[0]['hold_reasons']}")
+            if kind == "recorder_kill":
+                extra = f", restart -> subscribed again (s) {[e.get('restart_to_subscribed_s') for e in rows]}"
             lines.append(f"  {kind} x{len(rows)}: holds in each window {[e['holds'] for e in rows]}{extra}")
     for name, m in r["memory"].items():
         grow = ", ".join(f"{g['rss_after_warmup_mib']:.0f}->{g['rss_end_mib']:.0f} MiB ({g['growth_pct']:+.1f}%, "

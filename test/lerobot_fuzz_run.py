@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fuzz_tree import snapshot
 from lerobot_fuzz import OUTSIDE, Case
 from lerobot_fuzz_bases import bases
 
@@ -62,23 +63,6 @@ def materialize(case: Case, work: Path) -> Path:
 def _fill(data: bytes, work: Path) -> bytes:
     """Templates name the case's own outside copy: ``{ABS}`` absolutely, ``{OUT}`` relative to the source."""
     return data.replace(b"{ABS}", str(work / OUTSIDE).encode()).replace(b"{OUT}", OUTSIDE.encode())
-
-
-def tree(root: Path, skip: Path) -> dict[str, tuple]:
-    """Everything under ``root`` but ``skip``: path -> (kind, size, mtime, content hash for small files)."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        d = Path(dirpath)
-        if d == skip:
-            dirnames[:] = []
-            continue
-        for name in dirnames + filenames:
-            p = d / name
-            if p == skip:
-                continue
-            st = p.lstat()
-            out[str(p.relative_to(root))] = (st.st_mode, st.st_size, st.st_mtime_ns)
-    return out
 
 
 @dataclass
@@ -134,7 +118,7 @@ def run_case(case: Case, work: Path, time_limit: float = 20.0) -> Outcome:
     work.mkdir(parents=True, exist_ok=True)
     src = materialize(case, work)
     out = work / "out"
-    before = tree(work, out)
+    before = snapshot(work, out)
     old_limit = resource.getrlimit(resource.RLIMIT_AS)
     limit = _vm_size() + ADDRESS_SPACE
     if old_limit[1] != resource.RLIM_INFINITY:
@@ -182,7 +166,7 @@ def run_case(case: Case, work: Path, time_limit: float = 20.0) -> Outcome:
             kind, detail = "crash", "imported, but the output does not validate: " + "; ".join(report.problems[:3])
         elif case.escapes:
             kind, detail = "read_outside", "imported although a path leads outside the dataset"
-    after = tree(work, out)
+    after = snapshot(work, out)
     if before != after and kind not in ("crash", "hang"):
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         kind, detail = "write_outside", f"changed outside --out: {changed[:5]}"

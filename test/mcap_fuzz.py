@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 import yaml
+from fuzz_tree import snapshot
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 
@@ -519,23 +520,6 @@ def time_limit(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def snapshot(root: Path, skip: Path) -> dict[str, tuple]:
-    """Every path under ``root`` but ``skip`` (and what is in it) -> (type, size, mtime ns)."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        if here == skip or skip in here.parents:
-            dirnames[:] = []
-            continue
-        for name in dirnames + filenames:
-            p = here / name
-            if p == skip:
-                continue
-            st = p.lstat()
-            out[str(p.relative_to(root))] = (st.st_mode >> 12, st.st_size, st.st_mtime_ns)
-    return out
 
 
 def peak_rss_bytes() -> int:

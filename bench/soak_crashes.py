@@ -163,6 +163,7 @@ class Monitor:
 
         self.spec = spec
         self.node = rclpy.create_node("soak_monitor")
+        self.instruction_topic = topics.INSTRUCTION
         self.statuses: list[tuple[float, bool, str]] = []  # (monotonic, acting, message)
         self.commands: list[float] = []  # monotonic arrival of each command
         self.bad_commands: list[str] = []
@@ -181,7 +182,7 @@ class Monitor:
 
     def recorder_subscriptions(self) -> set:
         """Endpoint ids of the recorder's /instruction subscriptions (a restarted recorder has a new one)."""
-        return {bytes(i.endpoint_gid) for i in self.node.get_subscriptions_info_by_topic(topics_instruction())
+        return {bytes(i.endpoint_gid) for i in self.node.get_subscriptions_info_by_topic(self.instruction_topic)
                 if i.node_name == "recorder"}
 
     def _on_status(self, msg) -> None:
@@ -207,7 +208,7 @@ class Monitor:
                                     Parameter("publish_block_poses", value=on)])
 
     def announce(self, text: str) -> None:
-        self.announcer = self.node.create_publisher(self.String, topics_instruction(), self.qos)
+        self.announcer = self.node.create_publisher(self.String, self.instruction_topic, self.qos)
         self.announcer.publish(self.String(data=text))
         self.announcer_until = time.monotonic() + 3.0
 
@@ -216,12 +217,6 @@ class Monitor:
         if self.announcer is not None and time.monotonic() > self.announcer_until:
             self.node.destroy_publisher(self.announcer)
             self.announcer = None
-
-
-def topics_instruction() -> str:
-    from pac_ros import topics
-
-    return topics.INSTRUCTION
 
 
 def soak(minutes: float, out: Path, cycle: float, warmup: float, outage: float | None = None, freeze: float = 3.0,
@@ -307,7 +302,7 @@ def run_event(kind: str, procs: dict, monitor: Monitor, spec, spin_for, outage: 
     event = {"kind": kind, "at_s": round(now - start, 1), "sim_time": monitor.sim_time, "began": now}
     if kind in ("recorder_kill", "policy_kill"):
         p = procs[kind.split("_")[0]]
-        before = monitor.recorder_subscriptions()
+        before = monitor.recorder_subscriptions() if kind == "recorder_kill" else set()
         p.kill()
         event["restarted"] = p.start()
         event["ended"] = event["restarted"]

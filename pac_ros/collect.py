@@ -237,7 +237,8 @@ def record_policy_episodes(checkpoint: str | Path, out: str | Path, episodes: in
 
     def run_one(env, writer, index, ep_seed):
         success, steps, ret = run_episode(env, lambda obs: policy.act(obs)[0], ep_seed, writer,
-                                          {"decoding": decoding}, source="policy", checkpoint=ckpt)
+                                          {"decoding": decoding}, source="policy", checkpoint=ckpt,
+                                          on_reset=policy.reset)
         return EpisodeResult(index, ep_seed, "policy", env.instruction, success, steps, ret)
 
     return record_episodes(out, episodes, seed, spec, run_one)
@@ -273,7 +274,7 @@ def collect_dagger(checkpoint: str | Path, out: str | Path, episodes: int, seed:
 
         meta = {"beta": beta, "decoding": decoding, "labels": "perfect expert"}
         success, steps, ret = run_episode(env, act, ep_seed, writer, meta, source="dagger", checkpoint=ckpt,
-                                          on_reset=expert.reset, label=label)
+                                          on_reset=lambda: (expert.reset(), policy.reset()), label=label)
         return EpisodeResult(index, ep_seed, "dagger", env.instruction, success, steps, ret)
 
     return record_episodes(out, episodes, seed, spec, run_one, progress)

@@ -108,6 +108,7 @@ def evaluate(policy: Policy, episodes: int, seed: int = EVAL_SEED, spec: Spec | 
     try:
         for i in range(episodes):
             obs = perturbation.reset(env, seed + i) if perturbation is not None else env.reset(seed=seed + i)
+            policy.reset()
             frames: list[np.ndarray] = []
             ret, steps, success = 0.0, 0, False
             while True:

@@ -102,6 +102,9 @@ class PeerPolicy:
         self.algo, self.features, self.spec = algo, features, spec
         self.model = SimpleNamespace(config=SimpleNamespace(uses_images=False))  # what evaluate() reads
 
+    def reset(self) -> None:
+        """A new episode: nothing to forget (the d3rlpy policies here are memoryless)."""
+
     def act(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, dict]:
         t0 = time.perf_counter()
         current = np.asarray(obs["joint_positions"], dtype=np.float64).reshape(-1)

@@ -13,9 +13,11 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from .cameras import CameraGeometry
 from .checkpoint import CheckpointError, declared_model, load_model_state, resolve
 from .control import Control
 from .model import PACModel, tokenize
+from .perception import BlockTracker
 from .spec import Spec, SpecError
 
 DECODING = ("greedy", "mean", "sample", "q_filter")
@@ -80,6 +82,9 @@ class Policy:
         self.model = model.to(self.device).eval()
         self.spec, self.meta = spec, dict(meta or {})
         self.control = Control(model.config, spec)
+        self.tracker = None
+        if model.config.locates_blocks:  # pixels -> block poses through the calibrated cameras
+            self.tracker = BlockTracker(self.model.locator, CameraGeometry.from_mjcf(spec, names=model.camera_names))
         self.decoding, self.temperature, self.n_candidates = decoding, temperature, n_candidates
         self.generator = torch.Generator(self.device)
         if seed is not None:
@@ -103,6 +108,11 @@ class Policy:
         except RuntimeError as exc:
             raise CheckpointError(f"{where}/model.safetensors: weights do not fit the model config ({exc})") from exc
         return cls(model, spec or ckpt_spec, device=device, meta=meta, **kw)
+
+    def reset(self) -> None:
+        """A new episode: forget the blocks' last seen poses (image_stem: locator)."""
+        if self.tracker is not None:
+            self.tracker.reset()
 
     # ---- inputs -------------------------------------------------------------------
     def obs_batch(self, obs: Mapping[str, Any]) -> dict:
@@ -129,6 +139,10 @@ class Policy:
                     raise ValueError(f"camera {cam.name}: expected uint8 {cam.shape}, got {img.dtype} {img.shape}")
                 images[cam.name] = torch.as_tensor(img, device=dev)[None]
             batch["images"] = images
+            if self.tracker is not None:
+                poses = self.tracker(images, np.nan_to_num(q))
+                f = self.control.features(np.nan_to_num(q)[None], poses[None], [obs["instruction"]])
+                batch["features"] = torch.as_tensor(f, device=dev)
         if cfg.uses_features:
             f = obs.get("features")
             if f is None:

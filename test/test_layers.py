@@ -17,9 +17,9 @@ ROS_PACKAGES = ("rclpy", "rosbag2_py", "launch", "launch_ros", "cv_bridge", "mes
 ROS_INTERFACES = ("msg", "srv", "action")  # e.g. sensor_msgs.msg, pac_ros.msg
 
 ROS_FREE_CORE = ("spec", "sim", "data", "model", "learning", "control", "policy", "checkpoint", "kinematics",
-                 "paths", "jsonfile", "topics", "config_loader")
-FOUNDATION = ("spec", "sim", "data", "model", "kinematics", "checkpoint", "paths", "jsonfile", "topics",
-              "config_loader")
+                 "cameras", "perception", "paths", "jsonfile", "topics", "config_loader")
+FOUNDATION = ("spec", "sim", "data", "model", "kinematics", "cameras", "perception", "checkpoint", "paths",
+              "jsonfile", "topics", "config_loader")
 APPLICATION = ("control", "policy", "learning", "nodes", "cli", "experiment")
 
 

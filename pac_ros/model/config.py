@@ -10,9 +10,11 @@ from ..config_loader import check, check_choices, load
 from ..spec import POSE_NAMES
 
 ObsMode = Literal["pixels", "features", "pixels+features"]
-# How images become tokens: patch (one token per patch_size² patch) or keypoints (a small strided conv
-# stem, then a spatial softmax: n_keypoints (x, y) tokens per camera, also fed to the state token)
-ImageStem = Literal["patch", "keypoints"]
+# How images become tokens: patch (one token per patch_size² patch), keypoints (a small strided conv
+# stem, then a spatial softmax: n_keypoints (x, y) tokens per camera, also fed to the state token), or
+# locator (a block locator, pac_ros/model/locator.py, whose pixels the calibrated cameras turn into block
+# poses, pac_ros/perception.py: one token per block, as a features model has from the simulator)
+ImageStem = Literal["patch", "keypoints", "locator"]
 # What the model commands and, with features, how it sees the blocks (pac_ros/control.py):
 # joint: each joint's step, blocks in spec order; task: grip-site motion, yaw and gripper
 # (IK turns it into joint targets), blocks ordered by the instruction and relative to the grip.
@@ -39,7 +41,7 @@ class PACConfig:
     state_token: bool = True  # an MLP summary token of joints (+ block features) besides per-item tokens
     patch_size: int = 8
     image_stem: ImageStem = "patch"
-    stem_channels: int = 32  # keypoints stem: conv channels
+    stem_channels: int = 32  # keypoints and locator stems: conv channels
     n_keypoints: int = 16  # keypoints stem: spatial-softmax keypoints per camera
     aux_features: bool = False  # a head predicting the block features from the latents (training-time target)
     freeze_stem: bool = False  # keypoints stem: trained by its own pretraining only (pac_ros/learning/stem.py),
@@ -60,6 +62,9 @@ class PACConfig:
             raise ValueError("stem_channels and n_keypoints must be >= 1")
         if self.freeze_stem and self.image_stem != "keypoints":
             raise ValueError("freeze_stem needs image_stem: keypoints")
+        if self.image_stem == "locator" and (self.obs_mode != "pixels" or self.control != "task"):
+            raise ValueError("image_stem: locator needs obs_mode: pixels and control: task "
+                             "(its block poses become the task-space block tokens)")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} not divisible by heads {self.heads}")
         if self.input_chunk < 0:
@@ -75,7 +80,18 @@ class PACConfig:
 
     @property
     def uses_features(self) -> bool:
+        """Whether the model reads the simulator's block poses (``/sim/block_poses``)."""
         return "features" in self.obs_mode
+
+    @property
+    def locates_blocks(self) -> bool:
+        """Whether the model finds the block poses in its camera images (image_stem: locator)."""
+        return self.uses_images and self.image_stem == "locator"
+
+    @property
+    def block_tokens(self) -> bool:
+        """Whether the network has a token per block: poses from the simulator or from the locator."""
+        return self.uses_features or self.locates_blocks
 
     def action_dim(self, spec) -> int:
         return spec.action_dim if self.control == "joint" else TASK_ACTION_DIM

@@ -17,6 +17,7 @@ from torch import nn
 from ..spec import Spec
 from .config import PACConfig
 from .layers import CrossBlock, SelfBlock
+from .locator import BlockLocator
 from .tokenizer import PAD, VOCAB_SIZE
 from .vision import KeypointStem
 
@@ -52,8 +53,11 @@ class PACModel(nn.Module):
         self.patch = nn.ModuleDict()
         self.keypoint_stem = nn.ModuleDict()
         keypoints = c.image_stem == "keypoints"
+        # the locator is run by the policy (pac_ros/perception.py) and in training before the network:
+        # the network itself gets its block poses, like a features model
+        self.locator = BlockLocator(self.camera_names, len(spec.blocks), c.stem_channels) if c.locates_blocks else None
         grid_h = grid_w = 0
-        for cam in spec.cameras if c.uses_images else ():
+        for cam in spec.cameras if c.uses_images and not c.locates_blocks else ():
             h, w = (c.image_size, c.image_size) if c.image_size else (cam.height, cam.width)
             self.image_hw[cam.name] = (h, w)
             if keypoints:
@@ -63,7 +67,7 @@ class PACModel(nn.Module):
                 raise ValueError(f"camera {cam.name}: {h}x{w} not divisible by patch_size {c.patch_size}")
             self.patch[cam.name] = nn.Conv2d(cam.channels, D, c.patch_size, stride=c.patch_size)
             grid_h, grid_w = max(grid_h, h // c.patch_size), max(grid_w, w // c.patch_size)
-        if self.camera_names:  # (creation order fixes the seeded initialisation: patch models keep theirs)
+        if self.camera_names and not c.locates_blocks:  # (creation order fixes the seeded initialisation)
             if keypoints:  # a keypoint token: its coordinates through an MLP + which keypoint it is
                 self.keypoint_value = nn.Sequential(nn.Linear(2, D), nn.GELU(), nn.Linear(D, D))
                 self.keypoint_id = nn.Parameter(torch.zeros(c.n_keypoints, D))
@@ -78,14 +82,14 @@ class PACModel(nn.Module):
         self.text_pos = nn.Parameter(torch.zeros(c.max_instruction_len, D))
 
         # privileged block features: one token per block (position + quaternion) + block id
-        self.n_feature_tokens = len(spec.blocks) if c.uses_features else 0
-        if c.uses_features:
+        self.n_feature_tokens = len(spec.blocks) if c.block_tokens else 0
+        if c.block_tokens:
             self.feature_embed = nn.Linear(feature_dim // len(spec.blocks), D)
             self.feature_id = nn.Parameter(torch.zeros(self.n_feature_tokens, D))
         # one summary token of the whole low-dimensional state (joints [+ block features])
         # through an MLP: per-joint tokens alone make the latents assemble the state by
         # attention, which learned several times slower on a CPU budget (ours, measured)
-        state_dim = n_joints + (feature_dim if c.uses_features else 0) + n_keypoint_values
+        state_dim = n_joints + (feature_dim if c.block_tokens else 0) + n_keypoint_values
         self.state_token = nn.Sequential(nn.Linear(state_dim, D), nn.GELU(), nn.Linear(D, D)) \
             if c.state_token else None
 
@@ -145,7 +149,10 @@ class PACModel(nn.Module):
 
     # ---- init ---------------------------------------------------------------------
     def reset_parameters(self) -> None:
+        own_init = set(self.locator.modules()) if self.locator is not None else set()  # convolutions: PyTorch's
         for m in self.modules():
+            if m in own_init:
+                continue
             if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding)):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 if getattr(m, "bias", None) is not None:
@@ -189,7 +196,7 @@ class PACModel(nn.Module):
                 state.append(kp.flatten(1).float())
                 toks.append(self.keypoint_value(kp.float()) + self.keypoint_id + self.camera_id[i])
                 pads.append(torch.zeros(B, kp.shape[1], dtype=torch.bool, device=dev))
-        elif self.camera_names:
+        elif self.camera_names and self.locator is None:
             images = obs["images"]
             for i, cam in enumerate(self.camera_names):
                 img = self.image_input(images, cam)
@@ -207,7 +214,8 @@ class PACModel(nn.Module):
         if self.n_feature_tokens:
             feats = obs.get("features")
             if feats is None:
-                raise KeyError(f"obs_mode {self.config.obs_mode!r} needs 'features' in the observation")
+                raise KeyError(f"obs_mode {self.config.obs_mode!r} needs 'features' in the observation"
+                               + (" (the locator's block poses)" if self.locator is not None else ""))
             f = self.standardize_features(feats)
             state.append(f)
             toks.append(self.feature_embed(f.reshape(B, self.n_feature_tokens, -1)) + self.feature_id)

@@ -253,6 +253,7 @@ class PolicyNode(LifecycleNode):
         meta = policy.meta
         model_id = f"{Path(checkpoint).resolve().name}@{meta.get('step', '?')}:{meta.get('preset', '?')}"
         policy.act(self._dummy_observation())  # warm up (allocations, kernels)
+        policy.reset()
         return policy, model_id
 
     def _dummy_observation(self) -> dict:
@@ -349,6 +350,8 @@ class PolicyNode(LifecycleNode):
     def _on_instruction(self, msg: String, info: dict) -> None:
         self.instruction = msg.data.strip()
         self.instruction_ns = info.get("source_timestamp") or time.time_ns()
+        if self.policy is not None:  # a new task: the blocks' last seen poses may be stale
+            self.policy.reset()
 
     def instruction_since_activation(self) -> bool:
         """An instruction to act on: published after this activation, or any with accept_latched_instruction."""

@@ -350,7 +350,8 @@ def bench_supply(data: Path, config_path: Path, batch: int, repeats: int):
     synthetic = learner.to_device(store.sample(batch, 0))  # one batch, reused, on the device: no sampling cost
     t_learn = np.median(timed(lambda: learner.step(synthetic), max(5, repeats // 20), warmup=2))
     supply, consume = batch / (t_sample / 1000), batch / (t_learn / 1000)
-    what = "images through the stem" if model_cfg.uses_images else "no images"
+    what = ("block poses the locator estimated, no images" if model_cfg.locates_blocks
+            else "images through the stem" if model_cfg.uses_images else "no images")
     print(f"  {what}: sampler {t_sample:.2f} ms per batch = {supply:.0f} samples/s; learner {t_learn:.1f} ms per "
           f"step = {consume:.0f} samples/s; supply / consumption = {supply / consume:.0f}x")
     if model_cfg.freeze_stem:  # the recipe's real path: stem pretraining, then cached keypoints
@@ -374,6 +375,33 @@ def bench_supply(data: Path, config_path: Path, batch: int, repeats: int):
         print(f"  cached keypoints: sampler {t_sample_k:.2f} ms per batch = {supply_k:.0f} samples/s; learner "
               f"{t_learn_k:.1f} ms per step = {consume_k:.0f} samples/s ({consume_k / consume:.1f}x the image path); "
               f"supply / consumption = {supply_k / consume_k:.0f}x")
+
+
+    if model_cfg.locates_blocks:  # the recipe's real path: locator training, then PAC on its estimates
+        from pac_ros.cameras import CameraGeometry
+        from pac_ros.learning.locator import locate_blocks, render_labels, train_locator
+
+        lc = cfg.learner
+        rows = np.arange(min(store.n_rows, 2000))
+        geometry = CameraGeometry.from_mjcf(spec, names=model.camera_names)
+        start = time.perf_counter()
+        labels = render_labels(spec, store.joints[rows].astype(np.float64), store.block_poses[rows], geometry,
+                               log=lambda *_: None)
+        t_labels = (time.perf_counter() - start) / len(rows)
+        steps = 20
+        start = time.perf_counter()
+        train_locator(model.locator, store.images, labels, rows, steps, lc.stem_batch_size, lc.stem_lr,
+                      jitter=lc.image_jitter, log=lambda *_: None, log_every=10**9)
+        t_loc = (time.perf_counter() - start) / steps
+        start = time.perf_counter()
+        locate_blocks(model, store, log=lambda *_: None)
+        t_locate = time.perf_counter() - start
+        print(f"  locator labels (segmentation renders): {t_labels * 1000:.2f} ms per row = "
+              f"{t_labels * store.n_rows:.0f} s for {store.n_rows} rows")
+        print(f"  locator training: {t_loc * 1000:.0f} ms per step of {lc.stem_batch_size} = "
+              f"{lc.stem_batch_size / t_loc:.0f} samples/s; its block estimates for {store.n_rows} rows: {t_locate:.1f} s")
+        print(f"  PAC on the estimated block poses (the learner above; batches carry no images): "
+              f"{consume:.0f} samples/s")
 
 
 def main() -> None:

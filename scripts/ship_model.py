@@ -48,6 +48,10 @@ def _inputs_line(model_config: dict, spec) -> str:
         stem = model_config.get("image_stem", "patch")
         aux = "; an auxiliary head learned the block poses from the images during training only" \
             if model_config.get("aux_features") else ""
+        if stem == "locator":
+            aux = ("; the locator finds each block in each image and the calibrated cameras (the MJCF's front "
+                   "camera, the wrist camera through forward kinematics) triangulate its pose; it learned from the "
+                   "recorded simulator poses, a training-time target only")
         return (f"observation mode `pixels`: the cameras ({cams}; `{stem}` image stem), joint positions and the "
                 f"instruction, no simulator state{aux}")
     if mode == "features":

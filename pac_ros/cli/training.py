@@ -15,6 +15,8 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--steps", type=int, help="total steps (overrides run.steps)")
     p.add_argument("--device", help="auto | cpu | cuda (overrides run.device)")
     p.add_argument("--seed", type=int, help="overrides run.seed")
+    p.add_argument("--init-from", help="start from this checkpoint's or run's weights, fresh optimiser "
+                                       "(overrides run.init_from; fine-tuning, e.g. a DAgger round)")
     p.add_argument("--resume", default="auto",
                    help="'auto' (newest checkpoint in the run directory, if any), 'no', or a checkpoint path")
     p.add_argument("--eval-episodes", type=int, help="evaluate each checkpoint in sim (overrides run.eval_episodes)")
@@ -50,6 +52,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.run.device = args.device
     if args.seed is not None:
         cfg.run.seed = args.seed
+    if args.init_from:
+        cfg.run.init_from = args.init_from
     if args.eval_episodes is not None:
         cfg.run.eval_episodes = args.eval_episodes
     if args.no_progress:

@@ -55,7 +55,8 @@ class LearnerConfig:
     aux_weight: float = 1.0  # weight of the auxiliary block-feature loss (models with aux_features)
     image_shift: int = 0  # random-shift augmentation: pixels of padding (0 = off; DrQ uses 4 at 84 px)
     image_jitter: float = 0.0  # brightness/contrast augmentation: factors in [1 - x, 1 + x] (0 = off)
-    stem_steps: int = 0  # models with freeze_stem: steps of keypoint-stem pretraining (learning/stem.py)
+    stem_steps: int = 0  # steps of keypoint-stem pretraining (freeze_stem, learning/stem.py) or of locator
+    # training (image_stem: locator, learning/locator.py; with init_from it fine-tunes the loaded locator)
     stem_batch_size: int = 128
     stem_lr: float = 1e-3
 

@@ -48,9 +48,10 @@ class TransitionStore:
         n_eps = len(dataset) if num_episodes is None else min(num_episodes, len(dataset))
         if n_eps == 0:
             raise ValueError(f"dataset {getattr(dataset, 'root', '')} has no episodes")
-        self.needs_features = model_config.uses_features or model_config.aux_features
+        self.needs_features = model_config.block_tokens or model_config.aux_features
         if self.needs_features and not getattr(dataset, "has_features", True):
-            why = f"obs_mode {model_config.obs_mode!r}" if model_config.uses_features else "aux_features"
+            why = (f"obs_mode {model_config.obs_mode!r}" if model_config.uses_features
+                   else "the block locator's training" if model_config.locates_blocks else "aux_features")
             raise ValueError(f"{why} needs block features; dataset "
                              f"{getattr(dataset, 'root', '')} was recorded without them")
         self.fingerprint = dataset.fingerprint() + ("" if num_episodes is None else f"-n{n_eps}")
@@ -58,7 +59,7 @@ class TransitionStore:
         joints, actions, rewards, terminal, feats, tokens, starts, lengths = [], [], [], [], [], [], [], []
         # the blocks' positions in spec order: the target of keypoint-stem pretraining (learning/stem.py)
         locate = model_config.freeze_stem and getattr(dataset, "has_features", True)
-        positions = []
+        positions, poses, instructions = [], [], []
         row = 0
         for i in range(n_eps):
             ep = dataset.load_episode(i, images=False)
@@ -71,6 +72,9 @@ class TransitionStore:
                 positions.append(np.asarray(ep.features, np.float32).reshape(T, -1, 7)[:, :, :3].reshape(T, -1))
             if self.needs_features:
                 feats.append(self.control.features(ep.joint_positions, ep.features, ep.instructions))
+            if model_config.locates_blocks:  # the locator's training targets; its estimates replace them
+                poses.append(np.asarray(ep.features, np.float64).reshape(T, -1, 7))
+                instructions.extend(ep.instructions)
             cache: dict[str, np.ndarray] = {}
             tokens.append(np.stack([cache.setdefault(s, tokenize(s, model_config.max_instruction_len))
                                     for s in ep.instructions]))
@@ -84,6 +88,8 @@ class TransitionStore:
         self.terminal = np.concatenate(terminal)
         self.features = np.concatenate(feats) if feats else None
         self.block_positions = np.concatenate(positions) if positions else None
+        self.block_poses = np.concatenate(poses) if poses else None  # [N, blocks, 7], spec order
+        self.instructions = instructions
         self.episode_starts = np.asarray(starts)
         self.keypoints: dict[str, np.ndarray] = {}  # cache_keypoints: a frozen stem's output per row
         self.tokens = np.concatenate(tokens)
@@ -176,7 +182,7 @@ class TransitionStore:
         }
         if self.keypoints:
             o["keypoints"] = {cam: torch.from_numpy(k[rows]) for cam, k in self.keypoints.items()}
-        elif self.images:
+        elif self.images and not self.config.locates_blocks:  # a locator model's batches carry its estimates
             o["images"] = {cam: torch.from_numpy(np.ascontiguousarray(m[rows])) for cam, m in self.images.items()}
         if self.features is not None:
             o["features"] = torch.from_numpy(self.features[rows])

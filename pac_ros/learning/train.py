@@ -26,6 +26,7 @@ from .checkpoint import load_into_learner, save_checkpoint
 from .config import TrainConfig
 from .data import TransitionStore
 from .learner import Learner
+from .locator import locate_blocks, pretrain_locator
 from .stem import pretrain_keypoint_stem
 
 EvalFn = Callable[[Path, int], dict]  # (checkpoint dir, step) -> scalars, e.g. sim success rate
@@ -147,6 +148,15 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
         learner.model.keypoint_stem.requires_grad_(False)
         store.cache_keypoints(learner.model)
         log(f"keypoints cached for {store.n_rows} rows: PAC training reads them instead of the images")
+    if model_cfg.locates_blocks:  # the locator learns first; PAC then trains on the poses it estimates
+        if start == 0 and cfg.learner.stem_steps > 0:  # from scratch, or fine-tuned (init_from: e.g. DAgger data)
+            lc = cfg.learner
+            torch.manual_seed(run.seed)
+            stem_report = pretrain_locator(learner.model, store, lc.stem_steps, lc.stem_batch_size, lc.stem_lr,
+                                           run.seed, lc.image_jitter, log=log)
+            learner.hard_update()
+        learner.model.locator.requires_grad_(False)
+        locate_blocks(learner.model, store, log)
 
     writer = None
     if main_proc:

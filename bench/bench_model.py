@@ -399,7 +399,8 @@ def bench_supply(data: Path, config_path: Path, batch: int, repeats: int):
         print(f"  locator labels (segmentation renders): {t_labels * 1000:.2f} ms per row = "
               f"{t_labels * store.n_rows:.0f} s for {store.n_rows} rows")
         print(f"  locator training: {t_loc * 1000:.0f} ms per step of {lc.stem_batch_size} = "
-              f"{lc.stem_batch_size / t_loc:.0f} samples/s; its block estimates for {store.n_rows} rows: {t_locate:.1f} s")
+              f"{lc.stem_batch_size / t_loc:.0f} samples/s; its block estimates for {store.n_rows} rows: "
+              f"{t_locate:.1f} s")
         print(f"  PAC on the estimated block poses (the learner above; batches carry no images): "
               f"{consume:.0f} samples/s")
 

@@ -65,7 +65,8 @@ class CameraGeometry:
                 out[n][0][t], out[n][1][t] = o, R
         return out
 
-    def project(self, name: str, origin: np.ndarray, R: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def project(self, name: str, origin: np.ndarray, R: np.ndarray,
+                points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """World points [..., 3] -> (pixel (u, v) [..., 2], depth [...]) in camera ``name`` at pose
         (origin [..., 3], R [..., 3, 3]); leading dims broadcast."""
         p = np.einsum("...ji,...j->...i", R, points - origin)  # R^T (X - o)

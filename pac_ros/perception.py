@@ -58,7 +58,8 @@ def estimate_poses(geometry: CameraGeometry, outputs: dict[str, dict[str, np.nda
         y = outputs[c]["yaw"] * weights[-1][..., None]
         if moves_with_arm(geometry, c):  # rotate its angle 4θ from the camera's frame into the world's
             a = 4 * camera_yaw(R)[:, None]
-            y = np.stack([np.cos(a) * y[..., 0] - np.sin(a) * y[..., 1], np.sin(a) * y[..., 0] + np.cos(a) * y[..., 1]], -1)
+            c4, s4 = np.cos(a), np.sin(a)
+            y = np.stack([c4 * y[..., 0] - s4 * y[..., 1], s4 * y[..., 0] + c4 * y[..., 1]], -1)
         yaw_vec += y
     origins, dirs, weights = np.stack(origins, 2), np.stack(dirs, 2), np.stack(weights, 2)  # [T, n, C, ...]
     seen = weights.max(-1) > 0

@@ -122,8 +122,8 @@ def test_a_block_no_camera_sees_keeps_its_last_estimate(env, geometry):
     assert seen[0].all() and not seen[1, 0] and seen[1, 1:].all()
     assert np.array_equal(est[1, 0], est[0, 0])
     previous = np.zeros((3, 7))  # a caller's memory from an earlier row is used for row 0
-    est, _ = estimate_poses(geometry, _true_outputs(geometry, joints[1:], poses[1:], {c: v[1:] for c, v in hidden.items()}),
-                            joints[1:], previous)
+    later = _true_outputs(geometry, joints[1:], poses[1:], {c: v[1:] for c, v in hidden.items()})
+    est, _ = estimate_poses(geometry, later, joints[1:], previous)
     assert np.array_equal(est[0, 0], previous[0])
 
 

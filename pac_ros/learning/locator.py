@@ -186,7 +186,8 @@ def pretrain_locator(model, store, steps: int, batch_size: int = 64, lr: float =
     split = store.episode_starts[n_train] if n_eps > 1 else store.n_rows
     rows = np.arange(store.n_rows)
     t0 = time.perf_counter()
-    train_locator(model.locator, store.images, labels, rows[:split], steps, batch_size, lr, seed, jitter=jitter, log=log)
+    train_locator(model.locator, store.images, labels, rows[:split], steps, batch_size, lr, seed, jitter=jitter,
+                  log=log)
     seconds = time.perf_counter() - t0
     test = rows[split:] if split < store.n_rows else rows[-min(256, store.n_rows):]
     out = locator_outputs(model.locator, store.images, test)

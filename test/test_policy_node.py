@@ -246,6 +246,16 @@ def pixels_checkpoint(tmp_path_factory):
                            meta=checkpoint_meta(model, "tiny", {}, "test"))
 
 
+@pytest.fixture(scope="module")
+def locator_checkpoint(tmp_path_factory):
+    """The shipped pixels model's kind: a block locator whose poses feed the block tokens."""
+    torch.manual_seed(0)
+    model = PACModel(preset("tiny", obs_mode="pixels", image_stem="locator", control="task", n_latents=8,
+                            n_self_blocks=1), SPEC)
+    return save_deployable(tmp_path_factory.mktemp("locator") / "tiny", model,
+                           meta=checkpoint_meta(model, "tiny", {}, "test"))
+
+
 def padded_bgr8(cam, array, stamp, size=(60, 80), pad=8):
     """A camera that sends bgr8 at 80x60 with 8 padding bytes per row (the spec wants rgb8 64x64)."""
     h, w = size
@@ -266,8 +276,10 @@ def shuffled_joints(q, rng):
     return joint_state([names[i] for i in order], [values[i] for i in order])
 
 
-def test_pixels_model_acts_on_robot_images_without_block_poses(ros, pixels_checkpoint):
-    policy, robot, ex = make_graph(pixels_checkpoint, robot=FakeRobot(image_msg=padded_bgr8))
+@pytest.mark.parametrize("stem", ["patch", "locator"])
+def test_pixels_model_acts_on_robot_images_without_block_poses(ros, stem, request):
+    checkpoint = request.getfixturevalue("pixels_checkpoint" if stem == "patch" else "locator_checkpoint")
+    policy, robot, ex = make_graph(checkpoint, robot=FakeRobot(image_msg=padded_bgr8))
     rng = np.random.default_rng(0)
     try:
         assert policy.policy.model.config.obs_mode == "pixels"

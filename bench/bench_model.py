@@ -13,7 +13,7 @@
    resident set's high-water mark; on a GPU the allocator's peak), also for the
    encoder with input streaming off (input_chunk 0); on a GPU also as CUDA-graph
    replays, which take away the per-kernel launch cost that dominates at batch 1;
-2b. the pixels policy step (batch 1, two cameras) of PAC with the patch and the keypoint
+2b. the pixels policy step (batch 1, two cameras) of PAC with the patch, keypoint and locator
    image stems against a plain transformer policy of the same width and depth over the
    same tokens (what ACT-style policies do), side by side;
 3. scoring K candidate actions with the Q decoder against one shared encoding,
@@ -269,7 +269,8 @@ class PlainPolicy(nn.Module):
 
     def n_params(self) -> int:
         used = sum(p.numel() for n, p in self.pac.named_parameters()
-                   if n.startswith(("patch", "keypoint", "pos_", "camera_id", "joint_", "byte_", "text_", "state_")))
+                   if n.startswith(("patch", "keypoint", "locator", "feature_", "pos_", "camera_id", "joint_", "byte_",
+                                    "text_", "state_")))
         return used + sum(p.numel() for p in [*self.body.parameters(), *self.head.parameters()])
 
 
@@ -281,16 +282,21 @@ def bench_pixel_step(spec, names, repeats):
     print(f"  {'model':26s} {'tokens':>6s} {'PAC params':>11s} {'plain params':>13s} {'PAC p50':>8s} {'PAC p99':>8s}"
           f" {'plain p50':>10s} {'plain p99':>10s} {'plain/PAC':>10s}")
     for name in names:
-        for stem, extra in (("patch", {}), ("keypoints", {"image_stem": "keypoints", "control": "task",
-                                                           "n_action_bins": 21})):
+        task = {"control": "task", "n_action_bins": 21}
+        for stem, extra in (("patch", {}), ("keypoints", {"image_stem": "keypoints", **task}),
+                            ("locator", {"image_stem": "locator", **task})):
             torch.manual_seed(0)
             pac = PACModel(preset(name, obs_mode="pixels", **extra), spec).to(DEVICE).eval()
             plain = PlainPolicy(pac).to(DEVICE).eval()
-            batch = Policy(pac, spec, device=DEVICE).obs_batch(robot_obs(spec))
+            policy = Policy(pac, spec, device=DEVICE)
+            obs = robot_obs(spec)
+            batch = policy.obs_batch(obs)
+            # the locator runs (with the triangulation) before the network: both sides pay it, per call
+            inputs = (lambda: policy.obs_batch(obs)) if stem == "locator" else (lambda: batch)
             with torch.inference_mode():
                 n_tok = pac.tokens(batch)[0].shape[1]
-                t_pac = timed(lambda: pac.policy_logits(pac.encode(batch)), repeats)
-                t_plain = timed(lambda: plain(batch), repeats)
+                t_pac = timed(lambda: pac.policy_logits(pac.encode(inputs())), repeats)
+                t_plain = timed(lambda: plain(inputs()), repeats)
             n_pac = sum(p.numel() for p in pac.parameters())
             print(f"  {name + ' ' + stem:26s} {n_tok:6d} {n_pac / 1e6:10.2f}M {plain.n_params() / 1e6:12.2f}M"
                   f" {np.percentile(t_pac, 50):7.2f}ms {np.percentile(t_pac, 99):7.2f}ms"

@@ -41,6 +41,28 @@ def _eval(source: Path, spec, decoding: str, episodes: int, seed: int, perturb: 
     return evaluate(policy, episodes, seed, spec, perturbation=perturbation(perturb))
 
 
+def _eval_task(task: tuple):
+    """One evaluation in a worker process (one torch thread): (source, decoding, episodes, seed,
+    perturbation) -> (EvalResult, seconds)."""
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    result = _eval(task[0], default_spec(), *task[1:])
+    return result, time.perf_counter() - start
+
+
+def _evals(tasks: list[tuple], jobs: int) -> list:
+    """``_eval_task`` of each task, ``jobs`` processes at a time (the episodes are independent)."""
+    if jobs <= 1:
+        return [_eval_task(t) for t in tasks]
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(_eval_task, tasks))
+
+
 def _inputs_line(model_config: dict, spec) -> str:
     mode = model_config.get("obs_mode")
     cams = ", ".join(f"{c.name} {c.width}x{c.height} {c.encoding}" for c in spec.cameras)
@@ -72,6 +94,7 @@ def main() -> int:
     parser.add_argument("--robustness", type=int, default=0, metavar="N",
                         help="also evaluate the shipped model on N episodes under each perturbation")
     parser.add_argument("--command", default="make shipped-model", help="how the model was made (for the card)")
+    parser.add_argument("--jobs", type=int, default=1, help="evaluations run this many processes at a time")
     parser.add_argument("--decoding", default="greedy", choices=DECODING,
                         help="decoding the card's evaluation uses (run the policy node with the same)")
     args = parser.parse_args()
@@ -83,25 +106,22 @@ def main() -> int:
     sources = [resolve(c) for c in args.checkpoints]
     selection: list[tuple[Path, float]] = []
     if len(sources) > 1:
-        for src in sources:
-            r = _eval(src, spec, args.decoding, args.select_episodes, args.select_seed)
+        picks = _evals([(src, args.decoding, args.select_episodes, args.select_seed) for src in sources], args.jobs)
+        for src, (r, _) in zip(sources, picks):
             selection.append((src, r.success_rate))
             print(f"selection: {src} {r.success_rate:.1%} on seeds {args.select_seed}..", flush=True)
     source = max(selection, key=lambda x: x[1])[0] if selection else sources[0]
     meta = read_meta(source)
-    start = time.perf_counter()
-    result = _eval(source, spec, args.decoding, args.episodes, args.seed)
-    eval_s = time.perf_counter() - start
+    names = list(PERTURBATIONS) if args.robustness else []
+    done = _evals([(src, args.decoding, args.episodes, args.seed) for src in sources]
+                  + [(source, args.decoding, args.robustness, ROBUSTNESS_SEED, name) for name in names], args.jobs)
+    per_run = [(src, r) for src, (r, _) in zip(sources, done)]
+    result, eval_s = done[sources.index(source)]
     s = result.scalars()
-    per_run = []
-    for src in sources:
-        r = result if src == source else _eval(src, spec, args.decoding, args.episodes, args.seed)
-        per_run.append((src, r))
+    for src, r in per_run:
         print(f"report: {src} {r.success_rate:.1%} on seeds {args.seed}..", flush=True)
-    robust = []
-    for name in PERTURBATIONS if args.robustness else ():
-        r = _eval(source, spec, args.decoding, args.robustness, ROBUSTNESS_SEED, name)
-        robust.append((name, r))
+    robust = [(name, r) for name, (r, _) in zip(names, done[len(sources):])]
+    for name, r in robust:
         print(f"robustness: {name} {r.success_rate:.1%}", flush=True)
 
     train = meta.get("train_config", {})

@@ -1,6 +1,6 @@
 """Policy node latency in the closed loop: bridge + policy node + recorder in one process.
 
-    .venv/bin/python bench/bench_policy_node.py [--checkpoint models/pac_tiny_suboptimal] [--ticks 1000]
+    .venv/bin/python bench/bench_policy_node.py [--checkpoint models/pac_tiny_pixels] [--ticks 1000]
         [--mode lockstep|realtime] [--device cpu|cuda|auto] [--presets base xl] [--precision fp32 bf16]
         [--real-time-factor 2] [--no-render]
 

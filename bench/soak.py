@@ -1,7 +1,7 @@
 """Soak: the full sim stack for N minutes, then memory growth, missed ticks and the episodes.
 
     .venv/bin/python bench/soak.py [--minutes 30] [--rate 20] [--mode realtime|lockstep]
-                                   [--checkpoint models/pac_tiny_suboptimal] [--out DIR] [-p NODE.PARAM=VALUE]
+                                   [--checkpoint models/pac_tiny_pixels] [--out DIR] [-p NODE.PARAM=VALUE]
 
 Bridge + policy node (the shipped model) + recorder in one process on one executor, as
 `pac-ros launch stacking` runs them (pac_ros/nodes/graph.py). ``--rate`` is control ticks

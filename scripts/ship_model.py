@@ -160,9 +160,18 @@ def main() -> int:
 
     stem_file = source.parent.parent / "stem_pretraining.json"  # <run>/checkpoints/step_N
     stem = json.loads(stem_file.read_text()) if stem_file.is_file() else None
-    stem_line = (f"\n- keypoint stem pretrained {stem['steps']} steps to locate the blocks, then frozen: "
-                 f"held-out block error mean {stem['heldout_error_mm']:.1f} mm, p95 {stem['heldout_p95_mm']:.1f} mm "
-                 f"({stem['heldout_rows']} rows)" if stem else "")
+    if stem and "pixel_error" in stem:  # the block locator (learning/locator.py)
+        pixels = ", ".join(f"{c} {e:.2f} px" for c, e in stem["pixel_error"].items())
+        stem_line = (f"\n- block locator trained {stem['steps']} steps, then frozen; on the held-out episodes' "
+                     f"{stem['heldout_rows']} rows: pixel error {pixels}, triangulated block position error mean "
+                     f"{stem['position_error_mm']:.1f} mm (p95 {stem['position_p95_mm']:.1f} mm), yaw error mean "
+                     f"{stem['yaw_error_deg']:.1f}°")
+    elif stem:
+        stem_line = (f"\n- keypoint stem pretrained {stem['steps']} steps to locate the blocks, then frozen: "
+                     f"held-out block error mean {stem['heldout_error_mm']:.1f} mm, "
+                     f"p95 {stem['heldout_p95_mm']:.1f} mm ({stem['heldout_rows']} rows)")
+    else:
+        stem_line = ""
     origin = (f"fine-tuned from `{run.get('init_from')}` (weights; fresh optimiser)" if run.get("init_from")
               else "trained from scratch")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -264,10 +273,13 @@ def limits_text(model_config: dict) -> str:
               "`docs/results.md`.")
     task = (" With `task` control it needs the arm's kinematic model (the MJCF in `models/`) for its IK."
             if model_config.get("control") == "task" else "")
+    locator = (" Its block locator takes the cameras' poses from the same MJCF: put the calibrated cameras there "
+               "(the robustness rows show what a camera moved by 2-5 cm costs)."
+               if model_config.get("image_stem") == "locator" else "")
     if model_config.get("obs_mode") == "pixels":
         return ("Trained and evaluated in simulation only: its cameras are the simulator's renders (64x64, no "
                 "shadows). It needs no simulator state at deployment, but a real camera sees another world: "
-                "retrain on recordings of the real cell (docs/bring_your_own_arm.md)." + task + " " + common)
+                "retrain on recordings of the real cell (docs/bring_your_own_arm.md)." + task + locator + " " + common)
     return ("Trained and evaluated in simulation only. It needs block poses, which the MuJoCo bridge publishes; on "
             "a real robot they would come from a pose tracker." + task + " " + common)
 

@@ -13,7 +13,7 @@ from pac_ros.spec import default_spec  # noqa: E402
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["pac_tiny_suboptimal", "pac_tiny_stacking"])
+@pytest.mark.parametrize("model", ["pac_tiny_pixels", "pac_tiny_suboptimal", "pac_tiny_stacking"])
 def test_shipped_model_closes_the_loop_and_is_recorded(tmp_path, model):
     shipped = share_file("models", model)
     seen = []

@@ -116,7 +116,9 @@ def train_locator(locator: BlockLocator, images: dict[str, np.ndarray], labels: 
                   train_rows: np.ndarray, steps: int, batch_size: int = 64, lr: float = 2e-3, seed: int = 0,
                   shift: int = 0, jitter: float = 0.0, log=print, log_every: int = 200) -> None:
     opt = torch.optim.AdamW(locator.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    # one cycle, 5% warm-up (at least two steps: OneCycleLR divides by their number); a few steps: constant lr
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
+                                                pct_start=min(0.5, max(0.05, 2.0 / steps))) if steps >= 4 else None
     rng = np.random.default_rng([seed, 23])
     gen = torch.Generator().manual_seed(seed)
     locator.train()
@@ -132,7 +134,8 @@ def train_locator(locator: BlockLocator, images: dict[str, np.ndarray], labels: 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(locator.parameters(), 1.0)
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
         recent = (recent + [float(loss.detach())])[-log_every:]
         if (step + 1) % log_every == 0 or step + 1 == steps:
             log(f"locator {step + 1}/{steps}: loss {np.mean(recent):.3f} ({time.perf_counter() - t0:.0f} s)")

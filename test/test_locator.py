@@ -40,6 +40,16 @@ def _true_outputs(geometry, joints, poses, visible=None):
     return out
 
 
+def _scenes(env, seeds):
+    """The start of each seeded episode: joint positions [T, dof] and block poses [T, n, 7]."""
+    joints, poses = [], []
+    for seed in seeds:
+        env.reset(seed=seed)
+        joints.append(env.joint_positions())
+        poses.append(env.features().reshape(-1, 7))
+    return np.array(joints), np.array(poses)
+
+
 def test_projection_matches_the_rendered_blocks(env, geometry):
     """The geometry agrees with MuJoCo's renderer: a block's pixels are centred on its projection."""
     seg = mujoco.Renderer(env.model, 64, 64)
@@ -82,12 +92,7 @@ def test_rays_invert_the_projection_and_triangulation_finds_the_point(geometry):
 
 
 def test_estimated_poses_from_perfect_pixels_are_the_blocks_poses(env, geometry):
-    joints, poses = [], []
-    for seed in range(3):
-        env.reset(seed=seed)
-        joints.append(env.joint_positions())
-        poses.append(env.features().reshape(-1, 7))
-    joints, poses = np.array(joints), np.array(poses)
+    joints, poses = _scenes(env, range(3))
     est, seen = estimate_poses(geometry, _true_outputs(geometry, joints, poses), joints)
     assert seen.all()
     assert np.abs(est[..., :3] - poses[..., :3]).max() < 1e-3  # 1 mm: the table prior pulls a little
@@ -97,12 +102,7 @@ def test_estimated_poses_from_perfect_pixels_are_the_blocks_poses(env, geometry)
 
 def test_each_camera_counts_by_its_pixel_error(env, geometry):
     """A camera whose pixels are off by 3 px moves the estimate less once its error is declared."""
-    joints, poses = [], []
-    for seed in range(3):
-        env.reset(seed=seed)
-        joints.append(env.joint_positions())
-        poses.append(env.features().reshape(-1, 7))
-    joints, poses = np.array(joints), np.array(poses)
+    joints, poses = _scenes(env, range(3))
     out = _true_outputs(geometry, joints, poses)
     out["wrist"]["uv"] = out["wrist"]["uv"] + 3.0
 

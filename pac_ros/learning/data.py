@@ -59,7 +59,7 @@ class TransitionStore:
         joints, actions, rewards, terminal, feats, tokens, starts, lengths = [], [], [], [], [], [], [], []
         # the blocks' positions in spec order: the target of keypoint-stem pretraining (learning/stem.py)
         locate = model_config.freeze_stem and getattr(dataset, "has_features", True)
-        positions, poses, instructions = [], [], []
+        poses, instructions = [], []
         row = 0
         for i in range(n_eps):
             ep = dataset.load_episode(i, images=False)
@@ -68,11 +68,9 @@ class TransitionStore:
             actions.append(self.control.action_labels(ep.joint_positions, ep.actions))
             rewards.append(ep.rewards.astype(np.float32))
             terminal.append(ep.is_terminal.astype(bool))
-            if locate:
-                positions.append(np.asarray(ep.features, np.float32).reshape(T, -1, 7)[:, :, :3].reshape(T, -1))
             if self.needs_features:
                 feats.append(self.control.features(ep.joint_positions, ep.features, ep.instructions))
-            if model_config.locates_blocks:  # the locator's training targets; its estimates replace them
+            if locate or model_config.locates_blocks:  # stem/locator targets (the locator's estimates replace them)
                 poses.append(np.asarray(ep.features, np.float64).reshape(T, -1, 7))
                 instructions.extend(ep.instructions)
             cache: dict[str, np.ndarray] = {}
@@ -87,7 +85,6 @@ class TransitionStore:
         self.rewards = np.concatenate(rewards)
         self.terminal = np.concatenate(terminal)
         self.features = np.concatenate(feats) if feats else None
-        self.block_positions = np.concatenate(positions) if positions else None
         self.block_poses = np.concatenate(poses) if poses else None  # [N, blocks, 7], spec order
         self.instructions = instructions
         self.episode_starts = np.asarray(starts)
@@ -106,6 +103,13 @@ class TransitionStore:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    @property
+    def block_positions(self) -> np.ndarray | None:
+        """The blocks' positions [N, 3·blocks] in spec order: the keypoint stem's pretraining target."""
+        if self.block_poses is None:
+            return None
+        return self.block_poses[..., :3].reshape(self.n_rows, -1).astype(np.float32)
 
     def _n_step_targets(self, starts: np.ndarray, lengths: np.ndarray) -> None:
         """Per transition: the n-step return ``n_return``, its bootstrap row ``n_next`` and

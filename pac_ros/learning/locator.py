@@ -154,15 +154,18 @@ def locator_outputs(locator: BlockLocator, images: dict[str, np.ndarray], rows: 
     return {c: {k: np.concatenate([p[c][k] for p in parts]) for k in parts[0][c]} for c in parts[0]}
 
 
-def evaluate_locator(locator: BlockLocator, geometry: CameraGeometry, images: dict[str, np.ndarray],
-                     labels: LocatorLabels, joints: np.ndarray, poses: np.ndarray, rows: np.ndarray,
-                     steps: int = 0, seconds: float = 0.0) -> LocatorReport:
-    out = locator_outputs(locator, images, rows)
-    px, acc = {}, {}
-    for c, o in out.items():
-        vis = labels.visible[c][rows]
-        px[c] = float(np.linalg.norm(o["uv"] - labels.uv[c][rows], axis=-1)[vis].mean())
-        acc[c] = float(((o["visible"] > 0) == vis).mean())
+def pixel_errors(out: dict, labels: LocatorLabels, rows: np.ndarray) -> dict[str, float]:
+    """Mean pixel error per camera over the blocks it sees in ``rows`` (NaN where it sees none)."""
+    return {c: float(np.linalg.norm(o["uv"] - labels.uv[c][rows], axis=-1)[labels.visible[c][rows]].mean())
+            if labels.visible[c][rows].any() else float("nan") for c, o in out.items()}
+
+
+def evaluate_locator(locator: BlockLocator, geometry: CameraGeometry, out: dict, labels: LocatorLabels,
+                     joints: np.ndarray, poses: np.ndarray, rows: np.ndarray, steps: int = 0,
+                     seconds: float = 0.0) -> LocatorReport:
+    """The locator's outputs ``out`` on ``rows`` (``locator_outputs``) scored against the labels."""
+    px = pixel_errors(out, labels, rows)
+    acc = {c: float(((o["visible"] > 0) == labels.visible[c][rows]).mean()) for c, o in out.items()}
     est, seen = estimate_poses(geometry, out, joints[rows], pixel_std=locator.pixel_stds())  # rows alone: no memory
     err = np.linalg.norm(est[..., :3] - poses[rows, :, :3], axis=-1)[seen] * 1000
     dyaw = block_yaw(est[..., 3:]) - block_yaw(poses[rows][..., 3:])
@@ -194,12 +197,11 @@ def pretrain_locator(model, store, steps: int, batch_size: int = 64, lr: float =
     seconds = time.perf_counter() - t0
     test = rows[split:] if split < store.n_rows else rows[-min(256, store.n_rows):]
     out = locator_outputs(model.locator, store.images, test)
+    px = pixel_errors(out, labels, test)
     with torch.no_grad():  # each camera's held-out pixel error weighs its rays
-        model.locator.pixel_std.copy_(torch.tensor([
-            max(0.05, float(np.linalg.norm(out[c]["uv"] - labels.uv[c][test], axis=-1)[labels.visible[c][test]].mean()))
-            if labels.visible[c][test].any() else 1.0 for c in model.locator.camera_names]))
-    report = evaluate_locator(model.locator, geometry, store.images, labels, joints, store.block_poses, test,
-                              steps, seconds)
+        model.locator.pixel_std.copy_(torch.tensor([max(0.05, px[c]) if np.isfinite(px[c]) else 1.0
+                                                    for c in model.locator.camera_names]))
+    report = evaluate_locator(model.locator, geometry, out, labels, joints, store.block_poses, test, steps, seconds)
     for line in report.lines():
         log(line)
     return report

@@ -93,15 +93,16 @@ def test_experiment_config_errors(tmp_path):
         ExperimentConfig.from_dict({**d, "arms": {"bc": {"alpha_final": 1.0, "data": "best"}}})
 
 
-def test_an_arm_can_train_on_the_successful_episodes_only(tmp_path):
+def test_an_arm_can_train_on_the_successful_or_the_perfect_episodes_only(tmp_path):
     from pac_ros.collect import collect
     from pac_ros.data import Dataset
     from pac_ros.experiment.runs import ensure_arm_data
 
     d = _configs(tmp_path)
-    d["arms"] = {"bc": {"alpha_final": 1.0}, "bc_success": {"alpha_final": 1.0, "data": "success"}}
+    d["arms"] = {"bc": {"alpha_final": 1.0}, "bc_success": {"alpha_final": 1.0, "data": "success"},
+                 "bc_perfect": {"alpha_final": 1.0, "data": "perfect"}}
     cfg = ExperimentConfig.from_dict(d)
-    collect(cfg.data.root, 4, "mixed", seed=0)
+    collect(cfg.data.root, 6, "suboptimal", seed=0, end_after_attempt=10)
     assert cfg.train_config_for("bc", 0).data.root == cfg.data.root
     assert cfg.train_config_for("bc_success", 0).data.root == cfg.data.root + "_success"
     assert cfg.train_config_for("bc_success", 0).learner.alpha_start == 1.0  # "data" is not a learner key
@@ -110,6 +111,10 @@ def test_an_arm_can_train_on_the_successful_episodes_only(tmp_path):
     wanted = [e for e in source.episodes if e["success"]]
     assert len(subset) == len(wanted) >= 1 and all(e["success"] for e in subset.episodes)
     assert [e["length"] for e in subset.episodes] == [e["length"] for e in wanted]
+    perfect = Dataset(cfg.data.root + "_perfect")
+    qualities = [e["metadata"]["quality"] for e in source.episodes]
+    assert len(perfect) == qualities.count("perfect") >= 1 and len(set(qualities)) > 1
+    assert all(e["metadata"]["quality"] == "perfect" for e in perfect.episodes)
 
 
 def test_pool_gives_wilson_interval_over_seeds():

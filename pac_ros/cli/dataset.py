@@ -35,6 +35,7 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--outcome", choices=["success", "failure"], default=None)
     p.add_argument("--source", default=None, help="e.g. expert, policy, teleop")
     p.add_argument("--instruction", default=None, help="episodes that used this instruction")
+    p.add_argument("--quality", default=None, help="collected by this expert quality: perfect, noisy, swapped, ...")
     p.add_argument("--start", type=int, default=0, help="first episode index considered")
     p.add_argument("--stop", type=int, default=None, help="episode index where the range ends (exclusive)")
     p = add_command(dsub, "merge", cmd_merge, "one dataset of all episodes of several with the same spec")
@@ -135,7 +136,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
 
     ds = Dataset(args.dataset)
     success = {"success": True, "failure": False, None: None}[args.outcome]
-    picked = select(ds, success, args.source, args.instruction, args.start, args.stop)
+    picked = select(ds, success, args.source, args.instruction, args.start, args.stop, args.quality)
     if not picked:
         raise UsageError(f"no episode of {args.dataset} matches")
     return _write_selection(args.out, [(ds, picked)])

@@ -18,13 +18,16 @@ from pac_ros.data.writer import DatasetWriter, check_copyable
 
 
 def select(ds: Dataset, success: bool | None = None, source: str | None = None, instruction: str | None = None,
-           start: int = 0, stop: int | None = None) -> list[int]:
-    """Indices of the episodes in [start, stop) that match every given criterion."""
+           start: int = 0, stop: int | None = None, quality: str | None = None) -> list[int]:
+    """Indices of the episodes in [start, stop) that match every given criterion
+    (``quality``: the collecting expert's, in the episode's metadata, e.g. perfect, noisy, swapped)."""
     picked = []
     for e in ds.episodes[start:stop]:
         if success is not None and bool(e.get("success")) != success:
             continue
         if source is not None and e.get("source") != source:
+            continue
+        if quality is not None and (e.get("metadata") or {}).get("quality") != quality:
             continue
         if instruction is not None and instruction.strip().lower() not in (t.lower() for t in e["tasks"]):
             continue

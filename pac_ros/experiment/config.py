@@ -93,12 +93,13 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    DATA_SUBSETS = ("all", "success")  # an arm's ``data``: every episode, or only the successful ones
+    # an arm's ``data``: every episode, only the successful ones, or only the perfect expert's
+    DATA_SUBSETS = {"all": {}, "success": {"success": True}, "perfect": {"quality": "perfect"}}
 
     def data_of(self, arm: str) -> str:
-        """The dataset an arm trains on: the experiment's, or (``data: success``) its successful
-        episodes, copied once into ``<root>_success`` (success-filtered BC, the baseline an offline
-        RL method must beat on sub-optimal data)."""
+        """The dataset an arm trains on: the experiment's, or a subset of its episodes copied once
+        into ``<root>_<subset>``: ``success`` (success-filtered BC, the baseline an offline RL method
+        must beat on sub-optimal data) or ``perfect`` (the perfect expert's episodes only)."""
         subset = (self.arms[arm] or {}).get("data", "all")
         if subset not in self.DATA_SUBSETS:
             raise ConfigError(f"arm {arm}: data must be one of {list(self.DATA_SUBSETS)}, got {subset!r}")

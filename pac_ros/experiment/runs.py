@@ -61,7 +61,7 @@ def ensure_dataset(cfg: ExperimentConfig, log: Log) -> dict:
 
 
 def ensure_arm_data(cfg: ExperimentConfig, log: Log) -> None:
-    """Write the subsets that arms train on (``data: success``), once, from the experiment's dataset."""
+    """Write the subsets that arms train on (``data: success | perfect``), once, from the experiment's dataset."""
     from pac_ros.data import Dataset
     from pac_ros.data.select import select, write_selection
 
@@ -70,8 +70,9 @@ def ensure_arm_data(cfg: ExperimentConfig, log: Log) -> None:
         if root == Path(cfg.data.root) or (root / "meta" / "info.json").is_file():
             continue
         source = Dataset(cfg.data.root)
-        picked = select(source, success=True)
-        log(f"arm {arm}: writing the {len(picked)} successful episodes of {cfg.data.root} into {root}")
+        subset = (cfg.arms[arm] or {}).get("data", "all")
+        picked = select(source, **cfg.DATA_SUBSETS[subset])
+        log(f"arm {arm}: writing the {len(picked)} '{subset}' episodes of {cfg.data.root} into {root}")
         write_selection(root, [(source, picked)])
 
 

@@ -173,8 +173,9 @@ class Monitor:
         n.create_subscription(DiagnosticStatus, topics.STATUS, self._on_status, 100)
         n.create_subscription(Float64MultiArray, topics.COMMANDS, self._on_command, common.RELIABLE_QOS)
         n.create_subscription(String, topics.INSTRUCTION, self._on_instruction, common.LATCHED_QOS)
-        n.create_subscription(Clock, "/clock", lambda m: setattr(self, "sim_time", m.clock.sec + m.clock.nanosec
-                                                                 * 1e-9), 10)
+        n.create_subscription(Clock, "/clock", self._on_clock, 10)
+        self.clock_published: list[int] = []  # source timestamp (ns) of each /clock heard, and its sim time
+        self.clock_sim: list[float] = []
         self.params = AsyncParameterClient(n, "mujoco_bridge")
         self.String, self.qos = String, common.LATCHED_QOS
         self.announcer = None  # a latched publisher for one instruction change, destroyed once delivered
@@ -198,8 +199,23 @@ class Monitor:
         elif np.any(q < self.spec.lower - 1e-6) or np.any(q > self.spec.upper + 1e-6):
             self.bad_commands.append(f"outside the joint limits: {q.tolist()}")
 
-    def _on_instruction(self, msg) -> None:
-        self.instructions.append((time.monotonic(), self.sim_time, msg.data))
+    def _on_clock(self, msg, info: dict) -> None:
+        self.sim_time = msg.clock.sec + msg.clock.nanosec * 1e-9
+        self.clock_published.append(info.get("source_timestamp") or time.time_ns())
+        self.clock_sim.append(self.sim_time)
+
+    def _on_instruction(self, msg, info: dict) -> None:
+        published = info.get("source_timestamp") or time.time_ns()
+        self.instructions.append((time.monotonic(), self.sim_time_at(published), msg.data))
+
+    def sim_time_at(self, published_ns: int) -> float:
+        """Sim time when a message was published: a latched instruction reaches a monitor that
+        discovered the bridge late (a loaded machine) seconds after it was sent. 0 before the first
+        /clock heard (the bridge's first episode starts at sim time 0)."""
+        import bisect
+
+        i = bisect.bisect_right(self.clock_published, published_ns) - 1
+        return self.clock_sim[i] if i >= 0 else 0.0
 
     def set_streams(self, on: bool) -> None:
         from rclpy.parameter import Parameter
@@ -395,7 +411,7 @@ def account(out: Path, monitor: Monitor, events: list[dict], ended_sim: float, p
             "joined_in_progress": sum(p["joined"] for p in parts), "outcomes": dict(outcome),
             "unaccounted": unaccounted, "stray_committed": stray,
             "successes": sum(bool(p["success"]) for p in parts),
-            "episodes": episodes, "parts": parts}  # what it was worked out from
+            "episodes": episodes, "parts": parts, "recorder_down": downs}  # what it was worked out from
 
 
 def report(out: Path, spec, procs: dict, monitor: Monitor, events: list[dict], unexpected: list[str], wall: float,
@@ -475,6 +491,11 @@ def describe(r: dict) -> str:
              f"{r['holds_outside_reasons']})",
              f"  policy restart -> first command (s): {r['restart_to_first_command_s']}; -> acting (s): "
              f"{r['restart_to_acting_s']}"]
+    if a["unaccounted"] or a["stray_committed"]:  # what the accounting worked from, to see why
+        lines.append("  episode starts (sim s): " + ", ".join(f"{e['start']:.2f}" for e in a["episodes"]))
+        lines.append("  committed parts (first-last sim s): " + ", ".join(
+            f"{p['first']:.2f}-{p['last']:.2f}{' joined' if p['joined'] else ''}" for p in a["parts"]))
+        lines.append("  recorder down (sim s): " + ", ".join(f"{d:.2f}-{u:.2f}" for d, u in a["recorder_down"]))
     for kind in ("camera_outage", "driver_freeze", "recorder_kill", "instruction_change"):
         rows = [e for e in r["events"] if e["kind"] == kind]
         if rows:

@@ -24,7 +24,8 @@ run: {log_every: 1, checkpoint_every: 100, threads: 1}
         "data": {"root": str(tmp_path / "data"), "episodes": 3, "quality": "mixed", "seed": 0},
         "eval": {"episodes": 2, "curve_every": 2, "curve_episodes": 1},
         "peers": {"algos": ["bc", "iql"], "steps": 5, "batch_size": 16},
-        "improve": {"rounds": rounds, "episodes": 2, "steps": 2, "through_ros": False,
+        "improve": {"rounds": rounds, "episodes": 2, "steps": 2, "through_ros": False, "decoding": "sample",
+                    "eval_episodes": 3, "eval_seed": 700_000,
                     "learner": {"alpha_start": 0.1, "alpha_warmup_steps": 0, "alpha_decay_steps": 0}},
     }
     return exp
@@ -51,6 +52,12 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     assert [r["round"] for r in saved["improve"]] == [0, 1]
     r1 = saved["improve"][1]
     assert r1["own"]["episodes"] == 2 and r1["data"]["episodes"] == 5  # 3 collected + 2 of its own
+    # every round, round 0 too, on the rounds' own evaluation; own episodes recorded with sampling
+    assert [r["final"]["episodes"] for r in saved["improve"]] == [3, 3]
+    from pac_ros.data import Dataset
+
+    own = Dataset(out / "improve" / "round_1" / "own")
+    assert [e["metadata"]["decoding"] for e in own.episodes] == ["sample", "sample"]
     md = report.read_text()
     assert "| bc |" in md and "| pac |" in md and "| d3rlpy iql |" in md and "Self-improvement" in md
     assert res["data"]["fingerprint"] in md
@@ -62,7 +69,7 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     again = run_experiment(cfg, log=logs.append, jobs=2)
     err = capfd.readouterr().err
     assert err.count(": cached") == 4 and "training" not in err
-    assert sum("cached" in m for m in logs) == 3 and not any("training" in m for m in logs)
+    assert sum("cached" in m for m in logs) == 4 and not any("training" in m for m in logs)  # peers, rounds 0-1
     assert again["arms"] == saved["arms"]
     # one more round runs only that round
     logs.clear()
@@ -89,6 +96,8 @@ def test_experiment_config_errors(tmp_path):
         ExperimentConfig.from_dict({**d, "peers": {"algos": ["sac"]}})
     with pytest.raises(ConfigError, match="eval: unknown"):
         ExperimentConfig.from_dict({**d, "eval": {"episodez": 3}})
+    with pytest.raises(ConfigError, match="improve.decoding must be one of"):
+        ExperimentConfig.from_dict({**d, "improve": {**d["improve"], "decoding": "explore"}})
     with pytest.raises(ConfigError, match="data must be one of"):
         ExperimentConfig.from_dict({**d, "arms": {"bc": {"alpha_final": 1.0, "data": "best"}}})
 

@@ -39,6 +39,15 @@ class ImproveSection:
     steps: int = 1000  # fine-tuning steps per round
     through_ros: bool = True  # record through the node graph (bridge + policy + recorder); else in-process
     learner: dict = field(default_factory=dict)  # learner overrides for fine-tuning
+    decoding: str = ""  # how own episodes are recorded, e.g. sample (exploration); "" = eval.decoding
+    # every round, round 0 included, evaluated on these (0 / null = the eval section's)
+    eval_episodes: int = 0
+    eval_seed: int | None = None
+
+    def evaluation(self, ev: EvalSection) -> EvalSection:
+        """The evaluation of the rounds: the eval section's, with this section's episodes and seed."""
+        return dataclasses.replace(ev, episodes=self.eval_episodes or ev.episodes,
+                                   seed=ev.seed if self.eval_seed is None else self.eval_seed)
 
 
 @dataclass
@@ -81,6 +90,13 @@ class ExperimentConfig:
             raise ConfigError(f"{where}: peers: unknown algorithm(s) {unknown}; choose from {list(ALGOS)}")
         if cfg.improve.rounds and cfg.improve.arm not in cfg.arms:
             raise ConfigError(f"{where}: improve.arm {cfg.improve.arm!r} is not an arm ({sorted(cfg.arms)})")
+        from pac_ros.policy import DECODING
+
+        for key, decoding in (("eval.decoding", cfg.eval.decoding), ("improve.decoding", cfg.improve.decoding)):
+            if decoding and decoding not in DECODING:
+                raise ConfigError(f"{where}: {key} must be one of {list(DECODING)}, got {decoding!r}")
+        if cfg.improve.eval_episodes < 0:
+            raise ConfigError(f"{where}: improve.eval_episodes must be >= 0")
         return cfg
 
     @classmethod

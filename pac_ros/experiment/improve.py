@@ -18,7 +18,18 @@ def improve(cfg: ExperimentConfig, start: dict, log: Log) -> list[dict]:
     from pac_ros.learning.train import train
 
     imp = cfg.improve
-    rounds = [{"round": 0, "checkpoint": start["checkpoint"], "final": start["final"],
+    ev = imp.evaluation(cfg.eval)
+    first = start["final"]
+    if ev != cfg.eval:  # the rounds' own evaluation: round 0 too, so every round is measured alike
+        def evaluate_start() -> dict:
+            result = evaluate_checkpoint(Path(start["checkpoint"]), ev, ev.episodes)
+            log(f"improve round 0: success {result['success_rate']:.1%} ({result['successes']}/{result['episodes']})")
+            return {"final": result}
+
+        key = cache_key(dataclasses.asdict(ev), within=start.get("key", start["checkpoint"]))
+        first = cached(Path(cfg.out_dir) / "improve" / "round_0" / "result.json", key, "improve round 0", log,
+                       evaluate_start)["final"]
+    rounds = [{"round": 0, "checkpoint": start["checkpoint"], "final": first,
                "data": describe_dataset(Dataset(cfg.data.root))}]
     data_root = Path(cfg.data.root)
     # a round's recipe: how it records and fine-tunes, not how many rounds follow (adding rounds keeps these)
@@ -36,7 +47,7 @@ def improve(cfg: ExperimentConfig, start: dict, log: Log) -> list[dict]:
             own = rdir / "own"
             t0 = time.perf_counter()
             record_own(previous["checkpoint"], own, imp.episodes, cfg.data.seed + ROUND_SEED_STRIDE * r,
-                       imp.through_ros, cfg.eval.decoding)
+                       imp.through_ros, imp.decoding or cfg.eval.decoding)
             record_s = time.perf_counter() - t0
             own_desc = describe_dataset(Dataset(own))
             log(f"improve round {r}: recorded {own_desc['episodes']} own episodes, "
@@ -45,7 +56,7 @@ def improve(cfg: ExperimentConfig, start: dict, log: Log) -> list[dict]:
             t0 = time.perf_counter()
             final = Path(train(tcfg, resume=None))
             train_s = time.perf_counter() - t0
-            result = evaluate_checkpoint(final, cfg.eval, cfg.eval.episodes)
+            result = evaluate_checkpoint(final, ev, ev.episodes)
             log(f"improve round {r}: success {result['success_rate']:.1%} "
                 f"({result['successes']}/{result['episodes']})")
             return {"round": r, "from": previous["checkpoint"], "checkpoint": str(final), "final": result,

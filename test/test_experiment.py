@@ -96,6 +96,11 @@ def test_experiment_config_errors(tmp_path):
         ExperimentConfig.from_dict({**d, "peers": {"algos": ["sac"]}})
     with pytest.raises(ConfigError, match="eval: unknown"):
         ExperimentConfig.from_dict({**d, "eval": {"episodez": 3}})
+    with pytest.raises(ConfigError, match="set by the experiment"):
+        ExperimentConfig.from_dict({**d, "run": {"seed": 3}})
+    with_run = ExperimentConfig.from_dict({**d, "run": {"log_every": 7}})
+    assert with_run.train_config_for("bc", 1).run.log_every == 7
+    assert with_run.train_config_for("bc", 1).run.seed == 1
     with pytest.raises(ConfigError, match="improve.decoding must be one of"):
         ExperimentConfig.from_dict({**d, "improve": {**d["improve"], "decoding": "explore"}})
     with pytest.raises(ConfigError, match="data must be one of"):

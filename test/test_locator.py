@@ -222,3 +222,33 @@ def test_fine_tuning_with_init_from_trains_the_loaded_locator_further(collected,
     after = load_file(str(tmp_path / "b/run/checkpoints/step_00000004/model.safetensors"))
     assert json.loads((tmp_path / "b/run/stem_pretraining.json").read_text())["steps"] == 5
     assert not torch.equal(before["locator.stem.weight"], after["locator.stem.weight"])
+
+
+def test_locator_from_reuses_another_runs_locator_and_trains_the_rest_afresh(collected, tmp_path):
+    """run.locator_from: the locator (weights and pixel noise) of another checkpoint, frozen with
+    stem_steps 0; the Perceiver and heads start from this run's own seed, not the other's."""
+    from safetensors.torch import load_file
+
+    from pac_ros.cli import main
+    from pac_ros.learning.config import ConfigError, TrainConfig
+
+    first = tmp_path / "first.yaml"
+    first.write_text(_locator_yaml(collected, tmp_path / "a", stem_steps=10))
+    assert main(["train", "--config", str(first)]) == 0
+    source = load_file(str(tmp_path / "a/run/checkpoints/step_00000004/model.safetensors"))
+    second = tmp_path / "second.yaml"
+    second.write_text(_locator_yaml(collected, tmp_path / "b", stem_steps=0).replace(
+        "progress: false", f"progress: false, seed: 7, locator_from: {tmp_path / 'a/run'}"))
+    assert main(["train", "--config", str(second)]) == 0
+    reused = load_file(str(tmp_path / "b/run/checkpoints/step_00000004/model.safetensors"))
+    locator = [k for k in source if k.startswith("locator.")]
+    assert "locator.pixel_std" in locator and all(torch.equal(source[k], reused[k]) for k in locator)
+    others = [k for k in source if not k.startswith("locator.") and source[k].is_floating_point()]
+    assert any(not torch.equal(source[k], reused[k]) for k in others)
+
+    blind = tmp_path / "blind.yaml"  # a model without a locator cannot take one
+    blind.write_text(_locator_yaml(collected, tmp_path / "c", stem_steps=0).replace(
+        "image_stem: locator", "image_stem: patch").replace(
+        "progress: false", f"progress: false, locator_from: {tmp_path / 'a/run'}"))
+    with pytest.raises(ConfigError, match="locator_from needs a model with a locator"):
+        TrainConfig.load(blind)

@@ -66,6 +66,7 @@ class ExperimentConfig:
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     model: dict = field(default_factory=dict)  # model overrides for every arm
     learner: dict = field(default_factory=dict)  # learner overrides for every arm
+    run: dict = field(default_factory=dict)  # run overrides for every arm, e.g. locator_from (not out_dir/seed/steps)
     arms: dict = field(default_factory=lambda: {"bc": {"alpha_final": 1.0}, "pac": {"alpha_final": 0.1}})
     data: DataSection = field(default_factory=DataSection)
     eval: EvalSection = field(default_factory=EvalSection)
@@ -79,6 +80,9 @@ class ExperimentConfig:
         cfg = load(cls, d, where, ConfigError)
         if not cfg.arms or not isinstance(cfg.arms, Mapping):
             raise ConfigError(f"{where}: arms must map arm names to learner overrides")
+        owned = sorted(set(cfg.run) & {"out_dir", "seed", "steps", "progress", "eval_episodes"})
+        if owned:
+            raise ConfigError(f"{where}: run: {owned} are set by the experiment (out_dir, seeds, steps)")
         if not cfg.seeds or cfg.steps < 1 or cfg.eval.episodes < 1:
             raise ConfigError(f"{where}: needs seeds, steps >= 1 and eval.episodes >= 1")
         for name in cfg.arms:
@@ -137,6 +141,7 @@ class ExperimentConfig:
             arm_over.setdefault("alpha_start", 1.0)
         base["learner"] = {**base["learner"], **self.learner, **arm_over, **dict(learner or {})}
         base["data"]["root"] = root or self.data_of(arm)
+        base["run"].update(self.run)
         base["run"].update(out_dir=out or str(Path(self.out_dir) / "runs" / f"{arm}_s{seed}"), seed=seed,
                            steps=steps or self.steps, progress=False, eval_episodes=0,
                            threads=self.threads or base["run"].get("threads"))

@@ -124,6 +124,7 @@ class RunConfig:
     eval_episodes: int = 0  # > 0: evaluate each checkpoint on this many seeded sim episodes
     eval_seed: int = EVAL_SEED  # first evaluation seed (pac_ros.seeds)
     init_from: str | None = None  # start from this checkpoint's weights (fine-tuning; step and optimiser fresh)
+    locator_from: str | None = None  # the block locator of this checkpoint (image_stem: locator), the rest fresh
 
 
 @dataclass
@@ -146,9 +147,12 @@ class TrainConfig:
     def from_dict(cls, data: Any, where: str = "train config") -> "TrainConfig":
         cfg = load(cls, data, where, ConfigError)
         try:
-            cfg.model_config()
+            model = cfg.model_config()
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
+        if cfg.run.locator_from and not model.locates_blocks:
+            raise ConfigError(f"{where}: run.locator_from needs a model with a locator (obs_mode: pixels, "
+                              "image_stem: locator)")
         return cfg
 
     @classmethod

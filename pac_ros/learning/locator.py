@@ -223,3 +223,22 @@ def locate_blocks(model, store, log=print) -> float:
     err = float(np.linalg.norm(est[..., :3] - store.block_poses[..., :3], axis=-1).mean() * 1000)
     log(f"block features of {store.n_rows} rows from the locator: position error mean {err:.1f} mm")
     return err
+
+
+def load_locator(model, path, log=print) -> None:
+    """Load only the block locator (weights and per-camera pixel noise) of another checkpoint into
+    ``model``: perception trained once, reused by recipes that train the rest from scratch."""
+    from ..checkpoint import CheckpointError, load_model_state
+
+    if model.locator is None:
+        raise CheckpointError(f"locator_from {path}: this model has no locator (image_stem: locator)")
+    meta, weights = load_model_state(path)
+    own = {k[len("locator."):]: v for k, v in weights.items() if k.startswith("locator.")}
+    if not own:
+        raise CheckpointError(f"locator_from {path}: that checkpoint has no locator")
+    try:
+        model.locator.load_state_dict(own)
+    except RuntimeError as exc:  # other cameras, blocks or channels
+        raise CheckpointError(f"locator_from {path}: its locator does not fit this model's: {exc}") from exc
+    log(f"locator from {path} (held-out pixel noise {model.locator.pixel_stds()})")
+

@@ -26,7 +26,7 @@ from .checkpoint import load_into_learner, save_checkpoint
 from .config import TrainConfig
 from .data import TransitionStore
 from .learner import Learner
-from .locator import locate_blocks, pretrain_locator
+from .locator import load_locator, locate_blocks, pretrain_locator
 from .stem import pretrain_keypoint_stem
 
 EvalFn = Callable[[Path, int], dict]  # (checkpoint dir, step) -> scalars, e.g. sim success rate
@@ -136,6 +136,9 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
         learner.model.load_state_dict(weights)
         learner.hard_update()
         log(f"initialised from {run.init_from}")
+    if run.locator_from and start == 0:
+        load_locator(learner.model, run.locator_from, log)
+        learner.hard_update()
 
     stem_report = None
     if model_cfg.freeze_stem:  # the stem learns to locate the blocks first, then PAC reads its cached keypoints

@@ -525,3 +525,72 @@ def test_hard_update_copies_buffers():
     learner.hard_update()
     for (name, b), t in zip(model.named_buffers(), learner.target.buffers()):
         assert torch.equal(b, t), name
+
+
+def test_value_resampled_actor_batch_needs_in_sample_value_weighting():
+    with pytest.raises(ValueError, match="actor_batch: value"):
+        LearnerConfig(actor_batch="value")  # improvement_actions samples
+    LearnerConfig(actor_batch="value", improvement_actions="data", data_weighting="value")
+
+
+def test_data_values_are_the_target_q_of_each_transition_in_store_order(dataset, tmp_path):
+    """The priority table: Q_θ'(s, a_data) per transition, in the store's order (its batches come
+    back sorted by row, so a shuffled read must be put back in place)."""
+    from pac_ros.learning.data import TransitionStore
+
+    torch.manual_seed(0)
+    cfg = micro_config(obs_mode="pixels+features", image_size=8)
+    store = TransitionStore(dataset, cfg, gamma=0.9, cache_dir=tmp_path / "cache", log=lambda *a: None)
+    learner = Learner(PACModel(cfg, store.spec), LearnerConfig(amp="none"))
+    with torch.no_grad():  # a critic that is not flat (its head starts at zero)
+        for prm in learner.target.parameters():
+            prm.add_(0.3 * torch.randn_like(prm))
+    table = learner.data_values(store, chunk=5)
+    for i in (0, 4, 11):
+        b = store.batch(np.array([i]))
+        with torch.no_grad():
+            q = learner.target.q_value(learner.target.encode(b["obs"]), b["action"].float()[:, None])
+        assert table[i] == pytest.approx(float(q[0, 0]), abs=1e-5)
+    assert len(np.unique(table)) > 1
+
+
+def test_value_priority_draws_the_transitions_that_succeed(dataset, tmp_path):
+    """With Q = 1 on a few transitions and 0 elsewhere, η = 0.1 draws those ~e^10 times as often:
+    the actor imitates them with B samples a batch instead of the ~ESS·B a weighted batch gives."""
+    from pac_ros.learning.data import TransitionStore
+    from pac_ros.learning.train import ValuePriority
+
+    cfg = micro_config(obs_mode="pixels+features", image_size=8)
+    store = TransitionStore(dataset, cfg, gamma=0.9, cache_dir=tmp_path / "cache", log=lambda *a: None)
+    lc = LearnerConfig(amp="none", eta=0.1, actor_batch="value", improvement_actions="data",
+                       data_weighting="value", priority_every=10)
+    learner = Learner(PACModel(cfg, store.spec), lc)
+    good = np.zeros(len(store), np.float32)
+    good[[2, 7]] = 1.0
+    calls = []
+    learner.data_values = lambda s: calls.append(1) or good
+    priority = ValuePriority(learner, store, lc)
+    b = priority.sample(64, step=0, seed=0, rank=0)
+    wanted = store.batch(np.array([2, 7]))["action"]
+    hits = sum(any(torch.equal(a, w) for w in wanted) for a in b["action"])
+    assert hits >= 62 and priority.ess == pytest.approx(2 / len(store), rel=1e-3)
+    assert torch.equal(priority.sample(64, 0, 0, 0)["action"], b["action"])  # seeded by step
+    priority.sample(64, step=9, seed=0, rank=0)
+    priority.sample(64, step=10, seed=0, rank=0)
+    assert len(calls) == 2  # refreshed at step 0 and after priority_every steps
+
+
+def test_training_with_value_resampled_actor_batches(dataset, tmp_path):
+    from pac_ros.cli import main
+
+    cfg = tmp_path / "value.yaml"
+    cfg.write_text(open(_train_yaml(tmp_path, dataset.root, "value", 4)).read().replace(
+        "amp: none}", "amp: none, actor_batch: value, improvement_actions: data, data_weighting: value, "
+                      "critic_target: data, priority_every: 2}"))
+    assert main(["train", "--config", str(cfg)]) == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(tmp_path / "value" / "tb"), size_guidance={"scalars": 0})
+    ea.Reload()
+    ess = [s.value for s in ea.Scalars("train/priority_ess")]
+    assert ess and all(0 < e <= 1 for e in ess[1:])  # nan until α first drops below 1

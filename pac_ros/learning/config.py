@@ -38,6 +38,11 @@ class LearnerConfig:
     # with improvement_actions data: advantage (per state) | value (across states)
     data_weighting: Literal["advantage", "value"] = "advantage"
     n_target_samples: int = 1  # a' ~ π_θ'(·|s') per transition for the critic target (ours)
+    # with value weighting: the improvement term's own batch, drawn ∝ exp(Q_θ'(s,a)/η) over the whole
+    # dataset (value; every transition's Q refreshed each priority_every steps), instead of weighting
+    # the shared uniform batch (same): the same π_imp, estimated from B samples rather than ~ESS·B (ours)
+    actor_batch: Literal["same", "value"] = "same"
+    priority_every: int = 250
     alpha_start: float = 1.0  # α schedule: BC (α=1) -> final α (paper sec. 3)
     alpha_final: float = 0.5
     alpha_warmup_steps: int = 0  # steps held at alpha_start
@@ -74,6 +79,11 @@ class LearnerConfig:
             raise ValueError("eta > 0, 0 < tau <= 1, n_action_samples >= 1, n_target_samples >= 1 required")
         if self.aux_weight < 0 or self.image_shift < 0 or not 0 <= self.image_jitter < 1:
             raise ValueError("aux_weight >= 0, image_shift >= 0 and 0 <= image_jitter < 1 required")
+        if self.actor_batch == "value" and (self.improvement_actions, self.data_weighting) != ("data", "value"):
+            raise ValueError("actor_batch: value resamples the data's actions by exp(Q/η): it needs "
+                             "improvement_actions: data and data_weighting: value")
+        if self.priority_every < 1:
+            raise ValueError(f"priority_every must be >= 1, got {self.priority_every}")
         if self.n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {self.n_step}")
         if not 0.0 <= self.gamma <= 1.0:

@@ -6,6 +6,7 @@ import math
 from contextlib import nullcontext
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -100,8 +101,10 @@ class Learner:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return nullcontext()
 
-    def compute_losses(self, batch: Mapping[str, Any], alpha: float) -> tuple[dict, dict]:
-        """({'total','policy','critic'} loss tensors, detached metrics)."""
+    def compute_losses(self, batch: Mapping[str, Any], alpha: float,
+                       actor: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
+        """({'total','policy','critic'} loss tensors, detached metrics). ``actor``: the improvement
+        term's own batch, already drawn ∝ exp(Q/η) (actor_batch: value), imitated with equal weights."""
         cfg, m, tgt = self.config, self.model, self.target
         obs, next_obs = batch["obs"], batch["next_obs"]
         action = batch["action"].float()
@@ -138,7 +141,11 @@ class Learner:
             qp = q_logits.float().softmax(-1)  # p(z | s, a_data): Q of the data's actions, and metrics
             q_data = (qp * m.value_support).sum(-1)
             eta = float(self.log_eta.detach().exp())
-            if cfg.improvement_actions == "data":  # in-sample: only actions the data holds are imitated
+            if actor is not None:  # resampled by value: π_imp's samples themselves
+                a_logits = m.policy_logits(m.encode(actor["obs"]))
+                logp_imp = m.log_prob(a_logits, actor["action"].float()[:, None])
+                w = torch.ones_like(logp_imp)
+            elif cfg.improvement_actions == "data":  # in-sample: only actions the data holds are imitated
                 w = data_improvement_weights(q_data, q_s, eta, baseline=cfg.data_weighting)[:, None]
                 logp_imp = logp_data[:, None]
             else:
@@ -174,18 +181,23 @@ class Learner:
         return {"total": total, "policy": l_pi, "critic": l_q}, metrics
 
     # ---- one step -----------------------------------------------------------------
-    def step(self, batch: Mapping[str, Any]) -> dict[str, float]:
+    def step(self, batch: Mapping[str, Any], actor: Mapping[str, Any] | None = None) -> dict[str, float]:
         batch = self.to_device(batch)
         if self.config.image_shift or self.config.image_jitter:
             batch = {**batch, **{k: augment_images(batch[k], self.config.image_shift, self.config.image_jitter)
                                  for k in ("obs", "next_obs")}}
+        if actor is not None:
+            actor = self.to_device(actor)
+            if self.config.image_shift or self.config.image_jitter:
+                actor = {**actor, "obs": augment_images(actor["obs"], self.config.image_shift,
+                                                        self.config.image_jitter)}
         self.model.train()
         alpha = self.config.alpha(self.step_count)
         warm = min(1.0, (self.step_count + 1) / max(1, self.config.lr_warmup_steps))
         for g in self.optimizer.param_groups:
             g["lr"] = g["base_lr"] * warm
         lr = self.config.lr * warm
-        losses, metrics = self.compute_losses(batch, alpha)
+        losses, metrics = self.compute_losses(batch, alpha, actor)
         self.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         if self.distributed:
@@ -201,6 +213,21 @@ class Learner:
         self.update_target()
         out = {k: float(v) for k, v in metrics.items()}
         out.update(alpha=alpha, lr=lr, grad_norm=float(grad_norm), skipped=float(not math.isfinite(float(grad_norm))))
+        return out
+
+    @torch.no_grad()
+    def data_values(self, store, chunk: int = 1024) -> np.ndarray:
+        """Q_θ'(s, a) of the data's own action at every transition of ``store`` (the target network's
+        expected return), in the store's transition order."""
+        tgt = self.target
+        out = np.empty(len(store.index), np.float32)
+        for s in range(0, len(store.index), chunk):
+            idx = np.arange(s, min(s + chunk, len(store.index)))
+            b = self.to_device(store.batch(idx))  # rows come back sorted by their position in the data
+            with self._autocast():
+                q_logits = tgt.q_logits(tgt.encode(b["obs"]), b["action"].float()[:, None])[:, 0]
+            q = (q_logits.float().softmax(-1) * tgt.value_support).sum(-1)
+            out[idx[np.argsort(store.index[idx], kind="stable")]] = q.cpu().numpy()
         return out
 
     def _allreduce_grads(self) -> None:

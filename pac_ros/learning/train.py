@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -194,10 +195,16 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
         bar = tqdm(total=run.steps, initial=start, desc="train", dynamic_ncols=True, file=sys.stderr)
     last = None
     t0, s0 = time.perf_counter(), start
+    priority = ValuePriority(learner, store, cfg.learner) if cfg.learner.actor_batch == "value" else None
     for step in range(start, run.steps):
         torch.manual_seed(_step_seed(run.seed, rank, step))  # stateless: exact on resume
         batch = store.sample(cfg.data.batch_size, step, run.seed, rank)
-        metrics = learner.step(batch)
+        actor = None
+        if priority is not None and cfg.learner.alpha(step) < 1.0:
+            actor = priority.sample(cfg.data.batch_size, step, run.seed, rank)
+        metrics = learner.step(batch, actor)
+        if priority is not None:
+            metrics["priority_ess"] = priority.ess
         done = step + 1
         if main_proc and (done % run.log_every == 0 or done == run.steps):
             b = learner.to_device(batch)
@@ -228,6 +235,29 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
         _check_in_sync(learner)
         dist.barrier()
     return last if last is not None else out_dir
+
+
+class ValuePriority:
+    """The improvement term's batches for actor_batch: value: transitions drawn with probability
+    ∝ exp(Q_θ'(s,a)/η) over the whole dataset, the Q of every transition refreshed every
+    ``priority_every`` steps (and on the first draw after a resume)."""
+
+    def __init__(self, learner: Learner, store: TransitionStore, cfg) -> None:
+        self.learner, self.store, self.every = learner, store, cfg.priority_every
+        self.probs: np.ndarray | None = None
+        self.refreshed = -1
+        self.ess = float("nan")  # effective sample size of the draw, as a fraction of the dataset
+
+    def sample(self, batch_size: int, step: int, seed: int, rank: int) -> dict:
+        if self.probs is None or step - self.refreshed >= self.every:
+            q = self.learner.data_values(self.store).astype(np.float64)
+            eta = float(self.learner.log_eta.detach().exp())
+            w = np.exp((q - q.max()) / eta)
+            self.probs = w / w.sum()
+            self.ess = float(1.0 / (self.probs ** 2).sum() / len(self.probs))
+            self.refreshed = step
+        rng = np.random.default_rng([seed, rank, step, 1])
+        return self.store.batch(rng.choice(len(self.probs), size=batch_size, p=self.probs))
 
 
 def set_input_statistics(model: PACModel, dataset, store: TransitionStore, num_episodes: int | None, log) -> None:

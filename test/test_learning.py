@@ -594,3 +594,19 @@ def test_training_with_value_resampled_actor_batches(dataset, tmp_path):
     ea.Reload()
     ess = [s.value for s in ea.Scalars("train/priority_ess")]
     assert ess and all(0 < e <= 1 for e in ess[1:])  # nan until α first drops below 1
+
+
+def test_truncation_terminal_ends_every_episode_without_bootstrapping(dataset, tmp_path):
+    """Episode 1 (4 rows) ends truncated: by default its last transition bootstraps (γ); with
+    truncation: terminal its outcome is final (discount 0), as after a judged attempt."""
+    from pac_ros.learning.data import TransitionStore
+
+    cfg = micro_config(obs_mode="pixels+features", image_size=8)
+    kw = dict(gamma=0.9, cache_dir=tmp_path / "cache", log=lambda *a: None, n_step=2)
+    boot = TransitionStore(dataset, cfg, **kw).batch(np.arange(12))["discount"].numpy()
+    final = TransitionStore(dataset, cfg, truncation="terminal", **kw).batch(np.arange(12))["discount"].numpy()
+    assert boot[6] == pytest.approx(0.9) and final[6] == 0.0  # one row left: k = 1
+    assert boot[5] == pytest.approx(0.81) and final[5] == 0.0  # its 2-step window reaches the end
+    assert np.array_equal(boot[[0, 1, 7, 8, 9]], final[[0, 1, 7, 8, 9]])  # away from the ends: unchanged
+    with pytest.raises(ValueError, match="truncation"):
+        TransitionStore(dataset, cfg, truncation="never", **kw)

@@ -33,5 +33,8 @@ def critic_calibration(checkpoint: str | Path, data_root: str | Path, gamma: flo
               "mean_return": float(g[which == i].mean()), "mean_q": float(q[which == i].mean())}
              for i in range(len(bins) - 1) if (which == i).any()]
     corr = float(np.corrcoef(q, g)[0, 1]) if g.std() > 0 and q.std() > 0 else float("nan")
+    won = g > 0  # the rows of successful episodes (the reward comes at their end)
     return {"transitions": int(len(idx)), "mean_q": float(q.mean()), "mean_return": float(g.mean()),
-            "correlation": corr, "policy_entropy": ent, "bins": table}
+            "correlation": corr, "policy_entropy": ent, "bins": table,
+            "q_success": float(q[won].mean()) if won.any() else float("nan"),
+            "q_failure": float(q[~won].mean()) if (~won).any() else float("nan")}

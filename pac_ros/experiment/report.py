@@ -162,13 +162,15 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
               "## Critic diagnostics (seed 0 of each arm)", "",
               "Q(s, a) of the data's own actions against the observed discounted return from that step "
               "(Monte Carlo to the episode's end), on sampled transitions of the training data.", "",
-              "| arm | mean Q | mean observed return | correlation | policy entropy (nats, all dims) | "
-              "final critic loss | final ESS of w |", "| --- | --- | --- | --- | --- | --- | --- |"]
+              "| arm | mean Q | mean observed return | correlation | mean Q, successful episodes | "
+              "mean Q, failed episodes | policy entropy (nats, all dims) | final critic loss | final ESS of w |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for a, d in results["diagnostics"].items():
         tm = results["runs"][a][0].get("train_metrics", {})
+        ess = tm.get("priority_ess", tm.get("ess", float("nan")))  # resampled arms: the draw's, over the data
         lines.append(f"| {a} | {d['mean_q']:.3f} | {d['mean_return']:.3f} | {d['correlation']:.2f} | "
-                     f"{d['policy_entropy']:.2f} | {tm.get('critic_loss', float('nan')):.3f} | "
-                     f"{tm.get('ess', float('nan')):.2f} |")
+                     f"{d.get('q_success', float('nan')):.3f} | {d.get('q_failure', float('nan')):.3f} | "
+                     f"{d['policy_entropy']:.2f} | {tm.get('critic_loss', float('nan')):.3f} | {ess:.2f} |")
     if results["improve"]:
         imp = cfg["improve"]
         deployed = "through the node graph: bridge + policy node + recorder" if imp["through_ros"] else "in-process"

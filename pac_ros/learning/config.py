@@ -24,6 +24,9 @@ class LearnerConfig:
     # critic's initial return distribution: the data's return histogram | uniform (ours)
     q_init: Literal["returns", "uniform"] = "returns"
     n_step: int = 1  # n-step TD targets (1 = one-step TD); longer carries sparse rewards back faster
+    # an episode that ends without a terminal state: bootstrap its last state's value (a time limit) |
+    # terminal (its outcome is final, as when collection ends an episode once the attempt is judged; ours)
+    truncation: Literal["bootstrap", "terminal"] = "bootstrap"
     eta: float = 0.1  # temperature of w = softmax(Q/η), in return units (ours); initial value if learned
     eta_kl: float | None = None  # None: η fixed; else learn η by the MPO dual with this KL bound ε (≈ 0.1)
     eta_lr: float = 1e-3  # learning rate of log η under the dual (ours)

@@ -2,7 +2,8 @@
 
 Rows 0..T-2 of every episode are transitions (s_t, a_t, r_t, s_{t+1}); the last row
 is only a next observation (RLDS). discount = γ·(1 − is_terminal[t+1]): a true end
-does not bootstrap, a truncation does. Transitions never cross episodes. With
+does not bootstrap, a truncation does (``truncation="terminal"``: no episode end bootstraps,
+for data whose episodes end once their outcome is decided, e.g. ``collect --end-after-attempt``). Transitions never cross episodes. With
 ``n_step`` > 1 a transition carries R = Σ_{i<k} γ^i r_{t+i}, the row s_{t+k} and the
 discount γ^k·(1 − is_terminal[t+k]), k = min(n, rows left in the episode).
 
@@ -40,9 +41,11 @@ class TransitionStore:
     """All transitions of a dataset in memory (low-dim) and memmaps (images)."""
 
     def __init__(self, dataset, model_config: PACConfig, gamma: float, cache_dir: str | Path | None = None,
-                 num_episodes: int | None = None, log=print, n_step: int = 1):
+                 num_episodes: int | None = None, log=print, n_step: int = 1, truncation: str = "bootstrap"):
         if n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {n_step}")
+        if truncation not in ("bootstrap", "terminal"):
+            raise ValueError(f"truncation must be bootstrap or terminal, got {truncation!r}")
         self.spec: Spec = dataset.spec
         self.config, self.gamma, self.n_step = model_config, gamma, n_step
         n_eps = len(dataset) if num_episodes is None else min(num_episodes, len(dataset))
@@ -84,6 +87,8 @@ class TransitionStore:
         self.actions = np.concatenate(actions)
         self.rewards = np.concatenate(rewards)
         self.terminal = np.concatenate(terminal)
+        if truncation == "terminal":  # every episode's outcome is final: its last row earns nothing more
+            self.terminal[np.asarray(starts) + np.asarray(lengths) - 1] = True
         self.features = np.concatenate(feats) if feats else None
         self.block_poses = np.concatenate(poses) if poses else None  # [N, blocks, 7], spec order
         self.instructions = instructions

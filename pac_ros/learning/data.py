@@ -5,7 +5,8 @@ is only a next observation (RLDS). discount = γ·(1 − is_terminal[t+1]): a tr
 does not bootstrap, a truncation does (``truncation="terminal"``: no episode end bootstraps,
 for data whose episodes end once their outcome is decided, e.g. ``collect --end-after-attempt``).
 Transitions never cross episodes. With ``n_step`` > 1 a transition carries
-R = Σ_{i<k} γ^i r_{t+i}, the row s_{t+k} and the discount γ^k·(1 − is_terminal[t+k]), k = min(n, rows left in the episode).
+R = Σ_{i<k} γ^i r_{t+i}, the row s_{t+k} and the discount γ^k·(1 − is_terminal[t+k]),
+k = min(n, rows left in the episode).
 
 Images are cached once as uint8 numpy memmaps at the model's resolution, keyed by
 the dataset fingerprint (``<cache_dir>/<fingerprint>-<cam>-<H>x<W>.u8``). Sampling is

@@ -180,3 +180,23 @@ def test_cached_serves_a_result_of_the_same_key_and_redoes_another(tmp_path):
     (work / "stale").write_text("from the older run")
     again = cached(file, "k2", "arm seed 0", logs.append, compute, workdir=work)
     assert again["n"] == 2 and again["key"] == "k2" and not (work / "stale").exists()
+
+
+def test_options_at_their_neutral_value_leave_the_run_key_alone(tmp_path):
+    """An option added after runs were cached keeps their keys valid at the value that does what the
+    code did before it (NEUTRAL_OPTIONS), and changes the key at any other value."""
+    import dataclasses as dc
+
+    from pac_ros.experiment.runs import NEUTRAL_OPTIONS, cache_key, run_key
+
+    cfg = ExperimentConfig.from_dict(_configs(tmp_path))
+    tcfg = cfg.train_config_for("pac", 0)
+    d = tcfg.to_dict()
+    d["run"].pop("progress")
+    for section, options in NEUTRAL_OPTIONS.items():
+        for name in options:
+            del d[section][name]  # the config as it was before these options existed
+    d["eval"] = dc.asdict(cfg.eval)
+    assert run_key(cfg, tcfg) == cache_key(d)
+    tcfg.learner.truncation = "terminal"
+    assert run_key(cfg, tcfg) != cache_key(d)

@@ -116,10 +116,21 @@ def final_metrics(run_dir: Path) -> dict:
     return out
 
 
+# Options added to the training config after runs were first cached, with the value that does what
+# the code did before them: at that value they are left out of a run's key, so those runs stay valid.
+NEUTRAL_OPTIONS = {"learner": {"actor_batch": "same", "priority_every": 250, "truncation": "bootstrap"},
+                   "run": {"locator_from": None}}
+
+
 def run_key(cfg: ExperimentConfig, tcfg: TrainConfig) -> str:
-    """The key of a training run: its whole config (less the progress bar) and the evaluation."""
+    """The key of a training run: its whole config (less the progress bar and options at their
+    neutral value) and the evaluation."""
     d = tcfg.to_dict()
     d["run"].pop("progress", None)
+    for section, options in NEUTRAL_OPTIONS.items():
+        for name, neutral in options.items():
+            if d[section].get(name, neutral) == neutral:
+                d[section].pop(name, None)
     d["eval"] = dataclasses.asdict(cfg.eval)
     return cache_key(d)
 

@@ -134,8 +134,12 @@ def main() -> int:
                       f"linear to {learner.get('alpha_final')} over {learner.get('alpha_decay_steps')} steps")
     alpha_line += f"; α at the last step {final_alpha:g}" + (" (pure behaviour cloning)" if final_alpha == 1.0 else "")
     if learner.get("improvement_actions") == "data":
-        alpha_line += (f"; improvement on the data's own actions, {learner.get('data_weighting')} weighting "
-                       "(docs/results.md)")
+        drawn = (", the improvement batch drawn ∝ exp(Q/η) over the data" if learner.get("actor_batch") == "value"
+                 else "")
+        alpha_line += (f"; improvement on the data's own actions, {learner.get('data_weighting')} weighting{drawn} "
+                       "(docs/method.md, docs/results_baselines.md)")
+    if learner.get("truncation") == "terminal":
+        alpha_line += "; no episode end bootstraps (truncation: terminal)"
     data_lines = [f"- dataset fingerprint `{meta.get('dataset_fingerprint')}`"]
     try:
         ds = Dataset(data.get("root"))
@@ -170,6 +174,9 @@ def main() -> int:
         stem_line = (f"\n- keypoint stem pretrained {stem['steps']} steps to locate the blocks, then frozen: "
                      f"held-out block error mean {stem['heldout_error_mm']:.1f} mm, "
                      f"p95 {stem['heldout_p95_mm']:.1f} mm ({stem['heldout_rows']} rows)")
+    elif run.get("locator_from"):
+        stem_line = (f"\n- block locator from `{run['locator_from']}` (run.locator_from), frozen; the rest "
+                     "trained from scratch")
     else:
         stem_line = ""
     origin = (f"fine-tuned from `{run.get('init_from')}` (weights; fresh optimiser)" if run.get("init_from")

@@ -200,3 +200,18 @@ def test_options_at_their_neutral_value_leave_the_run_key_alone(tmp_path):
     assert run_key(cfg, tcfg) == cache_key(d)
     tcfg.learner.truncation = "terminal"
     assert run_key(cfg, tcfg) != cache_key(d)
+
+
+@pytest.mark.parametrize("name", ["experiment.yaml", "experiment_baselines.yaml", "experiment_pixels.yaml"])
+def test_the_shipped_experiment_configs_load(name):
+    """Every arm's training config builds; a locator taken from another checkpoint is one we ship."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = ExperimentConfig.load(root / "config" / name)
+    for arm in cfg.arms:
+        tcfg = cfg.train_config_for(arm, cfg.seeds_of(arm)[0])
+        if tcfg.run.locator_from:
+            assert (root / tcfg.run.locator_from / "model.safetensors").is_file()
+    if cfg.improve.rounds:
+        assert cfg.improve.arm in cfg.arms

@@ -33,7 +33,9 @@ run: {log_every: 1, checkpoint_every: 100, threads: 1}
 
 @pytest.mark.slow
 def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
-    cfg = ExperimentConfig.from_dict(_configs(tmp_path, rounds=1))
+    d = _configs(tmp_path, rounds=1)
+    d["eval"].update(decodings=["greedy"], decoding_arms=["pac"])
+    cfg = ExperimentConfig.from_dict(d)
     logs = []
     report = tmp_path / "docs" / "results.md"
     res = run_experiment(cfg, log=logs.append, report=report)
@@ -60,6 +62,7 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     assert [e["metadata"]["decoding"] for e in own.episodes] == ["sample", "sample"]
     md = report.read_text()
     assert "| bc |" in md and "| pac |" in md and "| d3rlpy iql |" in md and "Self-improvement" in md
+    assert saved["decodings"]["pac"]["greedy"]["episodes"] == 4 and "| pac | greedy |" in md
     assert res["data"]["fingerprint"] in md
     assert "](results_figures/success_bar.png)" in md  # figures copied next to the report
     assert (tmp_path / "docs" / "results_figures" / "success_bar.png").is_file()
@@ -69,7 +72,8 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     again = run_experiment(cfg, log=logs.append, jobs=2)
     err = capfd.readouterr().err
     assert err.count(": cached") == 4 and "training" not in err
-    assert sum("cached" in m for m in logs) == 4 and not any("training" in m for m in logs)  # peers, rounds 0-1
+    # the peers, the greedy evaluations of pac's two seeds, rounds 0-1
+    assert sum("cached" in m for m in logs) == 6 and not any("training" in m for m in logs)
     assert again["arms"] == saved["arms"]
     # one more round runs only that round
     logs.clear()
@@ -101,6 +105,8 @@ def test_experiment_config_errors(tmp_path):
     with_run = ExperimentConfig.from_dict({**d, "run": {"log_every": 7}})
     assert with_run.train_config_for("bc", 1).run.log_every == 7
     assert with_run.train_config_for("bc", 1).run.seed == 1
+    with pytest.raises(ConfigError, match="decoding_arms"):
+        ExperimentConfig.from_dict({**d, "eval": {**d["eval"], "decodings": ["greedy"], "decoding_arms": ["nope"]}})
     with pytest.raises(ConfigError, match="improve.decoding must be one of"):
         ExperimentConfig.from_dict({**d, "improve": {**d["improve"], "decoding": "explore"}})
     with pytest.raises(ConfigError, match="data must be one of"):
@@ -153,13 +159,21 @@ def test_cache_keys_are_those_of_results_written_before(tmp_path):
 
     cfg = ExperimentConfig.from_dict(_configs(tmp_path))
     tcfg = cfg.train_config_for("pac", 0)
+    from pac_ros.experiment.runs import NEUTRAL_OPTIONS
+
     d = tcfg.to_dict()
     d["run"].pop("progress")
+    for section, options in NEUTRAL_OPTIONS.items():  # the config as it was before these options existed
+        for name in options:
+            del d[section][name]
     d["eval"] = dataclasses.asdict(cfg.eval)
+    del d["eval"]["decodings"], d["eval"]["decoding_arms"]  # the report's, not the run's
     assert run_key(cfg, tcfg) == sha16(json.dumps(d, sort_keys=True))
     recipe = {"episodes": 2, "steps": 2}
     key = run_key(cfg, tcfg)
     assert cache_key(recipe, within=key) == sha16(key + json.dumps(recipe, sort_keys=True))
+    tcfg.learner.truncation = "terminal"  # an added option away from its neutral value does change the key
+    assert run_key(cfg, tcfg) != key
 
 
 def test_cached_serves_a_result_of_the_same_key_and_redoes_another(tmp_path):
@@ -180,26 +194,6 @@ def test_cached_serves_a_result_of_the_same_key_and_redoes_another(tmp_path):
     (work / "stale").write_text("from the older run")
     again = cached(file, "k2", "arm seed 0", logs.append, compute, workdir=work)
     assert again["n"] == 2 and again["key"] == "k2" and not (work / "stale").exists()
-
-
-def test_options_at_their_neutral_value_leave_the_run_key_alone(tmp_path):
-    """An option added after runs were cached keeps their keys valid at the value that does what the
-    code did before it (NEUTRAL_OPTIONS), and changes the key at any other value."""
-    import dataclasses as dc
-
-    from pac_ros.experiment.runs import NEUTRAL_OPTIONS, cache_key, run_key
-
-    cfg = ExperimentConfig.from_dict(_configs(tmp_path))
-    tcfg = cfg.train_config_for("pac", 0)
-    d = tcfg.to_dict()
-    d["run"].pop("progress")
-    for section, options in NEUTRAL_OPTIONS.items():
-        for name in options:
-            del d[section][name]  # the config as it was before these options existed
-    d["eval"] = dc.asdict(cfg.eval)
-    assert run_key(cfg, tcfg) == cache_key(d)
-    tcfg.learner.truncation = "terminal"
-    assert run_key(cfg, tcfg) != cache_key(d)
 
 
 @pytest.mark.parametrize("name", ["experiment.yaml", "experiment_baselines.yaml", "experiment_pixels.yaml"])

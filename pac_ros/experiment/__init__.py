@@ -22,6 +22,7 @@ from pac_ros.experiment.runs import (
     Log,
     cache_key,
     cached,
+    compare_decodings,
     describe_dataset,
     ensure_dataset,
     pool,
@@ -30,9 +31,10 @@ from pac_ros.experiment.runs import (
     run_peer,
 )
 
-__all__ = ["DataSection", "EvalSection", "ExperimentConfig", "ImproveSection", "PeersSection", "cache_key",
-           "cached", "critic_calibration", "describe_dataset", "ensure_dataset", "improve", "plot_results", "pool",
-           "record_own", "render_markdown", "run_arms", "run_experiment", "run_one", "run_peer", "write_report"]
+__all__ = ["DataSection", "EvalSection", "ExperimentConfig", "ImproveSection", "PeersSection", "cache_key", "cached",
+           "compare_decodings", "critic_calibration", "describe_dataset", "ensure_dataset", "improve",
+           "plot_results", "pool", "record_own", "render_markdown", "run_arms", "run_experiment", "run_one",
+           "run_peer", "write_report"]
 
 
 def run_experiment(cfg: ExperimentConfig, log: Log = print, report: str | Path | None = None,
@@ -54,9 +56,10 @@ def run_experiment(cfg: ExperimentConfig, log: Log = print, report: str | Path |
     diagnostics = {arm: critic_calibration(rs[0]["checkpoint"], cfg.data.root,
                                            cfg.train_config_for(arm, rs[0]["seed"]).learner.gamma)
                    for arm, rs in runs.items()}
+    decodings = compare_decodings(cfg, runs, log)
     rounds = improve(cfg, runs[cfg.improve.arm][0], log) if cfg.improve.rounds else []
     results = {"config": cfg.to_dict(), "data": data, "arms": arms, "peers": peers, "runs": runs,
-               "diagnostics": diagnostics,
+               "diagnostics": diagnostics, "decodings": decodings,
                "improve": rounds, "wall_s": time.perf_counter() - t0, "commands": [command]}
     written = write_report(results, out, report)
     log("results: " + ", ".join(str(f) for f in written))

@@ -29,6 +29,9 @@ class EvalSection:
     decoding: str = "greedy"
     curve_every: int = 0  # > 0: also evaluate checkpoints every this many steps (learning curves)
     curve_episodes: int = 20
+    # these arms' final checkpoints also evaluated with these decodings (same episodes, every seed)
+    decodings: list = field(default_factory=list)
+    decoding_arms: list = field(default_factory=list)
 
 
 @dataclass
@@ -96,9 +99,13 @@ class ExperimentConfig:
             raise ConfigError(f"{where}: improve.arm {cfg.improve.arm!r} is not an arm ({sorted(cfg.arms)})")
         from pac_ros.policy import DECODING
 
-        for key, decoding in (("eval.decoding", cfg.eval.decoding), ("improve.decoding", cfg.improve.decoding)):
+        for key, decoding in (("eval.decoding", cfg.eval.decoding), ("improve.decoding", cfg.improve.decoding),
+                              *(("eval.decodings", d) for d in cfg.eval.decodings)):
             if decoding and decoding not in DECODING:
                 raise ConfigError(f"{where}: {key} must be one of {list(DECODING)}, got {decoding!r}")
+        unknown_arms = sorted(set(cfg.eval.decoding_arms) - set(cfg.arms))
+        if unknown_arms:
+            raise ConfigError(f"{where}: eval.decoding_arms {unknown_arms} are not arms ({sorted(cfg.arms)})")
         if cfg.improve.eval_episodes < 0:
             raise ConfigError(f"{where}: improve.eval_episodes must be >= 0")
         return cfg

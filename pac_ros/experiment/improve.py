@@ -7,7 +7,15 @@ import time
 from pathlib import Path
 
 from pac_ros.experiment.config import ExperimentConfig
-from pac_ros.experiment.runs import Log, cache_key, cached, describe_dataset, evaluate_checkpoint, run_key
+from pac_ros.experiment.runs import (
+    Log,
+    cache_key,
+    cached,
+    describe_dataset,
+    evaluate_checkpoint,
+    evaluation_key,
+    run_key,
+)
 from pac_ros.seeds import ROUND_SEED_STRIDE
 
 
@@ -26,7 +34,7 @@ def improve(cfg: ExperimentConfig, start: dict, log: Log) -> list[dict]:
             log(f"improve round 0: success {result['success_rate']:.1%} ({result['successes']}/{result['episodes']})")
             return {"final": result}
 
-        key = cache_key(dataclasses.asdict(ev), within=start.get("key", start["checkpoint"]))
+        key = cache_key(evaluation_key(ev), within=start.get("key", start["checkpoint"]))
         first = cached(Path(cfg.out_dir) / "improve" / "round_0" / "result.json", key, "improve round 0", log,
                        evaluate_start)["final"]
     rounds = [{"round": 0, "checkpoint": start["checkpoint"], "final": first,

@@ -171,6 +171,20 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
         lines.append(f"| {a} | {d['mean_q']:.3f} | {d['mean_return']:.3f} | {d['correlation']:.2f} | "
                      f"{d.get('q_success', float('nan')):.3f} | {d.get('q_failure', float('nan')):.3f} | "
                      f"{d['policy_entropy']:.2f} | {tm.get('critic_loss', float('nan')):.3f} | {ess:.2f} |")
+    if results.get("decodings"):
+        ev = cfg["eval"]
+        lines += ["", "## Decoding", "",
+                  f"The same checkpoints and episodes (seeds {ev['seed']}..{ev['seed'] + ev['episodes'] - 1}), "
+                  "decoded otherwise: greedy takes each dimension's most likely bin, mean the expectation over "
+                  "the bins, q_filter lets the critic pick among the greedy action and samples.", "",
+                  "| arm | decoding | success | 95% CI | per seed | mean over seeds (95% t) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for a, by in results["decodings"].items():
+            for d, s in {ev["decoding"]: results["arms"][a], **by}.items():
+                lines.append(f"| {a} | {d} | {_pct(s['success_rate'])} ({s['successes']}/{s['episodes']}) | "
+                             f"{_pct(s['ci_low'])} - {_pct(s['ci_high'])} | "
+                             f"{', '.join(_pct(x) for x in s['per_seed'])} | {_pct(s['seed_mean'])} "
+                             f"({_pct(max(0.0, s['seed_t_low']))} - {_pct(min(1.0, s['seed_t_high']))}) |")
     if results["improve"]:
         imp = cfg["improve"]
         deployed = "through the node graph: bridge + policy node + recorder" if imp["through_ros"] else "in-process"

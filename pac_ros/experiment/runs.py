@@ -122,6 +122,14 @@ NEUTRAL_OPTIONS = {"learner": {"actor_batch": "same", "priority_every": 250, "tr
                    "run": {"locator_from": None}}
 
 
+def evaluation_key(ev) -> dict:
+    """What decides an evaluation's result: the eval section less the report's extra decodings."""
+    d = dataclasses.asdict(ev)
+    for name in ("decodings", "decoding_arms"):
+        d.pop(name, None)
+    return d
+
+
 def run_key(cfg: ExperimentConfig, tcfg: TrainConfig) -> str:
     """The key of a training run: its whole config (less the progress bar and options at their
     neutral value) and the evaluation."""
@@ -131,7 +139,7 @@ def run_key(cfg: ExperimentConfig, tcfg: TrainConfig) -> str:
         for name, neutral in options.items():
             if d[section].get(name, neutral) == neutral:
                 d[section].pop(name, None)
-    d["eval"] = dataclasses.asdict(cfg.eval)
+    d["eval"] = evaluation_key(cfg.eval)
     return cache_key(d)
 
 
@@ -206,9 +214,29 @@ def run_peer(cfg: ExperimentConfig, algo: str, seed: int, log: Log) -> dict:
             f"train {r['train_s']:.0f} s")
         return {"arm": f"d3rlpy {algo}", "seed": seed, "train_s": r["train_s"], "final": r}
 
-    key = cache_key([dataclasses.asdict(cfg.peers), dataclasses.asdict(cfg.eval), cfg.data.root, cfg.model])
+    key = cache_key([dataclasses.asdict(cfg.peers), evaluation_key(cfg.eval), cfg.data.root, cfg.model])
     file = Path(cfg.out_dir) / "peers" / f"{algo.replace('+', '_')}_s{seed}.json"
     return cached(file, key, f"peer {algo} seed {seed}", log, compute)
+
+
+def compare_decodings(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
+    """{arm: {decoding: pool}}: the final checkpoints of ``eval.decoding_arms`` evaluated with each of
+    ``eval.decodings`` on the eval section's episodes and seeds, each cached next to its run."""
+    out: dict = {}
+    for arm in cfg.eval.decoding_arms:
+        for decoding in cfg.eval.decodings:
+            ev = dataclasses.replace(cfg.eval, decoding=decoding)
+            results = []
+            for r in runs[arm]:
+                ckpt = Path(r["checkpoint"])
+                key = cache_key(evaluation_key(ev), within=r["key"])
+                def evaluate(ckpt: Path = ckpt, ev: EvalSection = ev) -> dict:
+                    return {"final": evaluate_checkpoint(ckpt, ev, ev.episodes), "train_s": 0.0}
+
+                file = Path(cfg.out_dir) / "runs" / f"{arm}_s{r['seed']}" / f"decoding_{decoding}.json"
+                results.append(cached(file, key, f"{arm} seed {r['seed']} {decoding} decoding", log, evaluate))
+            out.setdefault(arm, {})[decoding] = pool(results)
+    return out
 
 
 def pool(results: list[dict]) -> dict:

@@ -171,8 +171,8 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
         lines.append(f"| {a} | {d['mean_q']:.3f} | {d['mean_return']:.3f} | {d['correlation']:.2f} | "
                      f"{d.get('q_success', float('nan')):.3f} | {d.get('q_failure', float('nan')):.3f} | "
                      f"{d['policy_entropy']:.2f} | {tm.get('critic_loss', float('nan')):.3f} | {ess:.2f} |")
+    ev = cfg["eval"]
     if results.get("decodings"):
-        ev = cfg["eval"]
         lines += ["", "## Decoding", "",
                   f"The same checkpoints and episodes (seeds {ev['seed']}..{ev['seed'] + ev['episodes'] - 1}), "
                   "decoded otherwise: greedy takes each dimension's most likely bin, mean the expectation over "
@@ -190,8 +190,11 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
         deployed = "through the node graph: bridge + policy node + recorder" if imp["through_ros"] else "in-process"
         lines += ["", "## Self-improvement", "",
                   f"Each round deploys the last checkpoint ({deployed}), "
-                  f"records {imp['episodes']} of its own episodes, adds them to the data and fine-tunes "
-                  f"{imp['steps']} steps (learner overrides `{imp['learner']}`).", "",
+                  f"records {imp['episodes']} of its own episodes ({imp.get('decoding') or ev['decoding']} "
+                  f"decoding), adds them to the data and fine-tunes {imp['steps']} steps (learner overrides "
+                  f"`{imp['learner']}`). Every round, round 0 included, is evaluated on "
+                  f"{imp.get('eval_episodes') or ev['episodes']} episodes from seed "
+                  f"{ev['seed'] if imp.get('eval_seed') is None else imp['eval_seed']}.", "",
                   "| round | success | 95% CI | own episodes' success | dataset episodes |",
                   "| --- | --- | --- | --- | --- |"]
         for r in results["improve"]:

@@ -252,7 +252,7 @@ seeds ({args.seed}..{args.seed + args.episodes - 1}) chose nothing.
 | --- | --- | --- | --- |
 {rows}
 
-- mean over runs **{mean:.1%}**, 95% t-interval over runs {lo:.1%} - {hi:.1%}
+- mean over runs **{mean:.1%}**, 95% t-interval over runs {max(0.0, lo):.1%} - {min(1.0, hi):.1%} (within [0, 1])
 - pooled {wins}/{n} = {wins / n:.1%} (95% Wilson {plo:.1%} - {phi:.1%})
 """
 
@@ -277,7 +277,7 @@ def robustness_section(robust, args) -> str:
 def limits_text(model_config: dict) -> str:
     common = ("What makes the task learnable from the scripted demonstrations: `docs/learnability.md`; PAC "
               "against BC on sub-optimal data, and self-improvement from the policy's own recordings: "
-              "`docs/results.md`.")
+              "`docs/results_baselines.md`.")
     task = (" With `task` control it needs the arm's kinematic model (the MJCF in `models/`) for its IK."
             if model_config.get("control") == "task" else "")
     locator = (" Its block locator takes the cameras' poses from the same MJCF: put the calibrated cameras there "

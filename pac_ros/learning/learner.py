@@ -222,12 +222,12 @@ class Learner:
         tgt = self.target
         out = np.empty(len(store.index), np.float32)
         for s in range(0, len(store.index), chunk):
-            idx = np.arange(s, min(s + chunk, len(store.index)))
-            b = self.to_device(store.batch(idx))  # rows come back sorted by their position in the data
+            rows = store.index[s:s + chunk]
+            obs = obs_to(store.obs(rows), self.device)
+            action = torch.from_numpy(store.actions[rows]).to(self.device).float()
             with self._autocast():
-                q_logits = tgt.q_logits(tgt.encode(b["obs"]), b["action"].float()[:, None])[:, 0]
-            q = (q_logits.float().softmax(-1) * tgt.value_support).sum(-1)
-            out[idx[np.argsort(store.index[idx], kind="stable")]] = q.cpu().numpy()
+                q_logits = tgt.q_logits(tgt.encode(obs), action[:, None])[:, 0]
+            out[s:s + len(rows)] = (q_logits.float().softmax(-1) * tgt.value_support).sum(-1).cpu().numpy()
         return out
 
     def _allreduce_grads(self) -> None:

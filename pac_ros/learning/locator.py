@@ -232,7 +232,7 @@ def load_locator(model, path, log=print) -> None:
 
     if model.locator is None:
         raise CheckpointError(f"locator_from {path}: this model has no locator (image_stem: locator)")
-    meta, weights = load_model_state(path)
+    _, weights = load_model_state(path)
     own = {k[len("locator."):]: v for k, v in weights.items() if k.startswith("locator.")}
     if not own:
         raise CheckpointError(f"locator_from {path}: that checkpoint has no locator")
@@ -241,4 +241,3 @@ def load_locator(model, path, log=print) -> None:
     except RuntimeError as exc:  # other cameras, blocks or channels
         raise CheckpointError(f"locator_from {path}: its locator does not fit this model's: {exc}") from exc
     log(f"locator from {path} (held-out pixel noise {model.locator.pixel_stds()})")
-

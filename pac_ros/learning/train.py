@@ -96,14 +96,15 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
         robot = Spec.load(cfg.data.spec) if cfg.data.spec else None
         dataset = Dataset(cfg.data.root, spec=robot)
     model_cfg = cfg.model_config()
-    store = TransitionStore(dataset, model_cfg, cfg.learner.gamma, cfg.data.cache_dir, cfg.data.num_episodes, log=log,
-                            n_step=cfg.learner.n_step, truncation=cfg.learner.truncation) if main_proc else None
+    def load_store() -> TransitionStore:
+        return TransitionStore(dataset, model_cfg, cfg.learner.gamma, cfg.data.cache_dir, cfg.data.num_episodes,
+                               log=log, n_step=cfg.learner.n_step, truncation=cfg.learner.truncation)
+
+    store = load_store() if main_proc else None
     if world > 1:  # rank 0 builds the image cache first, the others then open it
         dist.barrier()
         if not main_proc:
-            store = TransitionStore(dataset, model_cfg, cfg.learner.gamma, cfg.data.cache_dir,
-                                    cfg.data.num_episodes, log=log, n_step=cfg.learner.n_step,
-                                    truncation=cfg.learner.truncation)
+            store = load_store()
     log(f"data: {json.dumps(store.stats())}")
 
     torch.manual_seed(run.seed)

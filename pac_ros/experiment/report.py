@@ -10,6 +10,8 @@ from typing import Mapping
 
 import numpy as np
 
+from pac_ros.experiment.config import EvalSection, ImproveSection
+
 
 def write_report(results: dict, out: Path, report: str | Path | None = None) -> list[Path]:
     """``results.json``, ``results.md`` and the charts in ``out``; with ``report``, also that Markdown file,
@@ -85,6 +87,13 @@ def plot_results(results: dict, out: Path) -> dict[str, Path]:
     return figs
 
 
+def _over_seeds(s: dict) -> str:
+    """The mean over training seeds with its t-interval, shown within [0, 1]; "-" for one seed."""
+    if len(s["per_seed"]) < 2 or "seed_mean" not in s:
+        return "-"
+    return f"{_pct(s['seed_mean'])} ({_pct(max(0.0, s['seed_t_low']))} - {_pct(min(1.0, s['seed_t_high']))})"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -124,8 +133,7 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
              "mean length | train s/run |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for a, s in arms.items():
-        seeds = (f"{_pct(s['seed_mean'])} ({_pct(max(0.0, s['seed_t_low']))} - {_pct(min(1.0, s['seed_t_high']))})"
-                 if len(s["per_seed"]) > 1 and "seed_mean" in s else "-")
+        seeds = _over_seeds(s)
         lines.append(f"| {a} | `{cfg['arms'][a]}` | {_pct(s['success_rate'])} ({s['successes']}/{s['episodes']}) | "
                      f"{_pct(s['ci_low'])} - {_pct(s['ci_high'])} | "
                      f"{', '.join(_pct(p) for p in s['per_seed'])} | {seeds} | {s['mean_return']:.3f} | "
@@ -183,18 +191,17 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
             for d, s in {ev["decoding"]: results["arms"][a], **by}.items():
                 lines.append(f"| {a} | {d} | {_pct(s['success_rate'])} ({s['successes']}/{s['episodes']}) | "
                              f"{_pct(s['ci_low'])} - {_pct(s['ci_high'])} | "
-                             f"{', '.join(_pct(x) for x in s['per_seed'])} | {_pct(s['seed_mean'])} "
-                             f"({_pct(max(0.0, s['seed_t_low']))} - {_pct(min(1.0, s['seed_t_high']))}) |")
+                             f"{', '.join(_pct(x) for x in s['per_seed'])} | {_over_seeds(s)} |")
     if results["improve"]:
         imp = cfg["improve"]
+        rounds_ev = ImproveSection(**imp).evaluation(EvalSection(**ev))
         deployed = "through the node graph: bridge + policy node + recorder" if imp["through_ros"] else "in-process"
         lines += ["", "## Self-improvement", "",
                   f"Each round deploys the last checkpoint ({deployed}), "
                   f"records {imp['episodes']} of its own episodes ({imp.get('decoding') or ev['decoding']} "
                   f"decoding), adds them to the data and fine-tunes {imp['steps']} steps (learner overrides "
                   f"`{imp['learner']}`). Every round, round 0 included, is evaluated on "
-                  f"{imp.get('eval_episodes') or ev['episodes']} episodes from seed "
-                  f"{ev['seed'] if imp.get('eval_seed') is None else imp['eval_seed']}.", "",
+                  f"{rounds_ev.episodes} episodes from seed {rounds_ev.seed}.", "",
                   "| round | success | 95% CI | own episodes' success | dataset episodes |",
                   "| --- | --- | --- | --- | --- |"]
         for r in results["improve"]:

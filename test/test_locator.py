@@ -205,8 +205,9 @@ def test_training_a_locator_model_then_acting_from_images_alone(collected, tmp_p
         env.close()
 
 
-def test_fine_tuning_with_init_from_trains_the_loaded_locator_further(collected, tmp_path):
-    """A DAgger round: init_from the previous model, the locator fine-tuned on the new data."""
+def _train_after(collected, tmp_path, stem_steps: int, run_extra: str):
+    """A locator run (10 locator steps), then a second run on the same data whose run section adds
+    ``run_extra``: the final weights of both."""
     from safetensors.torch import load_file
 
     from pac_ros.cli import main
@@ -214,12 +215,16 @@ def test_fine_tuning_with_init_from_trains_the_loaded_locator_further(collected,
     first = tmp_path / "first.yaml"
     first.write_text(_locator_yaml(collected, tmp_path / "a", stem_steps=10))
     assert main(["train", "--config", str(first)]) == 0
-    before = load_file(str(tmp_path / "a/run/checkpoints/step_00000004/model.safetensors"))
     second = tmp_path / "second.yaml"
-    second.write_text(_locator_yaml(collected, tmp_path / "b", stem_steps=5).replace(
-        "progress: false", f"progress: false, init_from: {tmp_path / 'a/run'}"))
+    second.write_text(_locator_yaml(collected, tmp_path / "b", stem_steps=stem_steps).replace(
+        "progress: false", f"progress: false, {run_extra}"))
     assert main(["train", "--config", str(second)]) == 0
-    after = load_file(str(tmp_path / "b/run/checkpoints/step_00000004/model.safetensors"))
+    return tuple(load_file(str(tmp_path / f"{d}/run/checkpoints/step_00000004/model.safetensors")) for d in "ab")
+
+
+def test_fine_tuning_with_init_from_trains_the_loaded_locator_further(collected, tmp_path):
+    """A DAgger round: init_from the previous model, the locator fine-tuned on the new data."""
+    before, after = _train_after(collected, tmp_path, 5, f"init_from: {tmp_path / 'a/run'}")
     assert json.loads((tmp_path / "b/run/stem_pretraining.json").read_text())["steps"] == 5
     assert not torch.equal(before["locator.stem.weight"], after["locator.stem.weight"])
 
@@ -227,24 +232,26 @@ def test_fine_tuning_with_init_from_trains_the_loaded_locator_further(collected,
 def test_locator_from_reuses_another_runs_locator_and_trains_the_rest_afresh(collected, tmp_path):
     """run.locator_from: the locator (weights and pixel noise) of another checkpoint, frozen with
     stem_steps 0; the Perceiver and heads start from this run's own seed, not the other's."""
-    from safetensors.torch import load_file
-
-    from pac_ros.cli import main
+    from pac_ros.checkpoint import load_model_state
+    from pac_ros.data import Dataset
     from pac_ros.learning.config import ConfigError, TrainConfig
+    from pac_ros.learning.locator import load_locator
+    from pac_ros.model import PACConfig, PACModel
 
-    first = tmp_path / "first.yaml"
-    first.write_text(_locator_yaml(collected, tmp_path / "a", stem_steps=10))
-    assert main(["train", "--config", str(first)]) == 0
-    source = load_file(str(tmp_path / "a/run/checkpoints/step_00000004/model.safetensors"))
-    second = tmp_path / "second.yaml"
-    second.write_text(_locator_yaml(collected, tmp_path / "b", stem_steps=0).replace(
-        "progress: false", f"progress: false, seed: 7, locator_from: {tmp_path / 'a/run'}"))
-    assert main(["train", "--config", str(second)]) == 0
-    reused = load_file(str(tmp_path / "b/run/checkpoints/step_00000004/model.safetensors"))
+    source, reused = _train_after(collected, tmp_path, 0, f"seed: 7, locator_from: {tmp_path / 'a/run'}")
     locator = [k for k in source if k.startswith("locator.")]
     assert "locator.pixel_std" in locator and all(torch.equal(source[k], reused[k]) for k in locator)
-    others = [k for k in source if not k.startswith("locator.") and source[k].is_floating_point()]
-    assert any(not torch.equal(source[k], reused[k]) for k in others)
+    # at load: the locator is the other run's, everything else this seed's fresh initialisation
+    meta, _ = load_model_state(tmp_path / "a/run")
+    cfg, spec = PACConfig(**meta["model_config"]), Dataset(collected).spec
+    torch.manual_seed(7)
+    fresh = PACModel(cfg, spec).state_dict()
+    torch.manual_seed(7)
+    model = PACModel(cfg, spec)
+    load_locator(model, tmp_path / "a/run", log=lambda *a: None)
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], source[k]) for k in locator)
+    assert all(torch.equal(loaded[k], fresh[k]) for k in loaded if not k.startswith("locator."))
 
     blind = tmp_path / "blind.yaml"  # a model without a locator cannot take one
     blind.write_text(_locator_yaml(collected, tmp_path / "c", stem_steps=0).replace(

@@ -86,6 +86,13 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     cfg.improve.steps = 3
     run_experiment(cfg, log=logs.append)
     assert any("improve round 1: recorded" in m for m in logs) and not any("improve round 1: cached" in m for m in logs)
+    # a budget in proportion to the data: 3 steps × 5/3 episodes, then × 7/3
+    logs.clear()
+    cfg.improve.steps_scale = "data"
+    grown = run_experiment(cfg, log=logs.append, report=report)
+    assert not any("improve round 1: cached" in m for m in logs)
+    assert [r["steps"] for r in grown["improve"][1:]] == [5, 7]
+    assert "| 2 |" in report.read_text() and "× (the round's episodes / the original data's)" in report.read_text()
 
 
 def test_experiment_config_errors(tmp_path):
@@ -111,6 +118,20 @@ def test_experiment_config_errors(tmp_path):
         ExperimentConfig.from_dict({**d, "improve": {**d["improve"], "decoding": "explore"}})
     with pytest.raises(ConfigError, match="data must be one of"):
         ExperimentConfig.from_dict({**d, "arms": {"bc": {"alpha_final": 1.0, "data": "best"}}})
+
+
+def test_improve_budget_fixed_or_in_proportion_to_the_data(tmp_path):
+    from pac_ros.experiment.config import ImproveSection
+    from pac_ros.experiment.improve import round_steps
+
+    fixed = ImproveSection(rounds=3, steps=1000, episodes=100)
+    assert [round_steps(fixed, 300, n) for n in (300, 400, 500)] == [1000, 1000, 1000]
+    grows = ImproveSection(rounds=3, steps=1000, episodes=100, steps_scale="data")
+    # round r trains on 300 + 100·r episodes: 4/3, 5/3, 6/3 of the budget
+    assert [round_steps(grows, 300, n) for n in (300, 400, 500)] == [1333, 1667, 2000]
+    d = _configs(tmp_path)
+    with pytest.raises(ConfigError, match="steps_scale must be fixed or data"):
+        ExperimentConfig.from_dict({**d, "improve": {**d["improve"], "steps_scale": "double"}})
 
 
 def test_an_arm_can_train_on_the_successful_or_the_perfect_episodes_only(tmp_path):

@@ -40,6 +40,8 @@ class ImproveSection:
     arm: str = "pac"  # the arm whose seed-0 checkpoint starts the loop
     episodes: int = 100  # own episodes recorded per round
     steps: int = 1000  # fine-tuning steps per round
+    # fixed: every round fine-tunes `steps`; data: `steps` × (the round's episodes / the original data's)
+    steps_scale: str = "fixed"
     through_ros: bool = True  # record through the node graph (bridge + policy + recorder); else in-process
     learner: dict = field(default_factory=dict)  # learner overrides for fine-tuning
     decoding: str = ""  # how own episodes are recorded, e.g. sample (exploration); "" = eval.decoding
@@ -106,6 +108,8 @@ class ExperimentConfig:
         unknown_arms = sorted(set(cfg.eval.decoding_arms) - set(cfg.arms))
         if unknown_arms:
             raise ConfigError(f"{where}: eval.decoding_arms {unknown_arms} are not arms ({sorted(cfg.arms)})")
+        if cfg.improve.steps_scale not in ("fixed", "data"):
+            raise ConfigError(f"{where}: improve.steps_scale must be fixed or data, not {cfg.improve.steps_scale!r}")
         if cfg.improve.eval_episodes < 0:
             raise ConfigError(f"{where}: improve.eval_episodes must be >= 0")
         return cfg

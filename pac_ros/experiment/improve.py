@@ -42,10 +42,14 @@ def improve(cfg: ExperimentConfig, start: dict, log: Log) -> list[dict]:
     data_root = Path(cfg.data.root)
     # a round's recipe: how it records and fine-tunes, not how many rounds follow (adding rounds keeps these)
     recipe = {k: v for k, v in dataclasses.asdict(imp).items() if k != "rounds"}
+    if imp.steps_scale == "fixed":  # added later: recipes from before it keep their keys
+        recipe.pop("steps_scale")
+    original = len(Dataset(data_root))
     for r in range(1, imp.rounds + 1):
         rdir = Path(cfg.out_dir) / "improve" / f"round_{r}"
         merged = rdir / "data"
-        tcfg = cfg.train_config_for(imp.arm, cfg.seeds[0], steps=imp.steps, learner=imp.learner,
+        steps = round_steps(imp, original, len(Dataset(data_root)))
+        tcfg = cfg.train_config_for(imp.arm, cfg.seeds[0], steps=steps, learner=imp.learner,
                                     root=str(merged), out=str(rdir / "run"))
         tcfg.run.init_from = rounds[-1]["checkpoint"]
         previous, source = rounds[-1], data_root
@@ -69,6 +73,7 @@ def improve(cfg: ExperimentConfig, start: dict, log: Log) -> list[dict]:
                 f"({result['successes']}/{result['episodes']})")
             return {"round": r, "from": previous["checkpoint"], "checkpoint": str(final), "final": result,
                     "own": own_desc, "record_s": record_s, "train_s": train_s,
+                    "steps": steps,
                     "data": describe_dataset(Dataset(merged))}
 
         # the key: the round's training config (with the checkpoint it starts from), then the recipe
@@ -76,6 +81,14 @@ def improve(cfg: ExperimentConfig, start: dict, log: Log) -> list[dict]:
         rounds.append(cached(rdir / "result.json", key, f"improve round {r}", log, compute, workdir=rdir))
         data_root = merged
     return rounds
+
+
+def round_steps(imp, original: int, source: int) -> int:
+    """A round's fine-tuning steps: ``imp.steps``, or with steps_scale data in proportion to the episodes it
+    trains on (``source`` plus its own) against the ``original`` data's."""
+    if imp.steps_scale == "fixed":
+        return imp.steps
+    return max(1, round(imp.steps * (source + imp.episodes) / original))
 
 
 def record_own(checkpoint: str | Path, out: Path, episodes: int, seed: int, through_ros: bool,

@@ -196,19 +196,22 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
         imp = cfg["improve"]
         rounds_ev = ImproveSection(**imp).evaluation(EvalSection(**ev))
         deployed = "through the node graph: bridge + policy node + recorder" if imp["through_ros"] else "in-process"
+        budget = (f"{imp['steps']} steps" if imp.get("steps_scale", "fixed") == "fixed" else
+                  f"{imp['steps']} steps × (the round's episodes / the original data's)")
         lines += ["", "## Self-improvement", "",
                   f"Each round deploys the last checkpoint ({deployed}), "
                   f"records {imp['episodes']} of its own episodes ({imp.get('decoding') or ev['decoding']} "
-                  f"decoding), adds them to the data and fine-tunes {imp['steps']} steps (learner overrides "
+                  f"decoding), adds them to the data and fine-tunes {budget} (learner overrides "
                   f"`{imp['learner']}`). Every round, round 0 included, is evaluated on "
                   f"{rounds_ev.episodes} episodes from seed {rounds_ev.seed}.", "",
-                  "| round | success | 95% CI | own episodes' success | dataset episodes |",
-                  "| --- | --- | --- | --- | --- |"]
+                  "| round | success | 95% CI | own episodes' success | dataset episodes | fine-tuning steps |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for r in results["improve"]:
             f = r["final"]
             own = _pct(r["own"]["success_rate"]) if "own" in r else "-"
+            steps = r.get("steps", imp["steps"]) if r["round"] else "-"
             lines.append(f"| {r['round']} | {_pct(f['success_rate'])} | {_pct(f['success_ci_low'])} - "
-                         f"{_pct(f['success_ci_high'])} | {own} | {r['data']['episodes']} |")
+                         f"{_pct(f['success_ci_high'])} | {own} | {r['data']['episodes']} | {steps} |")
         if "improve" in figures:
             lines += ["", f"![self-improvement]({link(figures['improve'])})"]
     if cfg.get("notes"):

@@ -112,6 +112,9 @@ def test_experiment_config_errors(tmp_path):
     with_run = ExperimentConfig.from_dict({**d, "run": {"log_every": 7}})
     assert with_run.train_config_for("bc", 1).run.log_every == 7
     assert with_run.train_config_for("bc", 1).run.seed == 1
+    longer = ExperimentConfig.from_dict({**d, "arms": {"bc": {"alpha_final": 1.0, "steps": 9}}})
+    assert longer.train_config_for("bc", 0).run.steps == 9 and with_run.train_config_for("bc", 0).run.steps == 4
+    assert longer.train_config_for("bc", 0, steps=2).run.steps == 2  # an improvement round's own budget
     with pytest.raises(ConfigError, match="decoding_arms"):
         ExperimentConfig.from_dict({**d, "eval": {**d["eval"], "decodings": ["greedy"], "decoding_arms": ["nope"]}})
     with pytest.raises(ConfigError, match="improve.decoding must be one of"):

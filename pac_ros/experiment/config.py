@@ -148,13 +148,14 @@ class ExperimentConfig:
         arm_over = dict(self.arms[arm] or {})
         arm_over.pop("seeds", None)
         arm_over.pop("data", None)
+        arm_steps = arm_over.pop("steps", None)  # e.g. a longer-training arm
         if "alpha_final" in arm_over and float(arm_over["alpha_final"]) >= 1.0:  # BC: α=1 throughout
             arm_over.setdefault("alpha_start", 1.0)
         base["learner"] = {**base["learner"], **self.learner, **arm_over, **dict(learner or {})}
         base["data"]["root"] = root or self.data_of(arm)
         base["run"].update(self.run)
         base["run"].update(out_dir=out or str(Path(self.out_dir) / "runs" / f"{arm}_s{seed}"), seed=seed,
-                           steps=steps or self.steps, progress=False, eval_episodes=0,
+                           steps=steps or arm_steps or self.steps, progress=False, eval_episodes=0,
                            threads=self.threads or base["run"].get("threads"))
         if self.eval.curve_every:
             base["run"]["checkpoint_every"] = self.eval.curve_every

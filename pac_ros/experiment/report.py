@@ -123,7 +123,8 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
              + "`; by expert quality: " +
              ", ".join(f"{q} {v['episodes']} eps ({_pct(v['success_rate'])})" for q, v in data["by_quality"].items()),
              "", "## Success over seeded sim episodes", "",
-             f"Each run: {cfg['steps']} training steps, preset from `{cfg['train_config']}` with model overrides "
+             f"Each run: {cfg['steps']} training steps (unless the arm names its own `steps`), "
+             f"preset from `{cfg['train_config']}` with model overrides "
              f"`{cfg['model']}` and learner overrides `{cfg['learner']}`; evaluated on {cfg['eval']['episodes']} "
              f"sim episodes (seeds {cfg['eval']['seed']}..{cfg['eval']['seed'] + cfg['eval']['episodes'] - 1}, "
              f"{cfg['eval']['decoding']} decoding). Pooled over training seeds ({cfg['seeds']} unless the arm "

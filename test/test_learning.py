@@ -545,7 +545,8 @@ def test_data_values_are_the_target_q_of_each_transition_in_store_order(dataset,
     with torch.no_grad():  # a critic that is not flat (its head starts at zero)
         for prm in learner.target.parameters():
             prm.add_(0.3 * torch.randn_like(prm))
-    table = learner.data_values(store, chunk=5)
+    table, none = learner.data_values(store, chunk=5)
+    assert none is None
     for i in (0, 4, 11):
         b = store.batch(np.array([i]))
         with torch.no_grad():
@@ -568,7 +569,7 @@ def test_value_priority_draws_the_transitions_that_succeed(dataset, tmp_path):
     good = np.zeros(len(store), np.float32)
     good[[2, 7]] = 1.0
     calls = []
-    learner.data_values = lambda s: calls.append(1) or good
+    learner.data_values = lambda s: calls.append(1) or (good, None)
     priority = ValuePriority(learner, store, lc)
     b = priority.sample(64, step=0, seed=0, rank=0)
     wanted = store.batch(np.array([2, 7]))["action"]
@@ -580,13 +581,59 @@ def test_value_priority_draws_the_transitions_that_succeed(dataset, tmp_path):
     assert len(calls) == 2  # refreshed at step 0 and after priority_every steps
 
 
-def test_training_with_value_resampled_actor_batches(dataset, tmp_path):
+def test_path_weights_sum_each_episodes_steps_up_to_the_transition(dataset, tmp_path):
+    from pac_ros.learning.data import TransitionStore
+    from pac_ros.learning.train import path_log_weights
+
+    store = TransitionStore(dataset, micro_config(obs_mode="pixels+features", image_size=8), gamma=0.9,
+                            cache_dir=tmp_path / "cache", log=lambda *a: None)
+    step = np.arange(1.0, len(store) + 1)
+    got = path_log_weights(store, step)
+    episode = np.searchsorted(store.episode_starts, store.index, side="right") - 1
+    for i in range(len(store)):
+        same = (episode == episode[i]) & (np.arange(len(store)) <= i)
+        assert got[i] == pytest.approx(step[same].sum())
+    assert len(np.unique(episode)) > 1  # more than one episode, so the restarts were tested
+
+
+def test_path_priority_follows_the_improved_policy_along_each_episode(dataset, tmp_path):
+    """A step π_imp would not take (Q < V) down-weights its transition and every later one of its
+    episode; the steps before it, and a path that keeps Q = V, keep their weight; an advantage
+    early on lifts the whole rest of its path, capped at max_weight."""
+    from pac_ros.learning.data import TransitionStore
+    from pac_ros.learning.train import ValuePriority
+
+    cfg = micro_config(obs_mode="pixels+features", image_size=8)
+    store = TransitionStore(dataset, cfg, gamma=0.9, cache_dir=tmp_path / "cache", log=lambda *a: None)
+    lc = LearnerConfig(amp="none", eta=0.1, actor_batch="path", improvement_actions="data",
+                       data_weighting="advantage", priority_every=10, n_action_samples=3)
+    learner = Learner(PACModel(cfg, store.spec), lc)
+    episode = np.searchsorted(store.episode_starts, store.index, side="right") - 1
+    first, second = (np.flatnonzero(episode == e) for e in np.unique(episode)[:2])
+    q = np.full(len(store), 0.5, np.float32)
+    v = q.copy()
+    q[first[1]] = 0.0  # a bad step in the first episode
+    q[second[0]] = 0.9  # a good first step in the second: e^4 > max_weight 20
+    seen = []
+    learner.data_values = lambda s, baseline_samples, generator: seen.append(baseline_samples) or (q, v)
+    priority = ValuePriority(learner, store, lc)
+    priority.sample(8, step=0, seed=0, rank=0)
+    p = priority.probs / priority.probs.min()
+    assert seen == [3]  # V_η from n_action_samples samples of π_θ'
+    assert p[first[0]] == pytest.approx(np.exp(5.0)) and p[first[1:]] == pytest.approx(1.0)
+    assert p[second] == pytest.approx(20 * np.exp(5.0))
+    with pytest.raises(ValueError, match="actor_batch: path"):
+        LearnerConfig(actor_batch="path", improvement_actions="data", data_weighting="value")
+
+
+@pytest.mark.parametrize("actor_batch,weighting", [("value", "value"), ("path", "advantage")])
+def test_training_with_value_resampled_actor_batches(dataset, tmp_path, actor_batch, weighting):
     from pac_ros.cli import main
 
     cfg = tmp_path / "value.yaml"
     cfg.write_text(open(_train_yaml(tmp_path, dataset.root, "value", 4)).read().replace(
-        "amp: none}", "amp: none, actor_batch: value, improvement_actions: data, data_weighting: value, "
-                      "critic_target: data, priority_every: 2}"))
+        "amp: none}", f"amp: none, actor_batch: {actor_batch}, improvement_actions: data, "
+                      f"data_weighting: {weighting}, critic_target: data, priority_every: 2}}"))
     assert main(["train", "--config", str(cfg)]) == 0
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -43,8 +43,10 @@ class LearnerConfig:
     n_target_samples: int = 1  # a' ~ π_θ'(·|s') per transition for the critic target (ours)
     # with value weighting: the improvement term's own batch, drawn ∝ exp(Q_θ'(s,a)/η) over the whole
     # dataset (value; every transition's Q refreshed each priority_every steps), instead of weighting
-    # the shared uniform batch (same): the same π_imp, estimated from B samples rather than ~ESS·B (ours)
-    actor_batch: Literal["same", "value"] = "same"
+    # the shared uniform batch (same): the same π_imp, estimated from B samples rather than ~ESS·B (ours);
+    # path (with advantage weighting): drawn ∝ the per-state π_imp's importance weight along the episode
+    # up to the transition (ours; learning/train.py ValuePriority)
+    actor_batch: Literal["same", "value", "path"] = "same"
     priority_every: int = 250
     alpha_start: float = 1.0  # α schedule: BC (α=1) -> final α (paper sec. 3)
     alpha_final: float = 0.5
@@ -85,6 +87,9 @@ class LearnerConfig:
         if self.actor_batch == "value" and (self.improvement_actions, self.data_weighting) != ("data", "value"):
             raise ValueError("actor_batch: value resamples the data's actions by exp(Q/η): it needs "
                              "improvement_actions: data and data_weighting: value")
+        if self.actor_batch == "path" and (self.improvement_actions, self.data_weighting) != ("data", "advantage"):
+            raise ValueError("actor_batch: path resamples the data's actions by per-state advantage weights "
+                             "along each episode: it needs improvement_actions: data and data_weighting: advantage")
         if self.priority_every < 1:
             raise ValueError(f"priority_every must be >= 1, got {self.priority_every}")
         if self.n_step < 1:

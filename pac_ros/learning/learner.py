@@ -216,19 +216,28 @@ class Learner:
         return out
 
     @torch.no_grad()
-    def data_values(self, store, chunk: int = 1024) -> np.ndarray:
+    def data_values(self, store, chunk: int = 1024, baseline_samples: int = 0,
+                    generator: torch.Generator | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Q_θ'(s, a) of the data's own action at every transition of ``store`` (the target network's
-        expected return), in the store's transition order."""
+        expected return), in the store's transition order; with ``baseline_samples`` N > 0 also
+        V_η(s) = η·log mean_j exp(Q_θ'(s, a'_j)/η), a'_j ~ π_θ'(·|s) (else None)."""
         tgt = self.target
-        out = np.empty(len(store.index), np.float32)
+        q_out = np.empty(len(store.index), np.float32)
+        v_out = np.empty(len(store.index), np.float32) if baseline_samples else None
+        eta = float(self.log_eta.detach().exp())
         for s in range(0, len(store.index), chunk):
             rows = store.index[s:s + chunk]
             obs = obs_to(store.obs(rows), self.device)
             action = torch.from_numpy(store.actions[rows]).to(self.device).float()
             with self._autocast():
-                q_logits = tgt.q_logits(tgt.encode(obs), action[:, None])[:, 0]
-            out[s:s + len(rows)] = (q_logits.float().softmax(-1) * tgt.value_support).sum(-1).cpu().numpy()
-        return out
+                lat = tgt.encode(obs)
+                q = tgt.q_value(lat, action[:, None])[:, 0]
+                if v_out is not None:
+                    a_s = tgt.sample_actions(tgt.policy_logits(lat), baseline_samples, generator=generator)
+                    lse = torch.logsumexp(tgt.q_value(lat, a_s).float() / eta, -1) - math.log(baseline_samples)
+                    v_out[s:s + len(rows)] = (eta * lse).cpu().numpy()
+            q_out[s:s + len(rows)] = q.float().cpu().numpy()
+        return q_out, v_out
 
     def _allreduce_grads(self) -> None:
         grads = [p.grad for p in [*self.model.parameters(), self.log_eta] if p.grad is not None]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import sys
@@ -197,7 +198,7 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
         bar = tqdm(total=run.steps, initial=start, desc="train", dynamic_ncols=True, file=sys.stderr)
     last = None
     t0, s0 = time.perf_counter(), start
-    priority = ValuePriority(learner, store, cfg.learner) if cfg.learner.actor_batch == "value" else None
+    priority = ValuePriority(learner, store, cfg.learner) if cfg.learner.actor_batch != "same" else None
     for step in range(start, run.steps):
         torch.manual_seed(_step_seed(run.seed, rank, step))  # stateless: exact on resume
         batch = store.sample(cfg.data.batch_size, step, run.seed, rank)
@@ -240,26 +241,52 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
 
 
 class ValuePriority:
-    """The improvement term's batches for actor_batch: value: transitions drawn with probability
-    ∝ exp(Q_θ'(s,a)/η) over the whole dataset, the Q of every transition refreshed every
-    ``priority_every`` steps (and on the first draw after a resume)."""
+    """The improvement term's own batches, drawn from the whole dataset (actor_batch value or path),
+    the table refreshed from the target network every ``priority_every`` steps (and on the first draw
+    after a resume).
 
-    def __init__(self, learner: Learner, store: TransitionStore, cfg) -> None:
-        self.learner, self.store, self.every = learner, store, cfg.priority_every
+    value: each transition ∝ exp(Q_θ'(s,a)/η), across states.
+    path: each transition ∝ Π_{k≤t} exp((Q_θ'(s_k,a_k) − V_η(s_k))/η) over its episode up to it, the
+    product capped at ``max_weight`` (as AWR clips its weights): the per-state improved policy π_imp ∝ π_θ'·exp(Q/η)
+    (data_weighting: advantage) importance-weighted along the path that reaches the state, so the draw
+    follows the states π_imp itself visits. Unlike value, every step of a path keeps its weight:
+    the first steps of a success, where the episode's choice is made and Q is still low, are drawn
+    as often as its last ones, and a path stays down-weighted after a step π_imp would not take."""
+
+    def __init__(self, learner: Learner, store: TransitionStore, cfg, max_weight: float = 20.0) -> None:
+        self.learner, self.store, self.every, self.mode = learner, store, cfg.priority_every, cfg.actor_batch
+        self.samples, self.max_log = cfg.n_action_samples, math.log(max_weight)
         self.probs: np.ndarray | None = None
         self.refreshed = -1
         self.ess = float("nan")  # effective sample size of the draw, as a fraction of the dataset
 
+    def log_weights(self, step: int, seed: int) -> np.ndarray:
+        eta = float(self.learner.log_eta.detach().exp())
+        if self.mode == "value":
+            q, _ = self.learner.data_values(self.store)
+            return q.astype(np.float64) / eta
+        g = torch.Generator(device=self.learner.device).manual_seed(seed * 1_000_003 + step)
+        q, v = self.learner.data_values(self.store, baseline_samples=self.samples, generator=g)
+        return np.minimum(path_log_weights(self.store, (q.astype(np.float64) - v) / eta), self.max_log)
+
     def sample(self, batch_size: int, step: int, seed: int, rank: int) -> dict:
         if self.probs is None or step - self.refreshed >= self.every:
-            q = self.learner.data_values(self.store).astype(np.float64)
-            eta = float(self.learner.log_eta.detach().exp())
-            w = np.exp((q - q.max()) / eta)
+            logw = self.log_weights(step, seed)
+            w = np.exp(logw - logw.max())
             self.probs = w / w.sum()
             self.ess = float(1.0 / (self.probs ** 2).sum() / len(self.probs))
             self.refreshed = step
         rng = np.random.default_rng([seed, rank, step, 1])
         return self.store.batch(rng.choice(len(self.probs), size=batch_size, p=self.probs))
+
+
+def path_log_weights(store: TransitionStore, step_log: np.ndarray) -> np.ndarray:
+    """Σ_{k≤t} step_log[k] over each transition's episode up to and including it (store order)."""
+    episode = np.searchsorted(store.episode_starts, store.index, side="right") - 1
+    first = np.flatnonzero(np.r_[True, np.diff(episode) != 0])
+    total = np.cumsum(step_log)
+    before = total[first] - step_log[first]  # the running sum just before each episode
+    return total - np.repeat(before, np.diff(np.r_[first, len(step_log)]))
 
 
 def set_input_statistics(model: PACModel, dataset, store: TransitionStore, num_episodes: int | None, log) -> None:

@@ -233,3 +233,26 @@ def test_the_shipped_experiment_configs_load(name):
             assert (root / tcfg.run.locator_from / "model.safetensors").is_file()
     if cfg.improve.rounds:
         assert cfg.improve.arm in cfg.arms
+
+
+def test_a_run_another_process_is_making_is_neither_emptied_nor_redone(tmp_path):
+    """Two experiments sharing an out_dir: the second stops with a clear error instead of emptying
+    the first one's run directory (it once deleted a self-improvement round's data mid-round)."""
+    from pac_ros.cli import REPORTED
+    from pac_ros.experiment.runs import RunBusy, cached, held
+
+    run = tmp_path / "runs" / "pac_s0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "step_1").write_text("half-made")
+    with held(run.parent / ".pac_s0.lock", "pac seed 0"):
+        with pytest.raises(RunBusy, match=r"pac seed 0 is being made by another process \(pid \d+"):
+            cached(run / "result.json", "k", "pac seed 0", print, lambda: {"final": {}}, workdir=run)
+    assert (run / "checkpoints" / "step_1").read_text() == "half-made" and isinstance(RunBusy("x"), REPORTED)
+    done = cached(run / "result.json", "k", "pac seed 0", print, lambda: {"final": {"success_rate": 1.0}}, workdir=run)
+    assert done["key"] == "k" and not (run / "checkpoints").exists()  # released: the run is remade
+    from pac_ros.experiment.improve import improve
+
+    cfg = ExperimentConfig.from_dict(_configs(tmp_path, rounds=1))
+    with held(tmp_path / "out" / ".improve.lock", "rounds"):  # the rounds build on each other: held as one
+        with pytest.raises(RunBusy, match="rounds is being made"):
+            improve(cfg, {"checkpoint": "unused", "final": {}}, print)

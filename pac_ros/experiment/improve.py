@@ -14,13 +14,20 @@ from pac_ros.experiment.runs import (
     describe_dataset,
     evaluate_checkpoint,
     evaluation_key,
+    held,
     run_key,
 )
 from pac_ros.seeds import ROUND_SEED_STRIDE
 
 
 def improve(cfg: ExperimentConfig, start: dict, log: Log) -> list[dict]:
-    """Round 0 is ``start`` (a main run's result); then ``cfg.improve.rounds`` rounds, each from the last."""
+    """Round 0 is ``start`` (a main run's result); then ``cfg.improve.rounds`` rounds, each from the last.
+    The rounds are held for this process throughout: each builds on the one before."""
+    with held(Path(cfg.out_dir) / ".improve.lock", f"the self-improvement rounds of {cfg.out_dir}"):
+        return _rounds(cfg, start, log)
+
+
+def _rounds(cfg: ExperimentConfig, start: dict, log: Log) -> list[dict]:
     from pac_ros.data import Dataset
     from pac_ros.data.select import write_selection
     from pac_ros.learning.train import train

@@ -6,16 +6,20 @@ interrupted experiment resumes where it stopped and a changed setting reruns onl
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from pac_ros.errors import PacRosError
 from pac_ros.experiment.config import EvalSection, ExperimentConfig
 from pac_ros.learning.config import TrainConfig
 
@@ -29,21 +33,48 @@ def cache_key(payload: Any, within: str = "") -> str:
     return hashlib.sha256((within + json.dumps(payload, sort_keys=True)).encode()).hexdigest()[:16]
 
 
+class RunBusy(PacRosError, RuntimeError):
+    """Another process is making the same run (two experiments share an output directory)."""
+
+
+@contextmanager
+def held(lock: Path, what: str) -> Iterator[None]:
+    """This process's exclusive claim on ``what`` (an flock on ``lock``) while the block runs: a second
+    experiment sharing the output directory stops at once instead of emptying what this one makes."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            raise RunBusy(f"{what} is being made by another process (pid {holder}, lock {lock}); "
+                          "give each concurrent experiment its own out_dir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
 def cached(file: Path, key: str, label: str, log: Log, compute: Callable[[], dict],
            workdir: Path | None = None) -> dict:
     """The result stored in ``file`` if it was made with ``key``; else ``compute()``'s, stored there with it.
-    ``workdir``, the run's own directory, is emptied before computing so no stale or half-done run mixes in."""
-    if file.is_file():
-        stored = json.loads(file.read_text())
-        if stored.get("key") == key:
-            log(f"{label}: cached ({stored['final']['success_rate']:.1%})")
-            return stored
-    if workdir is not None and workdir.exists():
-        shutil.rmtree(workdir)
-    result = {"key": key, **compute()}
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps(result, indent=1))
-    return result
+    ``workdir``, the run's own directory, is emptied before computing so no stale or half-done run mixes in;
+    it is held (``held``) meanwhile, so another process cannot empty it under this one."""
+    lock = held(workdir.parent / f".{workdir.name}.lock", label) if workdir is not None else nullcontext()
+    with lock:
+        if file.is_file():
+            stored = json.loads(file.read_text())
+            if stored.get("key") == key:
+                log(f"{label}: cached ({stored['final']['success_rate']:.1%})")
+                return stored
+        if workdir is not None and workdir.exists():
+            shutil.rmtree(workdir)
+        result = {"key": key, **compute()}
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(json.dumps(result, indent=1))
+        return result
 
 
 # ---- data ----------------------------------------------------------------------------

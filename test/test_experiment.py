@@ -254,5 +254,5 @@ def test_a_run_another_process_is_making_is_neither_emptied_nor_redone(tmp_path)
 
     cfg = ExperimentConfig.from_dict(_configs(tmp_path, rounds=1))
     with held(tmp_path / "out" / ".improve.lock", "rounds"):  # the rounds build on each other: held as one
-        with pytest.raises(RunBusy, match="rounds is being made"):
+        with pytest.raises(RunBusy, match="the self-improvement rounds of .*out is being made"):
             improve(cfg, {"checkpoint": "unused", "final": {}}, print)

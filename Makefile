@@ -62,7 +62,7 @@ shipped-model: $(STAMP)
 
 # PAC on the sub-optimal data (data/suboptimal, collected if absent) from the cameras: the winning recipe of
 # docs/results_baselines.md on the shipped pixels model's block locator, 2 seeds (docs/results_pixels.md);
-# the best on the selection seeds is shipped, every seed reported on 300000..300199 (~1.5 h on 2 cores).
+# the best on the selection seeds is shipped, every seed reported on 300000..300199 (~2.5 h on 2 cores).
 SUB := outputs/experiment_pixels/runs/pac_gamma1_terminal_resampled_4000steps
 suboptimal-model: $(STAMP)
 	$(VENV)/bin/pac-ros experiment --config config/experiment_pixels.yaml --report docs/results_pixels.md --jobs 2

@@ -381,8 +381,8 @@ def account(out: Path, monitor: Monitor, events: list[dict], ended_sim: float, p
     starts = [ep["start"] for ep in episodes]
     owned: dict[int, list[dict]] = {}
     stray = []
-    for p in parts:
-        k = bisect.bisect_right(starts, p["first"] + lag) - 1
+    for p in parts:  # a joined part starts mid-episode, maybe within lag of the next start
+        k = bisect.bisect_right(starts, p["first"] + (0.0 if p["joined"] else lag)) - 1
         (owned.setdefault(k, []) if k >= 0 else stray).append(p)
 
     def during(ep: dict, times: list[float]) -> bool:
@@ -400,7 +400,7 @@ def account(out: Path, monitor: Monitor, events: list[dict], ended_sim: float, p
                     else "split by the instruction change (one part had no steps)"] += 1
         elif whole:
             outcome["committed whole"] += 1
-        elif any(ep["start"] - lag <= up and down < ep["end"] for down, up in downs):
+        elif any(ep["start"] - lag <= up and down < ep["end"] + lag for down, up in downs):  # killed before its commit
             outcome["lost in flight at a recorder kill"] += 1
             outcome["  of which the tail was committed, joined_in_progress"] += any(p["joined"] for p in mine)
         elif ep["end"] == math.inf or ep["start"] >= ended_sim - 5 * period:

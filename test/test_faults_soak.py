@@ -52,3 +52,29 @@ def test_soak_with_crashes_accounts_for_every_episode(ros, tmp_path):
     assert r["restart_to_first_command_s"][0] is not None and r["restart_to_acting_s"][0] is not None
     assert r["memory"]["mujoco_bridge"]["incarnations"] == 1
     assert r["memory"]["recorder"]["incarnations"] == r["memory"]["policy"]["incarnations"] == 2
+
+
+def test_soak_accounting_of_a_kill_as_an_episode_ends(monkeypatch):
+    """CI's case: the recorder was killed as one episode ended (before its commit) and came back
+    during the next, whose tail it recorded as joined_in_progress. Both are lost in flight."""
+    from types import SimpleNamespace
+
+    import pac_ros.data
+
+    spec = importlib.util.spec_from_file_location("soak_crashes", REPO / "bench" / "soak_crashes.py")
+    soak = importlib.util.module_from_spec(spec)
+    sys.modules["soak_crashes"] = soak
+    spec.loader.exec_module(soak)
+    starts = [0.0, 4.02, 8.26, 10.78, 13.50, 16.12, 18.24]
+    monitor = SimpleNamespace(instructions=[(s, s, "put the red block on the blue block") for s in starts])
+    committed = [(0.12, 4.02, False), (4.14, 8.26, False), (8.38, 10.78, False), (15.62, 16.12, True),
+                 (16.24, 18.24, False)]
+    episodes = [{"start_stamp": a, "end_stamp": b, "success": True, "metadata": {"joined_in_progress": j}}
+                for a, b, j in committed]
+    monkeypatch.setattr(pac_ros.data, "Dataset", lambda root: SimpleNamespace(episodes=episodes))
+    kill = [{"kind": "recorder_kill", "sim_time": 13.50, "ready_sim_time": 15.52}]
+    a = soak.account("unused", monitor, kill, ended_sim=30.0, period=0.1)
+    assert not a["unaccounted"] and not a["stray_committed"]
+    assert a["outcomes"]["lost in flight at a recorder kill"] == 2
+    assert a["outcomes"]["  of which the tail was committed, joined_in_progress"] == 1
+    assert a["outcomes"]["committed whole"] == 4

@@ -19,6 +19,7 @@ from .losses import (
     data_improvement_weights,
     improvement_weights,
     policy_loss,
+    soft_value,
     temperature_dual,
     weight_stats,
 )
@@ -234,8 +235,7 @@ class Learner:
                 q = tgt.q_value(lat, action[:, None])[:, 0]
                 if v_out is not None:
                     a_s = tgt.sample_actions(tgt.policy_logits(lat), baseline_samples, generator=generator)
-                    lse = torch.logsumexp(tgt.q_value(lat, a_s).float() / eta, -1) - math.log(baseline_samples)
-                    v_out[s:s + len(rows)] = (eta * lse).cpu().numpy()
+                    v_out[s:s + len(rows)] = soft_value(tgt.q_value(lat, a_s), eta).cpu().numpy()
             q_out[s:s + len(rows)] = q.float().cpu().numpy()
         return q_out, v_out
 

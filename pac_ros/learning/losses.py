@@ -56,10 +56,15 @@ def data_improvement_weights(q_data: torch.Tensor, q_samples: torch.Tensor, eta:
     if baseline == "value":
         w = ((q - q.max()) / eta).exp()
     else:
-        q_samples = q_samples.detach().float()
-        v = eta * (torch.logsumexp(q_samples / eta, -1) - math.log(q_samples.shape[-1]))
-        w = ((q - v) / eta).clamp(max=math.log(max_weight)).exp()
+        w = ((q - soft_value(q_samples.detach(), eta)) / eta).clamp(max=math.log(max_weight)).exp()
     return w / w.mean().clamp_min(1e-12)
+
+
+def soft_value(q_samples: torch.Tensor, eta: float) -> torch.Tensor:
+    """V_η(s) = η·log mean_j exp(Q(s, a'_j)/η) over the samples' last axis: the log-normaliser of
+    π_imp ∝ π_ref·exp(Q/η), so Q − V_η is the log of π_imp/π_ref at the sampled action."""
+    q = q_samples.float()
+    return eta * (torch.logsumexp(q / eta, -1) - math.log(q.shape[-1]))
 
 
 def policy_loss(logp_data: torch.Tensor, logp_samples: torch.Tensor, weights: torch.Tensor,

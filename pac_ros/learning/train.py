@@ -249,9 +249,9 @@ class ValuePriority:
     path: each transition ∝ Π_{k≤t} exp((Q_θ'(s_k,a_k) − V_η(s_k))/η) over its episode up to it, the
     product capped at ``max_weight`` (as AWR clips its weights): the per-state improved policy π_imp ∝ π_θ'·exp(Q/η)
     (data_weighting: advantage) importance-weighted along the path that reaches the state, so the draw
-    follows the states π_imp itself visits. Unlike value, every step of a path keeps its weight:
-    the first steps of a success, where the episode's choice is made and Q is still low, are drawn
-    as often as its last ones, and a path stays down-weighted after a step π_imp would not take."""
+    follows the states π_imp itself visits. Unlike value, a step's weight does not depend on how high
+    Q already is there: the first steps of a success, where the episode's choice is made and Q is still
+    low, are not drawn less for it, and a path stays down-weighted after a step π_imp would not take."""
 
     def __init__(self, learner: Learner, store: TransitionStore, cfg, max_weight: float = 20.0) -> None:
         self.learner, self.store, self.every, self.mode = learner, store, cfg.priority_every, cfg.actor_batch

@@ -626,7 +626,35 @@ def test_path_priority_follows_the_improved_policy_along_each_episode(dataset, t
         LearnerConfig(actor_batch="path", improvement_actions="data", data_weighting="value")
 
 
-@pytest.mark.parametrize("actor_batch,weighting", [("value", "value"), ("path", "advantage")])
+def test_step_priority_keeps_each_time_steps_share_and_weights_by_value_within_it(dataset, tmp_path):
+    """actor_batch: step: time step t gets n_t / N of the draw whatever its Q (a success's first
+    step, where Q is still low, is not drawn less than its middle ones), split ∝ exp(Q/η) in it."""
+    from pac_ros.learning.data import TransitionStore
+    from pac_ros.learning.train import ValuePriority, episode_time
+
+    cfg = micro_config(obs_mode="pixels+features", image_size=8)
+    store = TransitionStore(dataset, cfg, gamma=0.9, cache_dir=tmp_path / "cache", log=lambda *a: None)
+    lc = LearnerConfig(amp="none", eta=0.1, actor_batch="step", improvement_actions="data",
+                       data_weighting="value", priority_every=10)
+    learner = Learner(PACModel(cfg, store.spec), lc)
+    episode, t = episode_time(store)
+    assert len(np.unique(episode)) > 1 and (t[episode == episode[0]] == np.arange((episode == episode[0]).sum())).all()
+    q = np.where(episode == episode[0], 0.2, 0.0).astype(np.float32)  # the first episode is better everywhere
+    q[t >= 3] += 0.7  # and every episode's later steps are worth more than the first three
+    learner.data_values = lambda s: (q, None)
+    priority = ValuePriority(learner, store, lc)
+    priority.sample(8, step=0, seed=0, rank=0)
+    for step in np.unique(t):
+        at = t == step
+        assert priority.probs[at].sum() == pytest.approx(at.sum() / len(store))
+        if (at & (episode == episode[0])).any() and (at & (episode != episode[0])).any():
+            ratio = priority.probs[at & (episode == episode[0])].max() / priority.probs[at].min()
+            assert ratio == pytest.approx(np.exp(2.0), rel=1e-4)
+    with pytest.raises(ValueError, match="actor_batch: step"):
+        LearnerConfig(actor_batch="step", improvement_actions="data", data_weighting="advantage")
+
+
+@pytest.mark.parametrize("actor_batch,weighting", [("value", "value"), ("step", "value"), ("path", "advantage")])
 def test_training_with_value_resampled_actor_batches(dataset, tmp_path, actor_batch, weighting):
     from pac_ros.cli import main
 

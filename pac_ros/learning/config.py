@@ -45,8 +45,9 @@ class LearnerConfig:
     # dataset (value; every transition's Q refreshed each priority_every steps), instead of weighting
     # the shared uniform batch (same): the same π_imp, estimated from B samples rather than ~ESS·B (ours);
     # path (with advantage weighting): drawn ∝ the per-state π_imp's importance weight along the episode
-    # up to the transition (ours; learning/train.py ValuePriority)
-    actor_batch: Literal["same", "value", "path"] = "same"
+    # up to the transition (ours; learning/train.py ValuePriority); step (with value weighting): ∝ exp(Q/η)
+    # within each episode time step, every time step keeping its share of the data (ours)
+    actor_batch: Literal["same", "value", "step", "path"] = "same"
     priority_every: int = 250
     alpha_start: float = 1.0  # α schedule: BC (α=1) -> final α (paper sec. 3)
     alpha_final: float = 0.5
@@ -84,8 +85,9 @@ class LearnerConfig:
             raise ValueError("eta > 0, 0 < tau <= 1, n_action_samples >= 1, n_target_samples >= 1 required")
         if self.aux_weight < 0 or self.image_shift < 0 or not 0 <= self.image_jitter < 1:
             raise ValueError("aux_weight >= 0, image_shift >= 0 and 0 <= image_jitter < 1 required")
-        if self.actor_batch == "value" and (self.improvement_actions, self.data_weighting) != ("data", "value"):
-            raise ValueError("actor_batch: value resamples the data's actions by exp(Q/η): it needs "
+        if self.actor_batch in ("value", "step") and (self.improvement_actions,
+                                                      self.data_weighting) != ("data", "value"):
+            raise ValueError(f"actor_batch: {self.actor_batch} resamples the data's actions by exp(Q/η): it needs "
                              "improvement_actions: data and data_weighting: value")
         if self.actor_batch == "path" and (self.improvement_actions, self.data_weighting) != ("data", "advantage"):
             raise ValueError("actor_batch: path resamples the data's actions by per-state advantage weights "

@@ -246,6 +246,11 @@ class ValuePriority:
     after a resume).
 
     value: each transition ∝ exp(Q_θ'(s,a)/η), across states.
+    step: each episode time step keeps its share of the data, and within it each transition is drawn
+    ∝ exp(Q_θ'(s,a)/η): the states at one time step (all from the same start distribution) stand in
+    for the state π_imp is normalised over, so a state's draw no longer grows with Z(s) = E[exp(Q/η)].
+    Value weighting drew the first steps of a success, where Q is still low, 0.4-1.4× uniform against
+    4.4× for its middle ones (measured on the 4000-step runs).
     path: each transition ∝ Π_{k≤t} exp((Q_θ'(s_k,a_k) − V_η(s_k))/η) over its episode up to it, the
     product capped at ``max_weight`` (as AWR clips its weights): the per-state improved policy π_imp ∝ π_θ'·exp(Q/η)
     (data_weighting: advantage) importance-weighted along the path that reaches the state, so the draw
@@ -262,9 +267,10 @@ class ValuePriority:
 
     def log_weights(self, step: int, seed: int) -> np.ndarray:
         eta = float(self.learner.log_eta.detach().exp())
-        if self.mode == "value":
+        if self.mode in ("value", "step"):
             q, _ = self.learner.data_values(self.store)
-            return q.astype(np.float64) / eta
+            logw = q.astype(np.float64) / eta
+            return logw if self.mode == "value" else per_step_log_weights(self.store, logw)
         g = torch.Generator(device=self.learner.device).manual_seed(seed * 1_000_003 + step)
         q, v = self.learner.data_values(self.store, baseline_samples=self.samples, generator=g)
         return np.minimum(path_log_weights(self.store, (q.astype(np.float64) - v) / eta), self.max_log)
@@ -280,9 +286,28 @@ class ValuePriority:
         return self.store.batch(rng.choice(len(self.probs), size=batch_size, p=self.probs))
 
 
+def episode_time(store: TransitionStore) -> tuple[np.ndarray, np.ndarray]:
+    """(episode number, time step within it) of every transition, in store order."""
+    episode = np.searchsorted(store.episode_starts, store.index, side="right") - 1
+    return episode, store.index - store.episode_starts[episode]
+
+
+def per_step_log_weights(store: TransitionStore, logw: np.ndarray) -> np.ndarray:
+    """``logw`` normalised within each episode time step t, plus log n_t: the draw gives time step t
+    the share n_t / N of the data has, split ∝ exp(logw) among its transitions."""
+    _, t = episode_time(store)
+    out = np.empty_like(logw, dtype=np.float64)
+    for step in np.unique(t):
+        at = t == step
+        w = logw[at]
+        top = w.max()
+        out[at] = w - (top + np.log(np.exp(w - top).sum())) + np.log(at.sum())
+    return out
+
+
 def path_log_weights(store: TransitionStore, step_log: np.ndarray) -> np.ndarray:
     """Σ_{k≤t} step_log[k] over each transition's episode up to and including it (store order)."""
-    episode = np.searchsorted(store.episode_starts, store.index, side="right") - 1
+    episode, _ = episode_time(store)
     first = np.flatnonzero(np.r_[True, np.diff(episode) != 0])
     total = np.cumsum(step_log)
     before = total[first] - step_log[first]  # the running sum just before each episode

@@ -74,10 +74,6 @@ def make_batch(spec, B=6, seed=0, discount=0.99):
             "next_action": torch.rand(B, spec.action_dim, generator=g) * 2 - 1}
 
 
-def _q_params(model):
-    return [p for n, p in model.named_parameters() if n.startswith(("q_dec", "q_head", "action_embed", "q_query"))]
-
-
 def test_alpha_one_is_exact_bc_and_q_gets_no_policy_gradient():
     learner, spec = make_learner()
     learner.step(make_batch(spec, seed=5))  # move the heads off zero
@@ -90,7 +86,7 @@ def test_alpha_one_is_exact_bc_and_q_gets_no_policy_gradient():
     assert torch.equal(losses["policy"].detach(), bc)
     learner.optimizer.zero_grad(set_to_none=True)
     losses["policy"].backward()
-    assert all(p.grad is None or not p.grad.any() for p in _q_params(m))
+    assert all(p.grad is None or not p.grad.any() for p in m.critic_parameters())
     assert m.policy_head[-1].weight.grad.abs().sum() > 0
     # and the Q decoder does get the critic's gradient
     learner.optimizer.zero_grad(set_to_none=True)
@@ -430,6 +426,28 @@ def test_conservative_term_lowers_policy_sample_values_against_the_data():
     assert gaps[5.0] < gaps[0.0] - 0.02
     with pytest.raises(ValueError, match="conservative"):
         LearnerConfig(conservative=-1.0)
+
+
+def test_critic_off_the_encoder_leaves_what_the_actor_learns_unchanged():
+    """critic_trains_encoder: false: under BC (α = 1) the actor's parameters follow the same path with and
+    without a critic and gap loss; with the shared default they do not."""
+    def actor_after(**kw):
+        learner, spec = make_learner(alpha_final=1.0, alpha_start=1.0, grad_clip=0.05, **kw)
+        torch.manual_seed(3)
+        for i in range(3):
+            learner.step(make_batch(spec, seed=10 + i))
+        critic = {id(p) for p in learner.model.critic_parameters()}
+        return [p.detach().clone() for p in learner.model.parameters() if id(p) not in critic]
+
+    alone = actor_after(beta=0.0, critic_trains_encoder=False)
+    head = actor_after(beta=1.0, conservative=1.0, critic_trains_encoder=False)
+    shared = actor_after(beta=1.0, conservative=1.0)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(alone, head))
+    assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(alone, shared))
+    model = make_learner()[0].model
+    critic = {id(p) for p in model.critic_parameters()}
+    names = {n for n, p in model.named_parameters() if id(p) in critic}
+    assert names and all(n.startswith(("q_dec", "q_head", "action_embed", "q_query")) for n in names)
 
 
 def test_online_improvement_reference_samples_the_policy_being_trained():

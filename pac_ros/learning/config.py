@@ -33,6 +33,9 @@ class LearnerConfig:
     n_action_samples: int = 16  # N samples a'_j ~ π_θ'(·|s) for the improved policy
     # a' at s' in the critic's target: policy (a' ~ π_θ', paper) | data (in-sample)
     critic_target: Literal["policy", "data"] = "policy"
+    # false: the critic's (and gap term's) loss trains only the Q decoder, on the encoder's latents detached,
+    # and each side's gradient is clipped on its own; the actor alone shapes the shared encoder (ours; paper: true)
+    critic_trains_encoder: bool = True
     conservative: float = 0.0  # weight of E[Q(s,a'~π_θ')] − Q(s,a_data) in the loss (CQL-style; ours, 0 = off)
     # π_imp ∝ π_ref·exp(Q/η): target (π_θ', paper) | online (π_θ, ours)
     improvement_reference: Literal["target", "online"] = "target"

@@ -53,6 +53,10 @@ class Learner:
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.target = copy.deepcopy(self.model).requires_grad_(False).eval()
+        critic = {id(p) for p in self.model.critic_parameters()}
+        self.clip_groups = ([[p for p in self.model.parameters() if id(p) not in critic],
+                             self.model.critic_parameters()] if not config.critic_trains_encoder
+                            else [list(self.model.parameters())])
         # weight decay on Linear/Conv weights only (ours)
         mats = {id(mod.weight) for mod in self.model.modules() if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d))}
         decay = [p for p in self.model.parameters() if id(p) in mats]
@@ -113,6 +117,7 @@ class Learner:
         B = action.shape[0]
         with self._autocast():
             lat = m.encode(obs)
+            c_lat = lat if cfg.critic_trains_encoder else lat.detach()  # what the critic's losses reach
             with torch.no_grad():  # θ' encodes s and s' in one pass
                 t_lat, t_next = tgt.encode(cat_obs(obs, next_obs)).split(B)
 
@@ -126,7 +131,7 @@ class Learner:
                 target = categorical_projection(p_next, reward, discount, m.value_support)
                 tz = reward[:, None] + discount[:, None] * m.value_support
                 clipped = (p_next * ((tz > m.value_support[-1]) | (tz < m.value_support[0]))).sum(-1).mean()
-            q_logits = m.q_logits(lat, action[:, None])[:, 0]
+            q_logits = m.q_logits(c_lat, action[:, None])[:, 0]
             l_q = critic_loss(q_logits, target)
 
             # actor: α·BC + (1-α)·KL(π_imp ‖ π_θ), π_imp ∝ π_θ'·exp(Q_θ/η) (sec. 3)
@@ -135,7 +140,7 @@ class Learner:
                 ref = tgt.policy_logits(t_lat) if cfg.improvement_reference == "target" else logits.detach()
                 a_s = m.sample_actions(ref, cfg.n_action_samples)
             # Q of the samples: with gradient only for the conservative term below
-            q_pi = m.q_value(lat, a_s) if cfg.conservative > 0 else None
+            q_pi = m.q_value(c_lat, a_s) if cfg.conservative > 0 else None
             with torch.no_grad():
                 q_s = q_pi.detach() if q_pi is not None else m.q_value(lat, a_s)
             logp_data = m.log_prob(logits, action[:, None])[:, 0]
@@ -203,7 +208,8 @@ class Learner:
         losses["total"].backward()
         if self.distributed:
             self._allreduce_grads()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        norms = torch.stack([torch.nn.utils.clip_grad_norm_(g, self.config.grad_clip) for g in self.clip_groups])
+        grad_norm = norms.norm()
         if self.log_eta.grad is not None and not torch.isfinite(self.log_eta.grad):
             self.log_eta.grad = None
         if torch.isfinite(grad_norm):

@@ -280,6 +280,10 @@ class PACModel(nn.Module):
             q = blk(q, latents)  # the K queries attend independently: shared encoding
         return self.q_head(q)
 
+    def critic_parameters(self) -> list[nn.Parameter]:
+        """The parameters only the critic uses: the Q decoder on top of the shared encoder."""
+        return [*self.action_embed.parameters(), self.q_query, *self.q_dec.parameters(), *self.q_head.parameters()]
+
     def q_value(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Expected return Σ_k p(z_k|s,a) z_k, [B,K]."""
         return self.expected_value(self.q_logits(latents, actions))

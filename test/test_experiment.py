@@ -115,6 +115,13 @@ def test_experiment_config_errors(tmp_path):
     longer = ExperimentConfig.from_dict({**d, "arms": {"bc": {"alpha_final": 1.0, "steps": 9}}})
     assert longer.train_config_for("bc", 0).run.steps == 9 and with_run.train_config_for("bc", 0).run.steps == 4
     assert longer.train_config_for("bc", 0, steps=2).run.steps == 2  # an improvement round's own budget
+    own = ExperimentConfig.from_dict({**d, "arms": {"pac": {"model": {"critic_encoder": "own"}}, "bc": {}}})
+    assert own.train_config_for("pac", 0).model_config().critic_encoder == "own"
+    assert own.train_config_for("bc", 0).model_config().critic_encoder == "shared"
+    with pytest.raises(ConfigError, match="critic_encoder"):
+        ExperimentConfig.from_dict({**d, "arms": {"pac": {"model": {"critic_encoder": "two"}}}})
+    with pytest.raises(ConfigError, match="model must map"):
+        ExperimentConfig.from_dict({**d, "arms": {"pac": {"model": "own"}}})
     with pytest.raises(ConfigError, match="decoding_arms"):
         ExperimentConfig.from_dict({**d, "eval": {**d["eval"], "decodings": ["greedy"], "decoding_arms": ["nope"]}})
     with pytest.raises(ConfigError, match="improve.decoding must be one of"):
@@ -220,7 +227,8 @@ def test_cached_serves_a_result_of_the_same_key_and_redoes_another(tmp_path):
     assert again["n"] == 2 and again["key"] == "k2" and not (work / "stale").exists()
 
 
-@pytest.mark.parametrize("name", ["experiment.yaml", "experiment_baselines.yaml", "experiment_pixels.yaml"])
+@pytest.mark.parametrize("name", ["experiment.yaml", "experiment_baselines.yaml", "experiment_pixels.yaml",
+                                  "experiment_critic_head.yaml"])
 def test_the_shipped_experiment_configs_load(name):
     """Every arm's training config builds; a locator taken from another checkpoint is one we ship."""
     from pathlib import Path

@@ -450,6 +450,11 @@ def test_critic_off_the_encoder_leaves_what_the_actor_learns_unchanged():
     assert names and all(n.startswith(("q_dec", "q_head", "action_embed", "q_query")) for n in names)
 
 
+def test_critic_own_encoder_needs_the_critic_to_train_it():
+    with pytest.raises(ConfigError, match="critic_trains_encoder"):
+        TrainConfig.from_dict({"model": {"critic_encoder": "own"}, "learner": {"critic_trains_encoder": False}})
+
+
 def test_online_improvement_reference_samples_the_policy_being_trained():
     learner, spec = make_learner(improvement_reference="online")
     learner.model.policy_head[-1].bias.data[0] = 30.0  # online policy: all mass on the first bin
@@ -672,15 +677,20 @@ def test_step_priority_keeps_each_time_steps_share_and_weights_by_value_within_i
         LearnerConfig(actor_batch="step", improvement_actions="data", data_weighting="advantage")
 
 
-@pytest.mark.parametrize("actor_batch,weighting", [("value", "value"), ("step", "value"), ("path", "advantage")])
-def test_training_with_value_resampled_actor_batches(dataset, tmp_path, actor_batch, weighting):
+@pytest.mark.parametrize("actor_batch,weighting,critic", [("value", "value", "shared"), ("step", "value", "shared"),
+                                                            ("path", "advantage", "shared"), ("value", "value", "own")])
+def test_training_with_value_resampled_actor_batches(dataset, tmp_path, actor_batch, weighting, critic):
     from pac_ros.cli import main
+    from pac_ros.policy import Policy
 
     cfg = tmp_path / "value.yaml"
     cfg.write_text(open(_train_yaml(tmp_path, dataset.root, "value", 4)).read().replace(
         "amp: none}", f"amp: none, actor_batch: {actor_batch}, improvement_actions: data, "
-                      f"data_weighting: {weighting}, critic_target: data, priority_every: 2}}"))
+                      f"data_weighting: {weighting}, critic_target: data, priority_every: 2}}").replace(
+        "n_value_bins: 21}", f"n_value_bins: 21, critic_encoder: {critic}}}"))
     assert main(["train", "--config", str(cfg)]) == 0
+    policy = Policy.load(tmp_path / "value")
+    assert policy.model.config.critic_encoder == critic
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ea = EventAccumulator(str(tmp_path / "value" / "tb"), size_guidance={"scalars": 0})

@@ -146,6 +146,32 @@ def test_gradients_reach_every_parameter():
     assert not missing, missing
 
 
+def test_critic_own_encoder_separates_what_each_loss_reaches():
+    shared, spec = make()
+    model, _ = make(critic_encoder="own")
+    own = {k for k in model.state_dict() if k.startswith("critic_backbone.")}
+    assert own and all(torch.equal(v, model.state_dict()[k]) for k, v in shared.state_dict().items())
+    model.train()
+    obs, acts = random_obs(spec, 2), torch.rand(2, 3, spec.action_dim)
+    z = model.encode(obs)
+    assert z.shape == (2, 8, 32)  # the policy's 4 latents, then the critic's 4
+    with torch.no_grad():  # the policy reads its own latents: the shared model's
+        assert torch.allclose(model.policy_logits(z), shared.policy_logits(shared.encode(obs)), atol=1e-6)
+    model.q_logits(z, acts).pow(2).sum().backward()  # the heads start at zero: move them first
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    model.zero_grad()
+    with torch.no_grad():
+        model.q_head[-1].weight.normal_()
+    model.q_logits(model.encode(obs), acts).pow(2).sum().backward()
+    critic = {id(p) for p in model.critic_parameters()}
+    reached = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.any()}
+    assert {n for n, p in model.named_parameters() if id(p) in critic and n.startswith("critic_backbone")} <= reached
+    assert not reached & {n for n, _ in model.named_parameters()
+                          if n.startswith(("latents", "cross.", "self_blocks.", "ln_latents", "policy_"))}
+    with pytest.raises(ValueError, match="critic_encoder"):
+        micro_config(critic_encoder="separate")
+
+
 def test_config_roundtrip_and_errors():
     c = preset("tiny", obs_mode="features")
     assert PACConfig.from_dict(c.to_dict()) == c

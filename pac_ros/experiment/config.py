@@ -144,8 +144,11 @@ class ExperimentConfig:
                          root: str | None = None, out: str | None = None) -> TrainConfig:
         """The arm's training config: the base YAML with the experiment's and the arm's overrides."""
         base = TrainConfig.load(self.train_config).to_dict()
-        base["model"] = {**base["model"], **self.model}
         arm_over = dict(self.arms[arm] or {})
+        arm_model = arm_over.pop("model", None) or {}  # e.g. an arm with the critic's own encoder
+        if not isinstance(arm_model, Mapping):
+            raise ConfigError(f"arm {arm}: model must map model config keys to values, got {arm_model!r}")
+        base["model"] = {**base["model"], **self.model, **arm_model}
         arm_over.pop("seeds", None)
         arm_over.pop("data", None)
         arm_steps = arm_over.pop("steps", None)  # e.g. a longer-training arm

@@ -173,6 +173,9 @@ class TrainConfig:
             model = cfg.model_config()
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
+        if model.critic_encoder == "own" and not cfg.learner.critic_trains_encoder:
+            raise ConfigError(f"{where}: model.critic_encoder: own needs learner.critic_trains_encoder: true "
+                              "(the critic's own Perceiver would get no gradient)")
         if cfg.run.locator_from and not model.locates_blocks:
             raise ConfigError(f"{where}: run.locator_from needs a model with a locator (obs_mode: pixels, "
                               "image_stem: locator)")

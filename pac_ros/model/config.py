@@ -35,6 +35,9 @@ class PACConfig:
     n_self_blocks: int = 4  # M
     n_cross_blocks: int = 1  # latent <- input cross-attention layers
     n_decoder_blocks: int = 1  # cross-attention layers in each decoder
+    # shared: the policy and the critic decode one Perceiver's latents (paper); own: the critic has a Perceiver
+    # of its own (latents, cross- and self-attention) over the same input tokens (ours)
+    critic_encoder: Literal["shared", "own"] = "shared"
     input_chunk: int = 512  # inference: input tokens the encoder attends at a time (0 = all at once)
     mlp_ratio: float = 4.0
     qk_norm: bool = True  # LayerNorm on queries/keys per head (docs/method.md: critic attention collapse)

@@ -24,6 +24,25 @@ from .vision import KeypointStem
 Obs = Mapping[str, object]
 
 
+class Perceiver(nn.Module):
+    """Learned latents that cross-attend to the input tokens, then self-attend: [B,N,D] -> [B,Z,D]."""
+
+    def __init__(self, n_latents: int, width: int, n_cross: int, n_self: int, chunk: int, **blk):
+        super().__init__()
+        self.latents = nn.Parameter(torch.zeros(n_latents, width))
+        self.cross = nn.ModuleList(CrossBlock(width, **blk, chunk=chunk) for _ in range(n_cross))
+        self.self_blocks = nn.ModuleList(SelfBlock(width, **blk) for _ in range(n_self))
+        self.ln = nn.LayerNorm(width)
+
+    def forward(self, tok: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        z = self.latents.expand(tok.shape[0], -1, -1)
+        for blk in self.cross:
+            z = blk(z, tok, pad)
+        for blk in self.self_blocks:
+            z = blk(z)
+        return self.ln(z)
+
+
 class PACModel(nn.Module):
     def __init__(self, config: PACConfig, spec: Spec):
         super().__init__()
@@ -115,6 +134,14 @@ class PACModel(nn.Module):
         self.aux_head = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, D), nn.GELU(), nn.Linear(D, feature_dim)) \
             if c.aux_features else None
 
+        # critic_encoder own: the critic's Perceiver (built on a forked RNG and initialised last, so the rest
+        # of the model starts as a shared model of the same seed does)
+        self.critic_backbone = None
+        if c.critic_encoder == "own":
+            with torch.random.fork_rng(devices=[]):
+                self.critic_backbone = Perceiver(c.n_latents, D, c.n_cross_blocks, c.n_self_blocks, c.input_chunk,
+                                                 **blk)
+
         self.register_buffer("action_bins", evenly_spaced(-1.0, 1.0, c.n_action_bins), persistent=False)
         self.register_buffer("value_support", evenly_spaced(c.v_min, c.v_max, c.n_value_bins), persistent=False)
         self.reset_parameters()
@@ -150,18 +177,13 @@ class PACModel(nn.Module):
     # ---- init ---------------------------------------------------------------------
     def reset_parameters(self) -> None:
         own_init = set(self.locator.modules()) if self.locator is not None else set()  # convolutions: PyTorch's
-        for m in self.modules():
-            if m in own_init:
-                continue
-            if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding)):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if getattr(m, "bias", None) is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        critic = set(self.critic_backbone.modules()) if self.critic_backbone is not None else set()
+        init_modules(m for m in self.modules() if m not in own_init and m not in critic)
         for name, p in self.named_parameters(recurse=False):
             nn.init.trunc_normal_(p, std=0.02)
+        if self.critic_backbone is not None:  # last, so a shared model's initialisation is unchanged
+            init_modules(self.critic_backbone.modules())
+            nn.init.trunc_normal_(self.critic_backbone.latents, std=0.02)
         # zero heads: uniform policy and uniform return distribution at step 0 (ours)
         for head in (self.policy_head[-1], self.q_head[-1]):
             nn.init.zeros_(head.weight)
@@ -245,20 +267,28 @@ class PACModel(nn.Module):
         return self.encode_tokens(*self.tokens(obs))
 
     def encode_tokens(self, tok: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
-        """Input tokens [B,N,D] (pad: True = ignore) -> latents [B,Z,D]; cost O(N·Z), not O(N²)."""
+        """Input tokens [B,N,D] (pad: True = ignore) -> latents [B,Z,D]; cost O(N·Z), not O(N²).
+        With the critic's own Perceiver: [B,2Z,D], the policy's Z latents then the critic's."""
         z = self.latents.expand(tok.shape[0], -1, -1)
         for blk in self.cross:
             z = blk(z, tok, pad)
         for blk in self.self_blocks:
             z = blk(z)
-        return self.ln_latents(z)
+        z = self.ln_latents(z)
+        return z if self.critic_backbone is None else torch.cat([z, self.critic_backbone(tok, pad)], 1)
+
+    def actor_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents if self.critic_backbone is None else latents[:, : self.config.n_latents]
+
+    def critic_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents if self.critic_backbone is None else latents[:, self.config.n_latents:]
 
     # ---- auxiliary -----------------------------------------------------------------
     def aux_prediction(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents [B,Z,D] -> predicted standardised block features [B,F] (needs aux_features)."""
         if self.aux_head is None:
             raise ValueError("this model has no auxiliary head (aux_features: false)")
-        return self.aux_head(latents.mean(1))
+        return self.aux_head(self.actor_latents(latents).mean(1))
 
     def standardize_features(self, features: torch.Tensor) -> torch.Tensor:
         return (features.float() - self.feature_loc) / self.feature_scale
@@ -267,6 +297,7 @@ class PACModel(nn.Module):
     def policy_logits(self, latents: torch.Tensor) -> torch.Tensor:
         """[B,Z,D] -> logits [B,A,n_action_bins]."""
         q = self.policy_queries.expand(latents.shape[0], -1, -1)
+        latents = self.actor_latents(latents)
         for blk in self.policy_dec:
             q = blk(q, latents)
         return self.policy_head(q)
@@ -276,13 +307,16 @@ class PACModel(nn.Module):
         if actions.dim() == 2:
             raise ValueError("actions must be [B,K,A]; use actions[:, None] for one action")
         q = self.q_query + self.action_embed(actions.to(latents.dtype))
+        latents = self.critic_latents(latents)
         for blk in self.q_dec:
             q = blk(q, latents)  # the K queries attend independently: shared encoding
         return self.q_head(q)
 
     def critic_parameters(self) -> list[nn.Parameter]:
-        """The parameters only the critic uses: the Q decoder on top of the shared encoder."""
-        return [*self.action_embed.parameters(), self.q_query, *self.q_dec.parameters(), *self.q_head.parameters()]
+        """The parameters only the critic uses: the Q decoder, and the critic's own Perceiver if it has one."""
+        own = [*self.critic_backbone.parameters()] if self.critic_backbone is not None else []
+        return [*own, *self.action_embed.parameters(), self.q_query, *self.q_dec.parameters(),
+                *self.q_head.parameters()]
 
     def q_value(self, latents: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Expected return Σ_k p(z_k|s,a) z_k, [B,K]."""
@@ -305,7 +339,7 @@ class PACModel(nn.Module):
             h = blk.ln(z)
             out["attn_entropy/latents"] = float(blk.attn.entropy(h, h))
             z = blk(z)
-        z = self.ln_latents(z)
+        z = self.ln_latents(z) if self.critic_backbone is None else self.critic_backbone(tok, pad)
         q = self.q_query + self.action_embed(actions.to(z.dtype))
         for blk in self.q_dec:
             out["attn_entropy/critic"] = float(blk.attn.entropy(blk.ln_q(q), blk.ln_kv(z)))
@@ -347,6 +381,18 @@ class PACModel(nn.Module):
         """Entropy over the last axis (nats)."""
         logp = logits.float().log_softmax(-1)
         return -(logp.exp() * logp).sum(-1)
+
+
+def init_modules(modules) -> None:
+    """Linear/conv/embedding weights truncated normal (std 0.02), biases zero, LayerNorms identity."""
+    for m in modules:
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.Embedding)):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def evenly_spaced(lo: float, hi: float, n: int) -> torch.Tensor:

@@ -53,10 +53,11 @@ class Learner:
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.target = copy.deepcopy(self.model).requires_grad_(False).eval()
-        critic = {id(p) for p in self.model.critic_parameters()}
-        self.clip_groups = ([[p for p in self.model.parameters() if id(p) not in critic],
-                             self.model.critic_parameters()] if not config.critic_trains_encoder
-                            else [list(self.model.parameters())])
+        self.clip_groups = [list(self.model.parameters())]  # clipped together, or each side on its own:
+        if not config.critic_trains_encoder:
+            critic = self.model.critic_parameters()
+            ids = {id(p) for p in critic}
+            self.clip_groups = [[p for p in self.clip_groups[0] if id(p) not in ids], critic]
         # weight decay on Linear/Conv weights only (ours)
         mats = {id(mod.weight) for mod in self.model.modules() if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d))}
         decay = [p for p in self.model.parameters() if id(p) in mats]

@@ -35,12 +35,18 @@ class Perceiver(nn.Module):
         self.ln = nn.LayerNorm(width)
 
     def forward(self, tok: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
-        z = self.latents.expand(tok.shape[0], -1, -1)
-        for blk in self.cross:
-            z = blk(z, tok, pad)
-        for blk in self.self_blocks:
-            z = blk(z)
-        return self.ln(z)
+        return perceive(self.latents, self.cross, self.self_blocks, self.ln, tok, pad)
+
+
+def perceive(latents: torch.Tensor, cross: nn.ModuleList, self_blocks: nn.ModuleList, ln: nn.LayerNorm,
+             tok: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+    """The Perceiver's pass: latents [Z,D] cross-attend tokens [B,N,D], then self-attend -> [B,Z,D]."""
+    z = latents.expand(tok.shape[0], -1, -1)
+    for blk in cross:
+        z = blk(z, tok, pad)
+    for blk in self_blocks:
+        z = blk(z)
+    return ln(z)
 
 
 class PACModel(nn.Module):
@@ -269,12 +275,7 @@ class PACModel(nn.Module):
     def encode_tokens(self, tok: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         """Input tokens [B,N,D] (pad: True = ignore) -> latents [B,Z,D]; cost O(N·Z), not O(N²).
         With the critic's own Perceiver: [B,2Z,D], the policy's Z latents then the critic's."""
-        z = self.latents.expand(tok.shape[0], -1, -1)
-        for blk in self.cross:
-            z = blk(z, tok, pad)
-        for blk in self.self_blocks:
-            z = blk(z)
-        z = self.ln_latents(z)
+        z = perceive(self.latents, self.cross, self.self_blocks, self.ln_latents, tok, pad)
         return z if self.critic_backbone is None else torch.cat([z, self.critic_backbone(tok, pad)], 1)
 
     def actor_latents(self, latents: torch.Tensor) -> torch.Tensor:

@@ -677,6 +677,39 @@ def test_step_priority_keeps_each_time_steps_share_and_weights_by_value_within_i
         LearnerConfig(actor_batch="step", improvement_actions="data", data_weighting="advantage")
 
 
+def test_value_cap_draws_every_transition_above_it_alike(dataset, tmp_path):
+    """value_cap: Q above the cap counts as the cap, so a success's early steps (Q still 0.6) draw as
+    often as its late ones (0.95), while a failure's (0.05) stay e^((0.5 − 0.05)/η) times rarer."""
+    from pac_ros.learning.data import TransitionStore
+    from pac_ros.learning.losses import data_improvement_weights
+    from pac_ros.learning.train import ValuePriority
+
+    cfg = micro_config(obs_mode="pixels+features", image_size=8)
+    store = TransitionStore(dataset, cfg, gamma=0.9, cache_dir=tmp_path / "cache", log=lambda *a: None)
+    q = np.full(len(store), 0.05, np.float32)
+    q[:3], q[3:6] = 0.6, 0.95
+    draws = {}
+    for cap in (None, 0.5):
+        lc = LearnerConfig(amp="none", eta=0.1, actor_batch="value", improvement_actions="data",
+                           data_weighting="value", value_cap=cap)
+        learner = Learner(PACModel(cfg, store.spec), lc)
+        learner.data_values = lambda s: (q, None)
+        priority = ValuePriority(learner, store, lc)
+        priority.sample(8, step=0, seed=0, rank=0)
+        draws[cap] = priority.probs
+    assert draws[None][5] / draws[None][0] == pytest.approx(np.exp(3.5), rel=1e-4)  # uncapped: 33× rarer
+    assert draws[0.5][:6] == pytest.approx(np.full(6, draws[0.5][0]))
+    assert draws[0.5][0] / draws[0.5][-1] == pytest.approx(np.exp(4.5), rel=1e-4)
+    # the in-batch weights cap the same way
+    w = data_improvement_weights(torch.tensor([0.6, 0.95, 0.05]), torch.zeros(3, 2), 0.1, baseline="value",
+                                 value_cap=0.5)
+    assert w[0] == pytest.approx(float(w[1])) and float(w[0] / w[2]) == pytest.approx(np.exp(4.5), rel=1e-4)
+    with pytest.raises(ValueError, match="value_cap"):
+        LearnerConfig(value_cap=0.5, improvement_actions="data", data_weighting="advantage")
+    with pytest.raises(ValueError, match="value_cap must be a finite number"):
+        LearnerConfig(value_cap=float("nan"), improvement_actions="data", data_weighting="value")
+
+
 @pytest.mark.parametrize("actor_batch,weighting,critic", [("value", "value", "shared"), ("step", "value", "shared"),
                                                             ("path", "advantage", "shared"), ("value", "value", "own")])
 def test_training_with_value_resampled_actor_batches(dataset, tmp_path, actor_batch, weighting, critic):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +52,9 @@ class LearnerConfig:
     # up to the transition (ours; learning/train.py ValuePriority); step (with value weighting): ∝ exp(Q/η)
     # within each episode time step, every time step keeping its share of the data (ours)
     actor_batch: Literal["same", "value", "step", "path"] = "same"
+    # with value weighting: Q above this counts as this, so every action at least this likely to succeed
+    # (γ 1, reward 1 at success) is drawn alike, wherever in its episode (ours; None: no cap)
+    value_cap: float | None = None
     priority_every: int = 250
     alpha_start: float = 1.0  # α schedule: BC (α=1) -> final α (paper sec. 3)
     alpha_final: float = 0.5
@@ -95,6 +99,11 @@ class LearnerConfig:
         if self.actor_batch == "path" and (self.improvement_actions, self.data_weighting) != ("data", "advantage"):
             raise ValueError("actor_batch: path resamples the data's actions by per-state advantage weights "
                              "along each episode: it needs improvement_actions: data and data_weighting: advantage")
+        if self.value_cap is not None and not math.isfinite(self.value_cap):
+            raise ValueError(f"value_cap must be a finite number or null, got {self.value_cap}")
+        if self.value_cap is not None and (self.improvement_actions, self.data_weighting) != ("data", "value"):
+            raise ValueError("value_cap caps the Q of value weights exp(Q/η): it needs improvement_actions: data "
+                             "and data_weighting: value")
         if self.priority_every < 1:
             raise ValueError(f"priority_every must be >= 1, got {self.priority_every}")
         if self.n_step < 1:

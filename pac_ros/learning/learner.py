@@ -153,7 +153,8 @@ class Learner:
                 logp_imp = m.log_prob(a_logits, actor["action"].float()[:, None])
                 w = torch.ones_like(logp_imp)
             elif cfg.improvement_actions == "data":  # in-sample: only actions the data holds are imitated
-                w = data_improvement_weights(q_data, q_s, eta, baseline=cfg.data_weighting)[:, None]
+                w = data_improvement_weights(q_data, q_s, eta, baseline=cfg.data_weighting,
+                                             value_cap=cfg.value_cap)[:, None]
                 logp_imp = logp_data[:, None]
             else:
                 w, logp_imp = improvement_weights(q_s, eta), m.log_prob(logits, a_s)

@@ -42,7 +42,8 @@ def improvement_weights(q: torch.Tensor, eta: float) -> torch.Tensor:
 
 
 def data_improvement_weights(q_data: torch.Tensor, q_samples: torch.Tensor, eta: float,
-                             max_weight: float = 20.0, baseline: str = "advantage") -> torch.Tensor:
+                             max_weight: float = 20.0, baseline: str = "advantage",
+                             value_cap: float | None = None) -> torch.Tensor:
     """Weights of the data's own actions, normalised to mean 1 over the batch (ours; in-sample
     estimates of the improvement step, so only actions the data holds are imitated). q_data [B], q_samples [B,N].
 
@@ -50,10 +51,13 @@ def data_improvement_weights(q_data: torch.Tensor, q_samples: torch.Tensor, eta:
         w_i = exp((Q(s_i,a_i) − V_η(s_i))/η), V_η(s) = η·log mean_j exp(Q(s,a'_j)/η), clipped at max_weight;
         flat Q gives exactly BC (AWR/CRR-style).
     value: w_i ∝ exp(Q(s_i,a_i)/η) across the batch: also moves the imitated states toward those the
-        improved policy visits; states whose every action fails (Q ≈ V ≈ 0) stop being imitated.
+        improved policy visits; states whose every action fails (Q ≈ V ≈ 0) stop being imitated;
+        ``value_cap``: Q above it counts as it.
     """
     q = q_data.detach().float()
     if baseline == "value":
+        if value_cap is not None:
+            q = q.clamp(max=value_cap)
         w = ((q - q.max()) / eta).exp()
     else:
         w = ((q - soft_value(q_samples.detach(), eta)) / eta).clamp(max=math.log(max_weight)).exp()

@@ -245,7 +245,8 @@ class ValuePriority:
     the table refreshed from the target network every ``priority_every`` steps (and on the first draw
     after a resume).
 
-    value: each transition ∝ exp(Q_θ'(s,a)/η), across states.
+    value: each transition ∝ exp(Q_θ'(s,a)/η), across states (Q capped at ``value_cap`` when set:
+    the first steps of a success, where Q is still below the cap, then draw as often as its last).
     step: each episode time step keeps its share of the data, and within it each transition is drawn
     ∝ exp(Q_θ'(s,a)/η): the states at one time step (all from the same start distribution) stand in
     for the state π_imp is normalised over, so a state's draw no longer grows with Z(s) = E[exp(Q/η)].
@@ -260,7 +261,7 @@ class ValuePriority:
 
     def __init__(self, learner: Learner, store: TransitionStore, cfg, max_weight: float = 20.0) -> None:
         self.learner, self.store, self.every, self.mode = learner, store, cfg.priority_every, cfg.actor_batch
-        self.samples, self.max_log = cfg.n_action_samples, math.log(max_weight)
+        self.samples, self.max_log, self.cap = cfg.n_action_samples, math.log(max_weight), cfg.value_cap
         self.probs: np.ndarray | None = None
         self.refreshed = -1
         self.ess = float("nan")  # effective sample size of the draw, as a fraction of the dataset
@@ -269,6 +270,8 @@ class ValuePriority:
         eta = float(self.learner.log_eta.detach().exp())
         if self.mode in ("value", "step"):
             q, _ = self.learner.data_values(self.store)
+            if self.cap is not None:
+                q = np.minimum(q, self.cap)
             logw = q.astype(np.float64) / eta
             return logw if self.mode == "value" else per_step_log_weights(self.store, logw)
         g = torch.Generator(device=self.learner.device).manual_seed(seed * 1_000_003 + step)

@@ -710,6 +710,26 @@ def test_value_cap_draws_every_transition_above_it_alike(dataset, tmp_path):
         LearnerConfig(value_cap=float("nan"), improvement_actions="data", data_weighting="value")
 
 
+def test_success_conditioned_bc_gives_each_step_its_episodes_outcome(dataset, tmp_path):
+    """model.outcome_token: every row's "outcome" is its episode's success (episodes 0 and 2 of the
+    fixture succeed), batches carry it, and only BC may train on it."""
+    from pac_ros.learning.config import ConfigError, TrainConfig
+    from pac_ros.learning.data import TransitionStore
+    from pac_ros.learning.train import episode_time
+
+    cfg = micro_config(obs_mode="pixels+features", image_size=8, outcome_token=True)
+    store = TransitionStore(dataset, cfg, gamma=0.9, cache_dir=tmp_path / "cache", log=lambda *a: None)
+    assert store.outcomes.tolist() == [1] * 5 + [0] * 4 + [1] * 6
+    episode, _ = episode_time(store)
+    b = store.batch(np.arange(len(store)))
+    assert b["obs"]["outcome"].tolist() == b["next_obs"]["outcome"].tolist() == [1 - e % 2 for e in episode]
+    learner = Learner(PACModel(cfg, store.spec), LearnerConfig(amp="none", alpha_final=1.0))
+    assert np.isfinite(learner.step(store.sample(8, 0))["bc_nll"])
+    TrainConfig.from_dict({"model": {"outcome_token": True}, "learner": {"alpha_final": 1.0}})
+    with pytest.raises(ConfigError, match="outcome_token"):
+        TrainConfig.from_dict({"model": {"outcome_token": True}, "learner": {"alpha_final": 0.5}})
+
+
 @pytest.mark.parametrize("actor_batch,weighting,critic", [("value", "value", "shared"), ("step", "value", "shared"),
                                                             ("path", "advantage", "shared"), ("value", "value", "own")])
 def test_training_with_value_resampled_actor_batches(dataset, tmp_path, actor_batch, weighting, critic):

@@ -169,6 +169,19 @@ def test_critic_own_encoder_separates_what_each_loss_reaches():
         micro_config(critic_encoder="separate")
 
 
+def test_outcome_token_conditions_on_the_episode_outcome_and_acts_for_success():
+    shared, spec = make()
+    model, _ = make(outcome_token=True)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in shared.state_dict().items())  # init unchanged
+    with torch.no_grad():
+        model.outcome_embed.weight.normal_()
+    obs = random_obs(spec, 2)
+    z = {o: model.encode({**obs, "outcome": torch.full((2,), o)}) for o in (0, 1)}
+    assert not torch.allclose(z[0], z[1])
+    assert torch.equal(model.encode(obs), z[1])  # no outcome given: success, as the policy asks when acting
+    assert model.tokens(obs)[0].shape[1] == shared.tokens(obs)[0].shape[1] + 1
+
+
 def test_config_roundtrip_and_errors():
     c = preset("tiny", obs_mode="features")
     assert PACConfig.from_dict(c.to_dict()) == c

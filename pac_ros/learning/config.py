@@ -185,6 +185,9 @@ class TrainConfig:
         if model.critic_encoder == "own" and not cfg.learner.critic_trains_encoder:
             raise ConfigError(f"{where}: model.critic_encoder: own needs learner.critic_trains_encoder: true "
                               "(the critic's own Perceiver would get no gradient)")
+        if model.outcome_token and (cfg.learner.alpha_start, cfg.learner.alpha_final) != (1.0, 1.0):
+            raise ConfigError(f"{where}: model.outcome_token (success-conditioned BC) needs learner alpha_start "
+                              "and alpha_final 1: the critic would read the episode's outcome as the answer")
         if cfg.run.locator_from and not model.locates_blocks:
             raise ConfigError(f"{where}: run.locator_from needs a model with a locator (obs_mode: pixels, "
                               "image_stem: locator)")

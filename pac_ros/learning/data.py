@@ -63,7 +63,7 @@ class TransitionStore:
         joints, actions, rewards, terminal, feats, tokens, starts, lengths = [], [], [], [], [], [], [], []
         # the blocks' positions in spec order: the target of keypoint-stem pretraining (learning/stem.py)
         locate = model_config.freeze_stem and getattr(dataset, "has_features", True)
-        poses, instructions = [], []
+        poses, instructions, outcomes = [], [], []
         row = 0
         for i in range(n_eps):
             ep = dataset.load_episode(i, images=False)
@@ -80,6 +80,11 @@ class TransitionStore:
             cache: dict[str, np.ndarray] = {}
             tokens.append(np.stack([cache.setdefault(s, tokenize(s, model_config.max_instruction_len))
                                     for s in ep.instructions]))
+            if model_config.outcome_token:  # success-conditioned BC: every step carries its episode's outcome
+                if "success" not in ep.meta:
+                    raise ValueError(f"outcome_token needs each episode's outcome; episode {ep.episode_index} of "
+                                     f"{getattr(dataset, 'root', '')} records no success")
+                outcomes.append(np.full(T, int(bool(ep.meta["success"])), np.int64))
             starts.append(row)
             lengths.append(T)
             row += T
@@ -93,6 +98,7 @@ class TransitionStore:
         self.features = np.concatenate(feats) if feats else None
         self.block_poses = np.concatenate(poses) if poses else None  # [N, blocks, 7], spec order
         self.instructions = instructions
+        self.outcomes = np.concatenate(outcomes) if outcomes else None
         self.episode_starts = np.asarray(starts)
         self.keypoints: dict[str, np.ndarray] = {}  # cache_keypoints: a frozen stem's output per row
         self.tokens = np.concatenate(tokens)
@@ -196,6 +202,8 @@ class TransitionStore:
             o["images"] = {cam: torch.from_numpy(np.ascontiguousarray(m[rows])) for cam, m in self.images.items()}
         if self.features is not None:
             o["features"] = torch.from_numpy(self.features[rows])
+        if self.outcomes is not None:
+            o["outcome"] = torch.from_numpy(self.outcomes[rows])
         return o
 
     @torch.no_grad()

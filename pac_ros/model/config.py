@@ -47,6 +47,9 @@ class PACConfig:
     stem_channels: int = 32  # keypoints and locator stems: conv channels
     n_keypoints: int = 16  # keypoints stem: spatial-softmax keypoints per camera
     aux_features: bool = False  # a head predicting the block features from the latents (training-time target)
+    # success-conditioned BC: an input token saying whether the episode succeeded; training gives each step its
+    # episode's outcome, acting always asks for success (an observation without "outcome")
+    outcome_token: bool = False
     freeze_stem: bool = False  # keypoints stem: trained by its own pretraining only (pac_ros/learning/stem.py),
     # then frozen, so PAC training reads cached keypoints instead of images
     image_size: int | None = None  # model resolution (square); None = each camera's own

@@ -148,6 +148,12 @@ class PACModel(nn.Module):
                 self.critic_backbone = Perceiver(c.n_latents, D, c.n_cross_blocks, c.n_self_blocks, c.input_chunk,
                                                  **blk)
 
+        # outcome_token: 0 failure, 1 success (built on a forked RNG and initialised last, as the critic's Perceiver)
+        self.outcome_embed = None
+        if c.outcome_token:
+            with torch.random.fork_rng(devices=[]):
+                self.outcome_embed = nn.Embedding(2, D)
+
         self.register_buffer("action_bins", evenly_spaced(-1.0, 1.0, c.n_action_bins), persistent=False)
         self.register_buffer("value_support", evenly_spaced(c.v_min, c.v_max, c.n_value_bins), persistent=False)
         self.reset_parameters()
@@ -184,12 +190,15 @@ class PACModel(nn.Module):
     def reset_parameters(self) -> None:
         own_init = set(self.locator.modules()) if self.locator is not None else set()  # convolutions: PyTorch's
         critic = set(self.critic_backbone.modules()) if self.critic_backbone is not None else set()
-        init_modules(m for m in self.modules() if m not in own_init and m not in critic)
+        last = critic | {self.outcome_embed}
+        init_modules(m for m in self.modules() if m not in own_init and m not in last)
         for name, p in self.named_parameters(recurse=False):
             nn.init.trunc_normal_(p, std=0.02)
         if self.critic_backbone is not None:  # last, so a shared model's initialisation is unchanged
             init_modules(self.critic_backbone.modules())
             nn.init.trunc_normal_(self.critic_backbone.latents, std=0.02)
+        if self.outcome_embed is not None:
+            init_modules([self.outcome_embed])
         # zero heads: uniform policy and uniform return distribution at step 0 (ours)
         for head in (self.policy_head[-1], self.q_head[-1]):
             nn.init.zeros_(head.weight)
@@ -250,6 +259,11 @@ class PACModel(nn.Module):
             pads.append(torch.zeros(B, self.n_feature_tokens, dtype=torch.bool, device=dev))
         if self.state_token is not None:
             toks.append(self.state_token(torch.cat(state, -1))[:, None])
+            pads.append(torch.zeros(B, 1, dtype=torch.bool, device=dev))
+        if self.outcome_embed is not None:  # the episode's outcome in training; success when acting
+            outcome = obs.get("outcome")
+            outcome = torch.ones(B, dtype=torch.long, device=dev) if outcome is None else outcome.long()
+            toks.append(self.outcome_embed(outcome)[:, None])
             pads.append(torch.zeros(B, 1, dtype=torch.bool, device=dev))
         return torch.cat(toks, 1), torch.cat(pads, 1)
 

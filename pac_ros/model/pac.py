@@ -190,8 +190,9 @@ class PACModel(nn.Module):
     def reset_parameters(self) -> None:
         own_init = set(self.locator.modules()) if self.locator is not None else set()  # convolutions: PyTorch's
         critic = set(self.critic_backbone.modules()) if self.critic_backbone is not None else set()
-        last = critic | {self.outcome_embed}
-        init_modules(m for m in self.modules() if m not in own_init and m not in last)
+        outcome = set(self.outcome_embed.modules()) if self.outcome_embed is not None else set()
+        elsewhere = own_init | critic | outcome
+        init_modules(m for m in self.modules() if m not in elsewhere)
         for name, p in self.named_parameters(recurse=False):
             nn.init.trunc_normal_(p, std=0.02)
         if self.critic_backbone is not None:  # last, so a shared model's initialisation is unchanged

@@ -34,6 +34,10 @@ class Perceiver(nn.Module):
         self.self_blocks = nn.ModuleList(SelfBlock(width, **blk) for _ in range(n_self))
         self.ln = nn.LayerNorm(width)
 
+    def reset_parameters(self) -> None:
+        init_modules(self.modules())
+        nn.init.trunc_normal_(self.latents, std=0.02)
+
     def forward(self, tok: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
         return perceive(self.latents, self.cross, self.self_blocks, self.ln, tok, pad)
 
@@ -144,15 +148,11 @@ class PACModel(nn.Module):
         # of the model starts as a shared model of the same seed does)
         self.critic_backbone = None
         if c.critic_encoder == "own":
-            with torch.random.fork_rng(devices=[]):
-                self.critic_backbone = Perceiver(c.n_latents, D, c.n_cross_blocks, c.n_self_blocks, c.input_chunk,
-                                                 **blk)
+            self.critic_backbone = built_aside(lambda: Perceiver(c.n_latents, D, c.n_cross_blocks, c.n_self_blocks,
+                                                                 c.input_chunk, **blk))
 
-        # outcome_token: 0 failure, 1 success (built on a forked RNG and initialised last, as the critic's Perceiver)
-        self.outcome_embed = None
-        if c.outcome_token:
-            with torch.random.fork_rng(devices=[]):
-                self.outcome_embed = nn.Embedding(2, D)
+        # outcome_token: 0 failure, 1 success (built aside and initialised last, as the critic's Perceiver)
+        self.outcome_embed = built_aside(lambda: nn.Embedding(2, D)) if c.outcome_token else None
 
         self.register_buffer("action_bins", evenly_spaced(-1.0, 1.0, c.n_action_bins), persistent=False)
         self.register_buffer("value_support", evenly_spaced(c.v_min, c.v_max, c.n_value_bins), persistent=False)
@@ -189,17 +189,14 @@ class PACModel(nn.Module):
     # ---- init ---------------------------------------------------------------------
     def reset_parameters(self) -> None:
         own_init = set(self.locator.modules()) if self.locator is not None else set()  # convolutions: PyTorch's
-        critic = set(self.critic_backbone.modules()) if self.critic_backbone is not None else set()
-        outcome = set(self.outcome_embed.modules()) if self.outcome_embed is not None else set()
-        elsewhere = own_init | critic | outcome
+        # the optional modules built aside: initialised last, so the rest starts as a model without them
+        late = [m for m in (self.critic_backbone, self.outcome_embed) if m is not None]
+        elsewhere = own_init | {sub for m in late for sub in m.modules()}
         init_modules(m for m in self.modules() if m not in elsewhere)
         for name, p in self.named_parameters(recurse=False):
             nn.init.trunc_normal_(p, std=0.02)
-        if self.critic_backbone is not None:  # last, so a shared model's initialisation is unchanged
-            init_modules(self.critic_backbone.modules())
-            nn.init.trunc_normal_(self.critic_backbone.latents, std=0.02)
-        if self.outcome_embed is not None:
-            init_modules([self.outcome_embed])
+        for m in late:
+            m.reset_parameters() if isinstance(m, Perceiver) else init_modules(m.modules())
         # zero heads: uniform policy and uniform return distribution at step 0 (ours)
         for head in (self.policy_head[-1], self.q_head[-1]):
             nn.init.zeros_(head.weight)
@@ -397,6 +394,12 @@ class PACModel(nn.Module):
         """Entropy over the last axis (nats)."""
         logp = logits.float().log_softmax(-1)
         return -(logp.exp() * logp).sum(-1)
+
+
+def built_aside(build):
+    """``build()`` on a forked RNG: the modules built after it draw the same as without it."""
+    with torch.random.fork_rng(devices=[]):
+        return build()
 
 
 def init_modules(modules) -> None:

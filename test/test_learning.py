@@ -766,3 +766,40 @@ def test_truncation_terminal_ends_every_episode_without_bootstrapping(dataset, t
     assert np.array_equal(boot[[0, 1, 7, 8, 9]], final[[0, 1, 7, 8, 9]])  # away from the ends: unchanged
     with pytest.raises(ValueError, match="truncation"):
         TransitionStore(dataset, cfg, truncation="never", **kw)
+
+
+def test_critic_warmup_trains_the_critic_alone_then_the_policy():
+    """critic_warmup_steps: the policy head stays exactly at its initial weights (no gradient, so no
+    weight decay either) while the critic learns; from that step on the policy trains."""
+    learner, spec = make_learner(critic_warmup_steps=2, alpha_start=0.5, alpha_final=0.5)
+    m = learner.model
+    policy0 = [p.detach().clone() for p in m.policy_head.parameters()]
+    q0 = m.q_head[-1].weight.detach().clone()
+    for seed in range(2):
+        metrics = learner.step(make_batch(spec, seed=seed))
+        assert metrics["policy_learns"] == 0.0 and math.isfinite(metrics["policy_loss"])
+    assert all(torch.equal(p, p0) for p, p0 in zip(m.policy_head.parameters(), policy0))
+    assert not torch.equal(m.q_head[-1].weight, q0)
+    assert learner.step(make_batch(spec, seed=3))["policy_learns"] == 1.0
+    assert not torch.equal(m.policy_head[-1].weight, policy0[-1])
+    with pytest.raises(ValueError, match="critic_warmup_steps"):
+        LearnerConfig(critic_warmup_steps=-1)
+
+
+def test_value_draw_reports_its_share_on_successful_episodes(dataset, tmp_path):
+    """The value draw's mass on the episodes that recorded success (episodes 0 and 2 of the fixture)."""
+    from pac_ros.learning.data import TransitionStore
+    from pac_ros.learning.train import ValuePriority, episode_time
+
+    cfg = micro_config(obs_mode="pixels+features", image_size=8)
+    store = TransitionStore(dataset, cfg, gamma=0.9, cache_dir=tmp_path / "cache", log=lambda *a: None)
+    assert store.episode_success.tolist() == [True, False, True]
+    lc = LearnerConfig(amp="none", eta=0.1, actor_batch="value", improvement_actions="data", data_weighting="value")
+    learner = Learner(PACModel(cfg, store.spec), lc)
+    episode, _ = episode_time(store)
+    q = np.where(episode == 1, 0.0, 0.3).astype(np.float32)
+    learner.data_values = lambda s: (q, None)
+    priority = ValuePriority(learner, store, lc)
+    priority.sample(8, step=0, seed=0, rank=0)
+    n_fail, n_ok = (episode == 1).sum(), (episode != 1).sum()
+    assert priority.success_mass == pytest.approx(n_ok * np.exp(3.0) / (n_ok * np.exp(3.0) + n_fail), rel=1e-5)

@@ -60,6 +60,10 @@ class LearnerConfig:
     alpha_final: float = 0.5
     alpha_warmup_steps: int = 0  # steps held at alpha_start
     alpha_decay_steps: int = 0  # linear decay steps after the warm-up
+    # steps in which the policy loss is off and only the critic (with the encoder) learns, so the actor's
+    # first improvement batches come from a trained critic and it never imitates the data unweighted (ours;
+    # paper: 0). The α schedule counts from step 0 regardless.
+    critic_warmup_steps: int = 0
     beta: float = 1.0  # L = L_π + β L_Q
     target_update: Literal["polyak", "hard"] = "polyak"
     tau: float = 0.005  # polyak rate
@@ -104,6 +108,8 @@ class LearnerConfig:
         if self.value_cap is not None and (self.improvement_actions, self.data_weighting) != ("data", "value"):
             raise ValueError("value_cap caps the Q of value weights exp(Q/η): it needs improvement_actions: data "
                              "and data_weighting: value")
+        if self.critic_warmup_steps < 0:
+            raise ValueError(f"critic_warmup_steps must be >= 0, got {self.critic_warmup_steps}")
         if self.priority_every < 1:
             raise ValueError(f"priority_every must be >= 1, got {self.priority_every}")
         if self.n_step < 1:
@@ -119,6 +125,10 @@ class LearnerConfig:
             return self.alpha_final
         f = min(1.0, (step - self.alpha_warmup_steps) / self.alpha_decay_steps)
         return self.alpha_start + f * (self.alpha_final - self.alpha_start)
+
+    def policy_learns(self, step: int) -> bool:
+        """Whether the policy loss trains at a step (off during the critic's warm-up)."""
+        return step >= self.critic_warmup_steps
 
     def lr_at(self, step: int) -> float:
         return self.lr * min(1.0, (step + 1) / max(1, self.lr_warmup_steps))

@@ -108,9 +108,10 @@ class Learner:
         return nullcontext()
 
     def compute_losses(self, batch: Mapping[str, Any], alpha: float,
-                       actor: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
+                       actor: Mapping[str, Any] | None = None, policy_learns: bool = True) -> tuple[dict, dict]:
         """({'total','policy','critic'} loss tensors, detached metrics). ``actor``: the improvement
-        term's own batch, already drawn ∝ exp(Q/η) (actor_batch: value), imitated with equal weights."""
+        term's own batch, already drawn ∝ exp(Q/η) (actor_batch: value), imitated with equal weights.
+        ``policy_learns`` false (the critic's warm-up): the policy loss is reported but not trained."""
         cfg, m, tgt = self.config, self.model, self.target
         obs, next_obs = batch["obs"], batch["next_obs"]
         action = batch["action"].float()
@@ -159,7 +160,7 @@ class Learner:
             else:
                 w, logp_imp = improvement_weights(q_s, eta), m.log_prob(logits, a_s)
             l_pi, bc, imp = policy_loss(logp_data, logp_imp, w, alpha)
-            total = l_pi + cfg.beta * l_q
+            total = (l_pi + cfg.beta * l_q) if policy_learns else cfg.beta * l_q
             l_aux = torch.zeros((), device=self.device)
             if m.aux_head is not None:  # privileged training-time target: where the blocks are
                 truth = m.standardize_features(obs["features"])
@@ -205,7 +206,8 @@ class Learner:
         for g in self.optimizer.param_groups:
             g["lr"] = g["base_lr"] * warm
         lr = self.config.lr * warm
-        losses, metrics = self.compute_losses(batch, alpha, actor)
+        learns = self.config.policy_learns(self.step_count)
+        losses, metrics = self.compute_losses(batch, alpha, actor, learns)
         self.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         if self.distributed:
@@ -221,7 +223,8 @@ class Learner:
             self.log_eta.clamp_(math.log(1e-4), math.log(1e3))
         self.update_target()
         out = {k: float(v) for k, v in metrics.items()}
-        out.update(alpha=alpha, lr=lr, grad_norm=float(grad_norm), skipped=float(not math.isfinite(float(grad_norm))))
+        out.update(alpha=alpha, lr=lr, policy_learns=float(learns), grad_norm=float(grad_norm),
+                   skipped=float(not math.isfinite(float(grad_norm))))
         return out
 
     @torch.no_grad()

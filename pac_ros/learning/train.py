@@ -203,11 +203,12 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
         torch.manual_seed(_step_seed(run.seed, rank, step))  # stateless: exact on resume
         batch = store.sample(cfg.data.batch_size, step, run.seed, rank)
         actor = None
-        if priority is not None and cfg.learner.alpha(step) < 1.0:
+        if priority is not None and cfg.learner.alpha(step) < 1.0 and cfg.learner.policy_learns(step):
             actor = priority.sample(cfg.data.batch_size, step, run.seed, rank)
         metrics = learner.step(batch, actor)
         if priority is not None:
             metrics["priority_ess"] = priority.ess
+            metrics["priority_success_mass"] = priority.success_mass
         done = step + 1
         if main_proc and (done % run.log_every == 0 or done == run.steps):
             b = learner.to_device(batch)
@@ -265,6 +266,9 @@ class ValuePriority:
         self.probs: np.ndarray | None = None
         self.refreshed = -1
         self.ess = float("nan")  # effective sample size of the draw, as a fraction of the dataset
+        self.success_mass = float("nan")  # the draw's share on successful episodes (nan: outcomes unrecorded)
+        episode, _ = episode_time(store)
+        self.successful = None if store.episode_success is None else store.episode_success[episode]
 
     def log_weights(self, step: int, seed: int) -> np.ndarray:
         eta = float(self.learner.log_eta.detach().exp())
@@ -284,6 +288,8 @@ class ValuePriority:
             w = np.exp(logw - logw.max())
             self.probs = w / w.sum()
             self.ess = float(1.0 / (self.probs ** 2).sum() / len(self.probs))
+            if self.successful is not None:
+                self.success_mass = float(self.probs[self.successful].sum())
             self.refreshed = step
         rng = np.random.default_rng([seed, rank, step, 1])
         return self.store.batch(rng.choice(len(self.probs), size=batch_size, p=self.probs))

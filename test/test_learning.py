@@ -786,6 +786,21 @@ def test_critic_warmup_trains_the_critic_alone_then_the_policy():
         LearnerConfig(critic_warmup_steps=-1)
 
 
+def test_lr_warmup_restarts_when_the_policy_starts_learning():
+    """lr_warmup_from: policy: the warm-up runs from step 0 for the critic, and again for every parameter
+    from the step the policy starts learning; start (the default) warms up once."""
+    rewarm = LearnerConfig(lr=1e-3, lr_warmup_steps=4, critic_warmup_steps=10, lr_warmup_from="policy")
+    assert [rewarm.lr_scale(s) for s in (0, 3, 9, 10, 11, 13, 20)] == [0.25, 1.0, 1.0, 0.25, 0.5, 1.0, 1.0]
+    once = LearnerConfig(lr=1e-3, lr_warmup_steps=4, critic_warmup_steps=10)
+    assert [once.lr_scale(s) for s in (0, 3, 10)] == [0.25, 1.0, 1.0]
+    learner, spec = make_learner(lr_warmup_steps=4, critic_warmup_steps=2, lr_warmup_from="policy")
+    lrs = [learner.step(make_batch(spec, seed=s))["lr"] for s in range(4)]
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 2.5e-4, 5e-4])
+    assert [g["lr"] for g in learner.optimizer.param_groups[:2]] == pytest.approx([5e-4, 5e-4])
+    with pytest.raises(ValueError, match="lr_warmup_from"):
+        LearnerConfig(lr_warmup_from="never")
+
+
 def test_value_draw_reports_its_share_on_successful_episodes(dataset, tmp_path):
     """The value draw's mass on the episodes that recorded success (episodes 0 and 2 of the fixture)."""
     from pac_ros.learning.data import TransitionStore

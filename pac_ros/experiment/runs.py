@@ -150,7 +150,8 @@ def final_metrics(run_dir: Path) -> dict:
 # Options added to the training config after runs were first cached, with the value that does what
 # the code did before them: at that value they are left out of a run's key, so those runs stay valid.
 NEUTRAL_OPTIONS = {"learner": {"actor_batch": "same", "priority_every": 250, "truncation": "bootstrap",
-                               "value_cap": None, "critic_warmup_steps": 0},
+                               "value_cap": None, "critic_warmup_steps": 0,
+                               "lr_warmup_from": "start"},
                    "run": {"locator_from": None}}
 
 

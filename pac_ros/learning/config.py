@@ -70,6 +70,9 @@ class LearnerConfig:
     target_period: int = 1000  # hard copy period (steps)
     lr: float = 1e-4
     lr_warmup_steps: int = 1000
+    # the linear LR warm-up counts from step 0 (start) | again from the first step the policy learns, after
+    # critic_warmup_steps, for every parameter (policy), so the untrained policy starts at a small rate (ours)
+    lr_warmup_from: Literal["start", "policy"] = "start"
     weight_decay: float = 0.01  # ours
     adam_betas: tuple = (0.9, 0.999)
     grad_clip: float = 1.0
@@ -130,8 +133,14 @@ class LearnerConfig:
         """Whether the policy loss trains at a step (off during the critic's warm-up)."""
         return step >= self.critic_warmup_steps
 
+    def lr_scale(self, step: int) -> float:
+        """The warm-up's factor on the learning rate at a step."""
+        rewarm = self.lr_warmup_from == "policy" and self.policy_learns(step)
+        since = step - self.critic_warmup_steps if rewarm else step
+        return min(1.0, (since + 1) / max(1, self.lr_warmup_steps))
+
     def lr_at(self, step: int) -> float:
-        return self.lr * min(1.0, (step + 1) / max(1, self.lr_warmup_steps))
+        return self.lr * self.lr_scale(step)
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "learner") -> "LearnerConfig":

@@ -202,7 +202,7 @@ class Learner:
                                                         self.config.image_jitter)}
         self.model.train()
         alpha = self.config.alpha(self.step_count)
-        warm = min(1.0, (self.step_count + 1) / max(1, self.config.lr_warmup_steps))
+        warm = self.config.lr_scale(self.step_count)
         for g in self.optimizer.param_groups:
             g["lr"] = g["base_lr"] * warm
         lr = self.config.lr * warm

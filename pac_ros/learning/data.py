@@ -63,7 +63,7 @@ class TransitionStore:
         joints, actions, rewards, terminal, feats, tokens, starts, lengths = [], [], [], [], [], [], [], []
         # the blocks' positions in spec order: the target of keypoint-stem pretraining (learning/stem.py)
         locate = model_config.freeze_stem and getattr(dataset, "has_features", True)
-        poses, instructions, outcomes, successes = [], [], [], []
+        poses, instructions, successes = [], [], []
         row = 0
         for i in range(n_eps):
             ep = dataset.load_episode(i, images=False)
@@ -81,11 +81,9 @@ class TransitionStore:
             tokens.append(np.stack([cache.setdefault(s, tokenize(s, model_config.max_instruction_len))
                                     for s in ep.instructions]))
             successes.append(ep.meta.get("success"))
-            if model_config.outcome_token:  # success-conditioned BC: every step carries its episode's outcome
-                if "success" not in ep.meta:
-                    raise ValueError(f"outcome_token needs each episode's outcome; episode {ep.episode_index} of "
-                                     f"{getattr(dataset, 'root', '')} records no success")
-                outcomes.append(np.full(T, int(bool(ep.meta["success"])), np.int64))
+            if model_config.outcome_token and successes[-1] is None:
+                raise ValueError(f"outcome_token needs each episode's outcome; episode {ep.episode_index} of "
+                                 f"{getattr(dataset, 'root', '')} records no success")
             starts.append(row)
             lengths.append(T)
             row += T
@@ -99,10 +97,12 @@ class TransitionStore:
         self.features = np.concatenate(feats) if feats else None
         self.block_poses = np.concatenate(poses) if poses else None  # [N, blocks, 7], spec order
         self.instructions = instructions
-        self.outcomes = np.concatenate(outcomes) if outcomes else None
-        # each episode's recorded outcome, for diagnostics (None unless every episode records one)
+        # each episode's recorded outcome (None unless every episode records one): value-draw diagnostics, and
+        # with outcome_token (success-conditioned BC) every row carries its episode's as an input
         self.episode_success = (None if any(s is None for s in successes)
                                 else np.asarray([bool(s) for s in successes]))
+        self.outcomes = (np.repeat(self.episode_success.astype(np.int64), lengths) if model_config.outcome_token
+                         else None)
         self.episode_starts = np.asarray(starts)
         self.keypoints: dict[str, np.ndarray] = {}  # cache_keypoints: a frozen stem's output per row
         self.tokens = np.concatenate(tokens)

@@ -818,3 +818,40 @@ def test_value_draw_reports_its_share_on_successful_episodes(dataset, tmp_path):
     priority.sample(8, step=0, seed=0, rank=0)
     n_fail, n_ok = (episode == 1).sum(), (episode != 1).sum()
     assert priority.success_mass == pytest.approx(n_ok * np.exp(3.0) / (n_ok * np.exp(3.0) + n_fail), rel=1e-5)
+
+
+def test_grad_clip_by_loss_clips_each_terms_gradient_on_its_own():
+    """grad_clip_by: loss: the step's gradient is clip(∇ policy) + clip(∇ critic with its gap term), each
+    clipped over all parameters; the policy head's gradient then does not depend on how large the critic's is."""
+    learner, spec = make_learner(grad_clip_by="loss", grad_clip=0.05, conservative=1.0, alpha_final=0.5)
+    batch = make_batch(spec, seed=4)
+    params = list(learner.model.parameters())
+    torch.manual_seed(7)
+    sides = learner.compute_losses(learner.to_device(batch), learner.config.alpha(0))[0]["sides"]
+    assert set(sides) == {"policy", "critic"}
+    expected = [torch.zeros_like(p) for p in params]
+    for loss in sides.values():
+        grads = [torch.zeros_like(p) if g is None else g
+                 for p, g in zip(params, torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True))]
+        norm = torch.stack([g.norm() for g in grads]).norm()
+        assert norm > 0.05  # the clip acts on both terms
+        expected = [e + g * (0.05 / (norm + 1e-6)) for e, g in zip(expected, grads)]
+    torch.manual_seed(7)
+    metrics = learner.step(batch)
+    assert metrics["grad_norm_policy"] > 0.05 and metrics["grad_norm_critic"] > 0.05
+    for p, e in zip(params, expected):
+        assert torch.allclose(p.grad if p.grad is not None else torch.zeros_like(p), e, atol=1e-7)
+
+    def policy_head_grad(beta, by):
+        learner, spec = make_learner(grad_clip_by=by, grad_clip=0.05, beta=beta, alpha_final=0.5)
+        torch.manual_seed(7)
+        learner.step(make_batch(spec, seed=4))
+        return learner.model.policy_head[-1].weight.grad.clone()
+
+    assert torch.allclose(policy_head_grad(1.0, "loss"), policy_head_grad(100.0, "loss"))
+    assert not torch.allclose(policy_head_grad(1.0, "parameters"), policy_head_grad(100.0, "parameters"))
+    learner, spec = make_learner(grad_clip_by="loss", eta_kl=0.1)  # the dual's gradient reaches log η unclipped
+    metrics = learner.step(make_batch(spec, seed=4))
+    assert learner.log_eta.grad is not None and learner.log_eta.grad != 0 and "grad_norm_temperature" not in metrics
+    with pytest.raises(ValueError, match="grad_clip_by"):
+        LearnerConfig(grad_clip_by="term")

@@ -151,7 +151,7 @@ def final_metrics(run_dir: Path) -> dict:
 # the code did before them: at that value they are left out of a run's key, so those runs stay valid.
 NEUTRAL_OPTIONS = {"learner": {"actor_batch": "same", "priority_every": 250, "truncation": "bootstrap",
                                "value_cap": None, "critic_warmup_steps": 0,
-                               "lr_warmup_from": "start"},
+                               "lr_warmup_from": "start", "grad_clip_by": "parameters"},
                    "run": {"locator_from": None}}
 
 

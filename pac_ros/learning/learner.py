@@ -160,18 +160,20 @@ class Learner:
             else:
                 w, logp_imp = improvement_weights(q_s, eta), m.log_prob(logits, a_s)
             l_pi, bc, imp = policy_loss(logp_data, logp_imp, w, alpha)
-            total = (l_pi + cfg.beta * l_q) if policy_learns else cfg.beta * l_q
+            sides = {"policy": l_pi} if policy_learns else {}  # the terms whose gradients may be clipped apart
+            sides["critic"] = cfg.beta * l_q
             l_aux = torch.zeros((), device=self.device)
             if m.aux_head is not None:  # privileged training-time target: where the blocks are
                 truth = m.standardize_features(obs["features"])
                 l_aux = torch.nn.functional.smooth_l1_loss(m.aux_prediction(lat).float(), truth)
-                total = total + cfg.aux_weight * l_aux
+                sides["aux"] = cfg.aux_weight * l_aux
             gap = torch.zeros((), device=self.device)
             if cfg.conservative > 0:  # CQL-style: the policy's own actions may not out-value the data's
                 gap = q_pi.float().mean() - q_data.mean()
-                total = total + cfg.conservative * gap
+                sides["critic"] = sides["critic"] + cfg.conservative * gap
             if cfg.eta_kl is not None:
-                total = total + temperature_dual(q_s, self.log_eta, cfg.eta_kl)
+                sides["temperature"] = temperature_dual(q_s, self.log_eta, cfg.eta_kl)
+            total = sum(sides.values())
 
         with torch.no_grad():
             qp = qp.detach()
@@ -187,7 +189,7 @@ class Learner:
                 "policy_entropy": PACModel.entropy(logits).sum(-1).mean(),
                 "eta": self.log_eta.detach().exp(), **weight_stats(w),
             }
-        return {"total": total, "policy": l_pi, "critic": l_q}, metrics
+        return {"total": total, "policy": l_pi, "critic": l_q, "sides": sides}, metrics
 
     # ---- one step -----------------------------------------------------------------
     def step(self, batch: Mapping[str, Any], actor: Mapping[str, Any] | None = None) -> dict[str, float]:
@@ -208,12 +210,17 @@ class Learner:
         lr = self.config.lr * warm
         learns = self.config.policy_learns(self.step_count)
         losses, metrics = self.compute_losses(batch, alpha, actor, learns)
-        self.optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        if self.distributed:
-            self._allreduce_grads()
-        norms = torch.stack([torch.nn.utils.clip_grad_norm_(g, self.config.grad_clip) for g in self.clip_groups])
-        grad_norm = norms.norm()
+        if self.config.grad_clip_by == "loss":
+            side_norms = self._backward_clipped_per_loss(losses["sides"])
+            grad_norm = torch.stack(list(side_norms.values())).norm()
+            metrics.update({f"grad_norm_{k}": v for k, v in side_norms.items()})
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            if self.distributed:
+                self._allreduce_grads()
+            norms = torch.stack([torch.nn.utils.clip_grad_norm_(g, self.config.grad_clip) for g in self.clip_groups])
+            grad_norm = norms.norm()
         if self.log_eta.grad is not None and not torch.isfinite(self.log_eta.grad):
             self.log_eta.grad = None
         if torch.isfinite(grad_norm):
@@ -226,6 +233,26 @@ class Learner:
         out.update(alpha=alpha, lr=lr, policy_learns=float(learns), grad_norm=float(grad_norm),
                    skipped=float(not math.isfinite(float(grad_norm))))
         return out
+
+    def _backward_clipped_per_loss(self, sides: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """grad_clip_by: loss: each term's gradient over all parameters is clipped to grad_clip on its own,
+        then the clipped gradients are summed; {term: its norm before clipping}."""
+        params = list(self.model.parameters())
+        live = [(k, v) for k, v in sides.items() if v.requires_grad]
+        summed, norms = None, {}
+        for i, (name, loss) in enumerate(live):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward(retain_graph=i < len(live) - 1)
+            if self.distributed:
+                self._allreduce_grads()
+            if name != "temperature":  # its gradient reaches log η alone, which no clip covers
+                norms[name] = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            grads = [p.grad for p in [*params, self.log_eta]]
+            summed = grads if summed is None else [
+                a if b is None else b if a is None else a + b for a, b in zip(summed, grads)]
+        for p, g in zip([*params, self.log_eta], summed or []):
+            p.grad = g
+        return norms
 
     @torch.no_grad()
     def data_values(self, store, chunk: int = 1024, baseline_samples: int = 0,

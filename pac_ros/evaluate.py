@@ -51,6 +51,22 @@ def t_interval(rates: list[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def welch_interval(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """mean(a) - mean(b) over training seeds and its 95% Welch interval (unequal spreads; the
+    Welch-Satterthwaite degrees of freedom rounded down, so the interval errs wide)."""
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("welch_interval needs at least two runs on each side")
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)
+    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    diff, se = ma - mb, math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = T_975.get(max(1, math.floor(df)), 1.96) * se
+    return diff, diff - half, diff + half
+
+
 @dataclass
 class EvalResult:
     seeds: list[int] = field(default_factory=list)

@@ -265,3 +265,36 @@ def test_a_run_another_process_is_making_is_neither_emptied_nor_redone(tmp_path)
     with held(tmp_path / "out" / ".improve.lock", "rounds"):  # the rounds build on each other: held as one
         with pytest.raises(RunBusy, match="the self-improvement rounds of .*out is being made"):
             improve(cfg, {"checkpoint": "unused", "final": {}}, print)
+
+
+def test_welch_interval_of_two_arms_over_seeds():
+    from pac_ros.evaluate import welch_interval
+
+    # a: mean 0.3, var/n 0.02/2; b: mean 0.8, var/n 0.04/3; Welch df 2.88 -> 2, t 4.303, se sqrt(0.02333)
+    diff, lo, hi = welch_interval([0.2, 0.4], [0.6, 0.8, 1.0])
+    assert diff == pytest.approx(-0.5) and hi - diff == pytest.approx(4.303 * 0.023333 ** 0.5, abs=1e-3)
+    assert lo == pytest.approx(2 * diff - hi)
+    assert welch_interval([0.5, 0.5], [0.7, 0.7]) == pytest.approx((-0.2, -0.2, -0.2))
+    with pytest.raises(ValueError, match="two runs"):
+        welch_interval([0.5], [0.4, 0.6])
+
+
+def test_report_sets_each_arm_against_the_success_filter(tmp_path):
+    from pac_ros.experiment.report import render_markdown
+
+    def arm(*per_seed):
+        return pool([{"final": {"successes": round(100 * r), "episodes": 100, "success_rate": r, "mean_return": r,
+                                "mean_length": 50}, "train_s": 1.0} for r in per_seed])
+
+    arms = {"bc_success": arm(0.95, 0.88, 0.69), "pac": arm(0.93, 0.76, 0.79), "worse": arm(0.1, 0.12, 0.11)}
+    results = {"data": {"root": "d", "episodes": 3, "steps": 9, "success_rate": 0.3, "fingerprint": "f",
+                        "by_quality": {}},
+               "config": {"data": {"quality": "suboptimal", "episodes": 3, "seed": 0}, "steps": 4,
+                          "train_config": "t.yaml", "model": {}, "learner": {}, "seeds": [0, 1, 2],
+                          "eval": {"episodes": 100, "seed": 100000, "decoding": "mean"}, "arms": {a: {} for a in arms}},
+               "arms": arms, "runs": {}, "diagnostics": {}, "improve": [], "commands": [], "wall_s": 0.0}
+    md = render_markdown(results, {"bar": tmp_path / "b.png", "curves": tmp_path / "c.png"}, tmp_path)
+    assert "Against success-filtered BC" in md
+    pac = next(line for line in md.splitlines() if line.startswith("- pac:"))
+    assert "-1.3 points over seeds" in pac and "not distinguishable" in pac and "pooled -1.3 points" in pac
+    assert "below" in next(line for line in md.splitlines() if line.startswith("- worse:"))

@@ -159,6 +159,20 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
                          f"{100 * (s['success_rate'] - bc['success_rate']):.1f} points, ratio "
                          f"{'n/a (BC at 0%)' if not math.isfinite(ratio) else f'{ratio:.2f}x'}, intervals "
                          f"{'do not overlap' if apart else 'overlap'}")
+    if "bc_success" in arms and len(arms["bc_success"]["per_seed"]) >= 2:
+        from pac_ros.evaluate import welch_interval
+
+        ref = arms["bc_success"]
+        lines += ["", "Against success-filtered BC (bc_success): the difference of the means over seeds with its 95% "
+                  "Welch interval (the seeds' spreads, unequal), and the pooled difference:", ""]
+        for a, s in arms.items():
+            if a in ("bc", "bc_success") or len(s["per_seed"]) < 2:
+                continue
+            diff, lo, hi = welch_interval(s["per_seed"], ref["per_seed"])
+            verdict = "below" if hi < 0 else "above" if lo > 0 else "not distinguishable"
+            lines.append(f"- {a}: {100 * diff:+.1f} points over seeds ({100 * lo:+.1f} to {100 * hi:+.1f}, "
+                         f"{len(s['per_seed'])} vs {len(ref['per_seed'])} seeds: {verdict}); pooled "
+                         f"{100 * (s['success_rate'] - ref['success_rate']):+.1f} points")
     peers = results.get("peers", {})
     if peers:
         best = max(peers, key=lambda a: peers[a]["success_rate"])

@@ -78,7 +78,7 @@ class LearnerConfig:
     grad_clip: float = 1.0
     # parameters: one clip over all parameters' summed gradient (per side's parameters when the critic is off
     # the encoder) | loss: the gradient of each term (policy, critic with its gap term, aux) clipped on its
-    # own over all parameters, then summed, so a large critic gradient cannot shrink the policy's (ours)
+    # own over all parameters, then summed, so neither term's norm scales the other's step (ours)
     grad_clip_by: Literal["parameters", "loss"] = "parameters"
     amp: Literal["auto", "bf16", "none"] = "auto"  # auto (bf16 autocast on a GPU that supports it) | bf16 | none
     aux_weight: float = 1.0  # weight of the auxiliary block-feature loss (models with aux_features)

@@ -43,12 +43,18 @@ def t_interval(rates: list[float]) -> tuple[float, float, float]:
     n = len(rates)
     if n == 0:
         raise ValueError("t_interval of no runs")
-    mean = sum(rates) / n
     if n < 2:
-        return mean, mean, mean
-    sd = math.sqrt(sum((r - mean) ** 2 for r in rates) / (n - 1))
-    half = T_975.get(n - 1, 1.96) * sd / math.sqrt(n)
+        return rates[0], rates[0], rates[0]
+    mean, var_of_mean = _mean_and_its_variance(rates)
+    half = T_975.get(n - 1, 1.96) * math.sqrt(var_of_mean)
     return mean, mean - half, mean + half
+
+
+def _mean_and_its_variance(rates: list[float]) -> tuple[float, float]:
+    """The runs' mean and the variance of that mean (sample variance / n)."""
+    n = len(rates)
+    mean = sum(rates) / n
+    return mean, sum((r - mean) ** 2 for r in rates) / (n - 1) / n
 
 
 def welch_interval(a: list[float], b: list[float]) -> tuple[float, float, float]:
@@ -56,9 +62,7 @@ def welch_interval(a: list[float], b: list[float]) -> tuple[float, float, float]
     Welch-Satterthwaite degrees of freedom rounded down, so the interval errs wide)."""
     if len(a) < 2 or len(b) < 2:
         raise ValueError("welch_interval needs at least two runs on each side")
-    ma, mb = sum(a) / len(a), sum(b) / len(b)
-    va = sum((x - ma) ** 2 for x in a) / (len(a) - 1) / len(a)
-    vb = sum((x - mb) ** 2 for x in b) / (len(b) - 1) / len(b)
+    (ma, va), (mb, vb) = _mean_and_its_variance(a), _mean_and_its_variance(b)
     diff, se = ma - mb, math.sqrt(va + vb)
     if se == 0:
         return diff, diff, diff

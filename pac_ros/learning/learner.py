@@ -245,7 +245,7 @@ class Learner:
             loss.backward(retain_graph=i < len(live) - 1)
             if self.distributed:
                 self._allreduce_grads()
-            if name != "temperature":  # its gradient reaches log η alone, which no clip covers
+            if any(p.grad is not None for p in params):  # not the η dual: it reaches log η alone, never clipped
                 norms[name] = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
             grads = [p.grad for p in [*params, self.log_eta]]
             summed = grads if summed is None else [

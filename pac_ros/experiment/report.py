@@ -182,7 +182,7 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
                 lines.append(f"- {a}: {100 * (s['success_rate'] - peers[best]['success_rate']):+.1f} points, "
                              f"intervals {'do not overlap' if s['ci_low'] > peers[best]['ci_high'] else 'overlap'}")
     lines += ["", f"![success]({link(figures['bar'])})", f"![curves]({link(figures['curves'])})", "",
-              "## Critic diagnostics (seed 0 of each arm)", "",
+              "## Critic diagnostics (each arm's first training seed)", "",
               "Q(s, a) of the data's own actions against the observed discounted return from that step "
               "(Monte Carlo to the episode's end), on sampled transitions of the training data.", "",
               "| arm | mean Q | mean observed return | correlation | mean Q, successful episodes | "

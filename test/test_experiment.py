@@ -229,7 +229,8 @@ def test_cached_serves_a_result_of_the_same_key_and_redoes_another(tmp_path):
 
 @pytest.mark.parametrize("name", ["experiment.yaml", "experiment_baselines.yaml", "experiment_pixels.yaml",
                                   "experiment_critic_head.yaml", "experiment_success_filter.yaml",
-                                  "experiment_critic_warmup.yaml", "experiment_grad_clip.yaml"])
+                                  "experiment_critic_warmup.yaml", "experiment_grad_clip.yaml",
+                                  "experiment_second_collection.yaml"])
 def test_the_shipped_experiment_configs_load(name):
     """Every arm's training config builds; a locator taken from another checkpoint is one we ship."""
     from pathlib import Path

@@ -51,7 +51,9 @@ def plot_results(results: dict, out: Path) -> dict[str, Path]:
         ax.scatter([i] * len(arms[a]["per_seed"]), [100 * p for p in arms[a]["per_seed"]], color="k", s=8, zorder=3)
     ax.axhline(100 * results["data"]["success_rate"], color="#c44", ls="--", lw=1, label="data")
     ax.set_ylabel("success (%)")
-    ax.tick_params(axis="x", labelsize=7, rotation=20)
+    ax.set_ylim(0, 118)  # room above 100% for the legend, clear of the seeds' dots
+    ax.tick_params(axis="x", labelsize=7)
+    plt.setp(ax.get_xticklabels(), rotation=25, ha="right", rotation_mode="anchor")
     ax.set_title("sim stacking, sub-optimal data")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()

@@ -801,6 +801,24 @@ def test_lr_warmup_restarts_when_the_policy_starts_learning():
         LearnerConfig(lr_warmup_from="never")
 
 
+def test_lr_decays_on_a_cosine_after_the_warm_up_and_holds_its_final_fraction():
+    """lr_decay_steps: after the warm-up the rate falls on a half cosine to lr * lr_final_fraction, then
+    stays there; 0 (the default) keeps the full rate to the end."""
+    cfg = LearnerConfig(lr=1e-3, lr_warmup_steps=2, lr_decay_steps=4, lr_final_fraction=0.1)
+    scales = [cfg.lr_scale(s) for s in range(8)]
+    half = 0.1 + 0.9 * 0.5  # the cosine's midpoint, two of its four steps in
+    assert scales[:2] == pytest.approx([0.5, 1.0])
+    assert scales[3] == pytest.approx(half) and scales[5:] == pytest.approx([0.1, 0.1, 0.1])
+    assert all(a > b for a, b in zip(scales[1:6], scales[2:6]))
+    assert [LearnerConfig(lr_warmup_steps=2).lr_scale(s) for s in (1, 100)] == [1.0, 1.0]
+    learner, spec = make_learner(lr_warmup_steps=1, lr_decay_steps=2, lr_final_fraction=0.0)
+    lrs = [learner.step(make_batch(spec, seed=s))["lr"] for s in range(4)]
+    assert lrs == pytest.approx([1e-3, 5e-4, 0.0, 0.0], abs=1e-12)
+    for bad in ({"lr_decay_steps": -1}, {"lr_final_fraction": 1.5}):
+        with pytest.raises(ValueError, match="lr_decay_steps"):
+            LearnerConfig(**bad)
+
+
 def test_value_draw_reports_its_share_on_successful_episodes(dataset, tmp_path):
     """The value draw's mass on the episodes that recorded success (episodes 0 and 2 of the fixture)."""
     from pac_ros.learning.data import TransitionStore

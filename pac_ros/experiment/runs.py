@@ -151,7 +151,8 @@ def final_metrics(run_dir: Path) -> dict:
 # the code did before them: at that value they are left out of a run's key, so those runs stay valid.
 NEUTRAL_OPTIONS = {"learner": {"actor_batch": "same", "priority_every": 250, "truncation": "bootstrap",
                                "value_cap": None, "critic_warmup_steps": 0,
-                               "lr_warmup_from": "start", "grad_clip_by": "parameters"},
+                               "lr_warmup_from": "start", "grad_clip_by": "parameters",
+                               "lr_decay_steps": 0, "lr_final_fraction": 0.0},
                    "run": {"locator_from": None}}
 
 

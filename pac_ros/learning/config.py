@@ -73,6 +73,10 @@ class LearnerConfig:
     # the linear LR warm-up counts from step 0 (start) | again from the first step the policy learns, after
     # critic_warmup_steps, for every parameter (policy), so the untrained policy starts at a small rate (ours)
     lr_warmup_from: Literal["start", "policy"] = "start"
+    # after the warm-up, a cosine from lr to lr * lr_final_fraction over this many steps, then held there
+    # (0: constant lr to the end), so a run's last weights are not one noisy step at the full rate (ours)
+    lr_decay_steps: int = 0
+    lr_final_fraction: float = 0.0
     weight_decay: float = 0.01  # ours
     adam_betas: tuple = (0.9, 0.999)
     grad_clip: float = 1.0
@@ -117,6 +121,9 @@ class LearnerConfig:
                              "and data_weighting: value")
         if self.critic_warmup_steps < 0:
             raise ValueError(f"critic_warmup_steps must be >= 0, got {self.critic_warmup_steps}")
+        if self.lr_decay_steps < 0 or not 0.0 <= self.lr_final_fraction <= 1.0:
+            raise ValueError(f"lr_decay_steps >= 0 and 0 <= lr_final_fraction <= 1 required, got "
+                             f"{self.lr_decay_steps} and {self.lr_final_fraction}")
         if self.priority_every < 1:
             raise ValueError(f"priority_every must be >= 1, got {self.priority_every}")
         if self.n_step < 1:
@@ -138,10 +145,14 @@ class LearnerConfig:
         return step >= self.critic_warmup_steps
 
     def lr_scale(self, step: int) -> float:
-        """The warm-up's factor on the learning rate at a step."""
+        """The factor on the learning rate at a step: the linear warm-up, then the cosine decay."""
         rewarm = self.lr_warmup_from == "policy" and self.policy_learns(step)
         since = step - self.critic_warmup_steps if rewarm else step
-        return min(1.0, (since + 1) / max(1, self.lr_warmup_steps))
+        warm = max(1, self.lr_warmup_steps)
+        if since < warm or self.lr_decay_steps == 0:
+            return min(1.0, (since + 1) / warm)
+        f = min(1.0, (since - warm + 1) / self.lr_decay_steps)
+        return self.lr_final_fraction + (1.0 - self.lr_final_fraction) * 0.5 * (1.0 + math.cos(math.pi * f))
 
     def lr_at(self, step: int) -> float:
         return self.lr * self.lr_scale(step)

@@ -194,7 +194,7 @@ def check_meta(meta: Mapping[str, Any], where: str) -> None:
     _field(meta, "world_size", where, _int(1, 1 << 20), "an integer >= 1")
     _field(meta, "saved_at", where, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
            and math.isfinite(v), "a finite number")
-    for key in ("spec_fingerprint", "dataset_fingerprint", "decoding"):
+    for key in ("spec_fingerprint", "dataset_fingerprint", "decoding", "weights"):
         _field(meta, key, where, _str(256, optional=True), "a string or null")
     _field(meta, "train_config", where, lambda v: isinstance(v, dict), "a mapping")
     _field(meta, "files", where, lambda v: isinstance(v, dict), "a mapping of file name to sha256", required=True)

@@ -34,7 +34,7 @@ run: {log_every: 1, checkpoint_every: 100, threads: 1}
 @pytest.mark.slow
 def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     d = _configs(tmp_path, rounds=1)
-    d["eval"].update(decodings=["greedy"], decoding_arms=["pac"])
+    d["eval"].update(decodings=["greedy"], decoding_arms=["pac"], target_arms=["pac"])
     cfg = ExperimentConfig.from_dict(d)
     logs = []
     report = tmp_path / "docs" / "results.md"
@@ -63,6 +63,10 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     md = report.read_text()
     assert "| bc |" in md and "| pac |" in md and "| d3rlpy iql |" in md and "Self-improvement" in md
     assert saved["decodings"]["pac"]["greedy"]["episodes"] == 4 and "| pac | greedy |" in md
+    assert saved["target_weights"]["pac"]["episodes"] == 4 and "| pac | target |" in md
+    for r in saved["runs"]["pac"]:  # each seed's target weights, exported where the report says
+        exported = out / "runs" / f"pac_s{r['seed']}" / "target" / "meta.json"
+        assert json.loads(exported.read_text())["weights"] == "target"
     assert res["data"]["fingerprint"] in md
     assert "](results_figures/success_bar.png)" in md  # figures copied next to the report
     assert (tmp_path / "docs" / "results_figures" / "success_bar.png").is_file()
@@ -122,6 +126,8 @@ def test_experiment_config_errors(tmp_path):
         ExperimentConfig.from_dict({**d, "arms": {"pac": {"model": {"critic_encoder": "two"}}}})
     with pytest.raises(ConfigError, match="model must map"):
         ExperimentConfig.from_dict({**d, "arms": {"pac": {"model": "own"}}})
+    with pytest.raises(ConfigError, match="target_arms"):
+        ExperimentConfig.from_dict({**d, "eval": {**d["eval"], "target_arms": ["nope"]}})
     with pytest.raises(ConfigError, match="decoding_arms"):
         ExperimentConfig.from_dict({**d, "eval": {**d["eval"], "decodings": ["greedy"], "decoding_arms": ["nope"]}})
     with pytest.raises(ConfigError, match="improve.decoding must be one of"):
@@ -198,7 +204,7 @@ def test_cache_keys_are_those_of_results_written_before(tmp_path):
         for name in options:
             del d[section][name]
     d["eval"] = dataclasses.asdict(cfg.eval)
-    del d["eval"]["decodings"], d["eval"]["decoding_arms"]  # the report's, not the run's
+    del d["eval"]["decodings"], d["eval"]["decoding_arms"], d["eval"]["target_arms"]  # the report's, not the run's
     assert run_key(cfg, tcfg) == sha16(json.dumps(d, sort_keys=True))
     recipe = {"episodes": 2, "steps": 2}
     key = run_key(cfg, tcfg)

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from pac_ros.learning import ConfigError, Learner, LearnerConfig, TrainConfig, categorical_projection, policy_loss
+from pac_ros.learning import (
+    ConfigError,
+    Learner,
+    LearnerConfig,
+    TrainConfig,
+    categorical_projection,
+    load_target_state,
+    policy_loss,
+)
 from pac_ros.model import PACModel, tokenize_batch
 from pac_ros.model.testing import micro_config, random_obs, small_spec
 
@@ -359,6 +367,38 @@ def test_learned_eta_trains_and_resumes(tmp_path):
     fresh, _ = make_learner(eta_kl=0.1, eta_lr=0.05, eta=0.5)
     load_into_learner(tmp_path / "c", fresh)  # restores log η, its Adam state and the torch RNG
     assert fresh.step(make_batch(spec, seed=9)) == ref
+
+
+def test_export_writes_the_target_networks_weights_as_a_deployable_checkpoint(tmp_path):
+    """pac-ros export: a training checkpoint's target (Polyak-averaged) or online weights as a checkpoint
+    a policy loads, no training state; a deployable checkpoint has no target weights to give."""
+    from pac_ros.checkpoint import CheckpointError, checkpoint_meta
+    from pac_ros.cli import main
+    from pac_ros.learning import save_checkpoint
+    from pac_ros.policy import Policy
+
+    learner, spec = make_learner(tau=0.5)
+    for s in range(3):
+        learner.step(make_batch(spec, seed=s))
+    save_checkpoint(tmp_path / "run" / "step_3", learner, meta=checkpoint_meta(learner.model))
+    assert main(["export", str(tmp_path / "run" / "step_3"), "--out", str(tmp_path / "target")]) == 0
+    assert main(["export", str(tmp_path / "run" / "step_3"), "--out", str(tmp_path / "online"),
+                 "--weights", "online"]) == 0
+    assert sorted(p.name for p in (tmp_path / "target").iterdir()) == ["meta.json", "model.safetensors"]
+    for weights, net in (("target", learner.target), ("online", learner.model)):
+        policy = Policy.load(tmp_path / weights, device="cpu")
+        assert policy.meta["weights"] == weights and policy.meta["step"] == 3
+        loaded = policy.model.state_dict()
+        assert all(torch.equal(loaded[k], v) for k, v in net.state_dict().items())
+    assert any(not torch.equal(a, b) for a, b in zip(learner.target.parameters(), learner.model.parameters()))
+    with pytest.raises(CheckpointError, match="only a training checkpoint holds the target"):
+        load_target_state(tmp_path / "target")
+    state = tmp_path / "run" / "step_3" / "train_state.safetensors"
+    raw = bytearray(state.read_bytes())
+    raw[-1] ^= 0xFF  # one flipped bit-pattern in the last tensor
+    state.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_target_state(tmp_path / "run" / "step_3")
 
 
 def test_n_step_targets_sum_rewards_and_stop_at_episode_end(dataset, tmp_path):

@@ -1,4 +1,5 @@
-"""Learning commands: ``pac-ros train`` (one run) and ``pac-ros experiment`` (BC vs PAC, end to end)."""
+"""Learning commands: ``pac-ros train`` (one run), ``pac-ros export`` (a run's deployable weights) and
+``pac-ros experiment`` (BC vs PAC, end to end)."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +22,14 @@ def register(sub: Subcommands) -> None:
                    help="'auto' (newest checkpoint in the run directory, if any), 'no', or a checkpoint path")
     p.add_argument("--eval-episodes", type=int, help="evaluate each checkpoint in sim (overrides run.eval_episodes)")
     p.add_argument("--no-progress", action="store_true")
+
+    p = add_command(sub, "export", cmd_export,
+                    "a deployable checkpoint (meta.json + weights, no training state) from a training checkpoint")
+    p.add_argument("checkpoint", help="training checkpoint directory (or a run directory: its latest)")
+    p.add_argument("--out", required=True, help="the deployable checkpoint's directory")
+    p.add_argument("--weights", choices=("target", "online"), default="target",
+                   help="target: the target network's weights, under target_update polyak the online weights' "
+                        "moving average over about the last 1/tau steps; online: the last step's weights")
 
     p = add_command(sub, "experiment", cmd_experiment,
                     "BC vs PAC on sub-optimal data: seeds, d3rlpy peers, self-improvement, report")
@@ -70,6 +79,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         if dist.is_initialized():
             dist.destroy_process_group()
     print(path)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pac_ros.learning import save_weights_deployable
+
+    out = save_weights_deployable(args.checkpoint, args.out, args.weights)
+    print(f"{out}: the {args.weights} weights of {args.checkpoint}")
     return 0
 
 

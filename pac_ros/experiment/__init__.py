@@ -23,6 +23,7 @@ from pac_ros.experiment.runs import (
     cache_key,
     cached,
     compare_decodings,
+    compare_target_weights,
     describe_dataset,
     ensure_dataset,
     pool,
@@ -32,7 +33,8 @@ from pac_ros.experiment.runs import (
 )
 
 __all__ = ["DataSection", "EvalSection", "ExperimentConfig", "ImproveSection", "PeersSection", "cache_key", "cached",
-           "compare_decodings", "critic_calibration", "describe_dataset", "ensure_dataset", "improve",
+           "compare_decodings", "compare_target_weights", "critic_calibration", "describe_dataset",
+           "ensure_dataset", "improve",
            "plot_results", "pool", "record_own", "render_markdown", "run_arms", "run_experiment", "run_one",
            "run_peer", "write_report"]
 
@@ -57,9 +59,10 @@ def run_experiment(cfg: ExperimentConfig, log: Log = print, report: str | Path |
                                            cfg.train_config_for(arm, rs[0]["seed"]).learner.gamma)
                    for arm, rs in runs.items()}
     decodings = compare_decodings(cfg, runs, log)
+    target_weights = compare_target_weights(cfg, runs, log)
     rounds = improve(cfg, runs[cfg.improve.arm][0], log) if cfg.improve.rounds else []
     results = {"config": cfg.to_dict(), "data": data, "arms": arms, "peers": peers, "runs": runs,
-               "diagnostics": diagnostics, "decodings": decodings,
+               "diagnostics": diagnostics, "decodings": decodings, "target_weights": target_weights,
                "improve": rounds, "wall_s": time.perf_counter() - t0, "commands": [command]}
     written = write_report(results, out, report)
     log("results: " + ", ".join(str(f) for f in written))

@@ -32,6 +32,8 @@ class EvalSection:
     # these arms' final checkpoints also evaluated with these decodings (same episodes, every seed)
     decodings: list = field(default_factory=list)
     decoding_arms: list = field(default_factory=list)
+    # these arms' final checkpoints also evaluated with their target network's weights (Polyak average)
+    target_arms: list = field(default_factory=list)
 
 
 @dataclass
@@ -105,9 +107,10 @@ class ExperimentConfig:
                               *(("eval.decodings", d) for d in cfg.eval.decodings)):
             if decoding and decoding not in DECODING:
                 raise ConfigError(f"{where}: {key} must be one of {list(DECODING)}, got {decoding!r}")
-        unknown_arms = sorted(set(cfg.eval.decoding_arms) - set(cfg.arms))
-        if unknown_arms:
-            raise ConfigError(f"{where}: eval.decoding_arms {unknown_arms} are not arms ({sorted(cfg.arms)})")
+        for key in ("decoding_arms", "target_arms"):
+            unknown_arms = sorted(set(getattr(cfg.eval, key)) - set(cfg.arms))
+            if unknown_arms:
+                raise ConfigError(f"{where}: eval.{key} {unknown_arms} are not arms ({sorted(cfg.arms)})")
         if cfg.improve.steps_scale not in ("fixed", "data"):
             raise ConfigError(f"{where}: improve.steps_scale must be fixed or data, not {cfg.improve.steps_scale!r}")
         if cfg.improve.eval_episodes < 0:

@@ -209,6 +209,19 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
                 lines.append(f"| {a} | {d} | {_pct(s['success_rate'])} ({s['successes']}/{s['episodes']}) | "
                              f"{_pct(s['ci_low'])} - {_pct(s['ci_high'])} | "
                              f"{', '.join(_pct(x) for x in s['per_seed'])} | {_over_seeds(s)} |")
+    if results.get("target_weights"):
+        lines += ["", "## Target-network weights", "",
+                  f"The same runs and episodes (seeds {ev['seed']}..{ev['seed'] + ev['episodes'] - 1}), the final "
+                  "checkpoint's target-network weights in place of its online ones: under `target_update: polyak` "
+                  "the online weights' moving average over about the last 1/τ steps (`pac-ros export --weights "
+                  "target`, kept as each run's `target/`).", "",
+                  "| arm | weights | success | 95% CI | per seed | mean over seeds (95% t) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for a, s in results["target_weights"].items():
+            for w, p in (("online", results["arms"][a]), ("target", s)):
+                lines.append(f"| {a} | {w} | {_pct(p['success_rate'])} ({p['successes']}/{p['episodes']}) | "
+                             f"{_pct(p['ci_low'])} - {_pct(p['ci_high'])} | "
+                             f"{', '.join(_pct(x) for x in p['per_seed'])} | {_over_seeds(p)} |")
     if results["improve"]:
         imp = cfg["improve"]
         rounds_ev = ImproveSection(**imp).evaluation(EvalSection(**ev))

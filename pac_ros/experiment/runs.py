@@ -157,9 +157,10 @@ NEUTRAL_OPTIONS = {"learner": {"actor_batch": "same", "priority_every": 250, "tr
 
 
 def evaluation_key(ev) -> dict:
-    """What decides an evaluation's result: the eval section less the report's extra decodings."""
+    """What decides an evaluation's result: the eval section less the report's extra evaluations
+    (other decodings, target weights)."""
     d = dataclasses.asdict(ev)
-    for name in ("decodings", "decoding_arms"):
+    for name in ("decodings", "decoding_arms", "target_arms"):
         d.pop(name, None)
     return d
 
@@ -260,17 +261,42 @@ def compare_decodings(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
     for arm in cfg.eval.decoding_arms:
         for decoding in cfg.eval.decodings:
             ev = dataclasses.replace(cfg.eval, decoding=decoding)
-            results = []
-            for r in runs[arm]:
-                ckpt = Path(r["checkpoint"])
-                key = cache_key(evaluation_key(ev), within=r["key"])
-                def evaluate(ckpt: Path = ckpt, ev: EvalSection = ev) -> dict:
-                    return {"final": evaluate_checkpoint(ckpt, ev, ev.episodes), "train_s": 0.0}
-
-                file = Path(cfg.out_dir) / "runs" / f"{arm}_s{r['seed']}" / f"decoding_{decoding}.json"
-                results.append(cached(file, key, f"{arm} seed {r['seed']} {decoding} decoding", log, evaluate))
-            out.setdefault(arm, {})[decoding] = pool(results)
+            out.setdefault(arm, {})[decoding] = _evaluate_finals(cfg, arm, runs[arm], ev, f"decoding_{decoding}",
+                                                                 f"{decoding} decoding", log)
     return out
+
+
+def compare_target_weights(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
+    """{arm: pool}: the final checkpoints of ``eval.target_arms`` evaluated with their target network's
+    weights (the Polyak average), exported as a deployable checkpoint next to each run, on the eval
+    section's episodes and seeds."""
+    from pac_ros.learning.checkpoint import save_weights_deployable
+
+    def target(r: dict) -> Path:
+        out = Path(r["checkpoint"]).parent.parent / "target"
+        save_weights_deployable(r["checkpoint"], out, "target")
+        return out
+
+    return {arm: _evaluate_finals(cfg, arm, runs[arm], cfg.eval, "weights_target", "target weights", log, target)
+            for arm in cfg.eval.target_arms}
+
+
+def _evaluate_finals(cfg: ExperimentConfig, arm: str, arm_runs: list[dict], ev: EvalSection, name: str,
+                     label: str, log: Log, checkpoint: Callable[[dict], Path] | None = None) -> dict:
+    """One arm's final checkpoints (or ``checkpoint(run)``, what is made of them) evaluated with ``ev``,
+    each seed's result cached in its run directory as ``name``.json; pooled over the seeds."""
+    results = []
+    for r in arm_runs:
+        # (a decoding's key is its evaluation's alone, as before target weights were evaluated too)
+        key = cache_key(evaluation_key(ev) if checkpoint is None else [evaluation_key(ev), name], within=r["key"])
+
+        def evaluate(r: dict = r) -> dict:
+            ckpt = checkpoint(r) if checkpoint else Path(r["checkpoint"])
+            return {"final": evaluate_checkpoint(ckpt, ev, ev.episodes), "train_s": 0.0}
+
+        file = Path(cfg.out_dir) / "runs" / f"{arm}_s{r['seed']}" / f"{name}.json"
+        results.append(cached(file, key, f"{arm} seed {r['seed']} {label}", log, evaluate))
+    return pool(results)
 
 
 def pool(results: list[dict]) -> dict:

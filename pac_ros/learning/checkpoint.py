@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..checkpoint import (
     DTYPES,
+    META_FILE,
     MODEL_FILE,
     STATE_FILE,
     STATE_JSON,
@@ -26,11 +28,14 @@ from ..checkpoint import (
     check_tensors,
     commit,
     cpu_tensors,
+    declared_model,
+    expected_tensors,
     inside,
     load_model_state,
     load_tensors,
     read_header,
     read_json_file,
+    read_meta,
     resolve,
     staging_dir,
     verify_file,
@@ -179,3 +184,43 @@ def load_into_learner(path: str | Path, learner, verify: bool = True) -> ResumeS
     internal = ("target.", "optim.", "rng.torch", "rng.cuda", "learner.")
     extra = {k: v for k, v in state.items() if not k.startswith(internal)}
     return ResumeState(learner.step_count, sj.get("resume", {}), extra)
+
+
+WEIGHTS = ("online", "target")
+
+
+def load_target_state(path: str | Path, verify: bool = True) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(meta, target-network weights) of a training checkpoint. Under ``target_update: polyak`` they
+    are the online weights' exponential moving average (rate τ, about the last 1/τ steps), which
+    a noisy last step moves far less. Checked like ``load_model_state`` before any is read."""
+    d = resolve(path)
+    meta = read_meta(d)
+    config, spec = declared_model(meta, str(d / META_FILE))
+    f = d / STATE_FILE
+    if not f.exists() and not f.is_symlink():
+        raise CheckpointError(f"{f}: missing: {d} is a deployable checkpoint, only a training checkpoint "
+                              "holds the target network's weights")
+    f = inside(d, STATE_FILE)
+    if verify:
+        verify_file(f, meta)
+    found = {k[len("target."):]: v for k, v in read_header(f).items() if k.startswith("target.")}
+    expected = expected_tensors(config, spec, str(d / META_FILE))
+    check_tensors(f, found, expected)
+    try:
+        with safe_open(str(f), framework="pt") as sf:
+            return meta, {k: sf.get_tensor(f"target.{k}") for k in expected}
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{f}: corrupted or truncated safetensors file ({exc})") from exc
+
+
+def save_weights_deployable(path: str | Path, out: str | Path, weights: str = "target") -> Path:
+    """The deployable checkpoint (meta.json + model.safetensors) of one of a training checkpoint's
+    weight sets, ``online`` or ``target``; meta.json's ``weights`` says which."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+    meta, tensors = (load_target_state if weights == "target" else load_model_state)(path)
+    out = Path(out)
+    tmp = staging_dir(out)
+    save_file(cpu_tensors(tensors), str(tmp / MODEL_FILE))
+    kept = {k: v for k, v in meta.items() if k not in ("files", "format", "step", "saved_at")}
+    return commit(tmp, out, dict(kept, weights=weights), meta["step"], (MODEL_FILE,))

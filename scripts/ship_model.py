@@ -28,7 +28,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from pac_ros.checkpoint import read_meta, resolve  # noqa: E402
 from pac_ros.data import Dataset  # noqa: E402
 from pac_ros.evaluate import EVAL_SEED, evaluate, t_interval, wilson_interval  # noqa: E402
-from pac_ros.learning import LearnerConfig  # noqa: E402
+from pac_ros.learning import LearnerConfig, save_weights_deployable  # noqa: E402
 from pac_ros.policy import DECODING, Policy  # noqa: E402
 from pac_ros.sim.perturb import PERTURBATIONS, perturbation  # noqa: E402
 from pac_ros.spec import default_spec  # noqa: E402
@@ -97,13 +97,19 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1, help="evaluations run this many processes at a time")
     parser.add_argument("--decoding", default="greedy", choices=DECODING,
                         help="decoding the card's evaluation uses (run the policy node with the same)")
+    parser.add_argument("--weights", default="online", choices=("online", "target"),
+                        help="target: each run's target-network (Polyak-averaged) weights, exported to "
+                             "<run>/target (pac-ros export) and evaluated, chosen and shipped in place of the online")
     args = parser.parse_args()
     if len(set(range(args.seed, args.seed + args.episodes)) &
            set(range(args.select_seed, args.select_seed + args.select_episodes))):
         parser.error("report seeds and selection seeds overlap")
 
     spec = default_spec()
-    sources = [resolve(c) for c in args.checkpoints]
+    checkpoints = [resolve(c) for c in args.checkpoints]
+    sources = checkpoints
+    if args.weights == "target":  # <run>/checkpoints/step_N -> <run>/target
+        sources = [save_weights_deployable(c, c.parent.parent / "target", "target") for c in checkpoints]
     selection: list[tuple[Path, float]] = []
     if len(sources) > 1:
         picks = _evals([(src, args.decoding, args.select_episodes, args.select_seed) for src in sources], args.jobs)
@@ -111,6 +117,7 @@ def main() -> int:
             selection.append((src, r.success_rate))
             print(f"selection: {src} {r.success_rate:.1%} on seeds {args.select_seed}..", flush=True)
     source = max(selection, key=lambda x: x[1])[0] if selection else sources[0]
+    shipped_from = checkpoints[sources.index(source)]
     meta = read_meta(source)
     names = list(PERTURBATIONS) if args.robustness else []
     done = _evals([(src, args.decoding, args.episodes, args.seed) for src in sources]
@@ -162,7 +169,7 @@ def main() -> int:
     except Exception as exc:  # the card still says what it can
         data_lines.append(f"- dataset not readable here ({exc})")
 
-    stem_file = source.parent.parent / "stem_pretraining.json"  # <run>/checkpoints/step_N
+    stem_file = shipped_from.parent.parent / "stem_pretraining.json"  # <run>/checkpoints/step_N
     stem = json.loads(stem_file.read_text()) if stem_file.is_file() else None
     if stem and "pixel_error" in stem:  # the block locator (learning/locator.py)
         pixels = ", ".join(f"{c} {e:.2f} px" for c, e in stem["pixel_error"].items())
@@ -216,6 +223,7 @@ A Perceiver-Actor-Critic policy ({meta.get('n_parameters', 0) / 1e6:.2f} M param
 - {alpha_line}
 - η {learner.get('eta')}, γ {learner.get('gamma')}, {learner.get('n_action_samples')} sampled actions,
   target network Polyak τ {learner.get('tau')}, β {learner.get('beta')}
+- {weights_line(meta, learner)}
 - {origin}{stem_line}
 - full configuration: `meta.json` → `train_config`
 
@@ -231,6 +239,14 @@ A Perceiver-Actor-Critic policy ({meta.get('n_parameters', 0) / 1e6:.2f} M param
         staged.rename(args.out)
     print(card)
     return 0
+
+
+def weights_line(meta: dict, learner: dict) -> str:
+    if meta.get("weights") == "target":
+        return (f"shipped weights: the target network's, at {learner.get('target_update', 'polyak')} τ "
+                f"{learner.get('tau')} the online weights' moving average over about the last "
+                f"{1 / float(learner.get('tau') or 1):.0f} steps (`pac-ros export --weights target`)")
+    return "shipped weights: the online network's at the last step"
 
 
 def recipe_section(per_run, selection, source, args) -> str:

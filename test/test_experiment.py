@@ -76,8 +76,8 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     again = run_experiment(cfg, log=logs.append, jobs=2)
     err = capfd.readouterr().err
     assert err.count(": cached") == 4 and "training" not in err
-    # the peers, the greedy evaluations of pac's two seeds, rounds 0-1
-    assert sum("cached" in m for m in logs) == 6 and not any("training" in m for m in logs)
+    # the peers, the greedy and the target-weight evaluations of pac's two seeds, rounds 0-1
+    assert sum("cached" in m for m in logs) == 8 and not any("training" in m for m in logs)
     assert again["arms"] == saved["arms"]
     # one more round runs only that round
     logs.clear()

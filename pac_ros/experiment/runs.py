@@ -292,7 +292,9 @@ def _evaluate_finals(cfg: ExperimentConfig, arm: str, arm_runs: list[dict], ev: 
 
         def evaluate(r: dict = r) -> dict:
             ckpt = checkpoint(r) if checkpoint else Path(r["checkpoint"])
-            return {"final": evaluate_checkpoint(ckpt, ev, ev.episodes), "train_s": 0.0}
+            final = evaluate_checkpoint(ckpt, ev, ev.episodes)
+            log(f"{arm} seed {r['seed']} {label}: evaluated ({final['success_rate']:.1%})")
+            return {"final": final, "train_s": 0.0}
 
         file = Path(cfg.out_dir) / "runs" / f"{arm}_s{r['seed']}" / f"{name}.json"
         results.append(cached(file, key, f"{arm} seed {r['seed']} {label}", log, evaluate))

@@ -14,6 +14,7 @@ from pac_ros.learning import (
     categorical_projection,
     load_target_state,
     policy_loss,
+    save_weights_deployable,
 )
 from pac_ros.model import PACModel, tokenize_batch
 from pac_ros.model.testing import micro_config, random_obs, small_spec
@@ -393,6 +394,12 @@ def test_export_writes_the_target_networks_weights_as_a_deployable_checkpoint(tm
     assert any(not torch.equal(a, b) for a, b in zip(learner.target.parameters(), learner.model.parameters()))
     with pytest.raises(CheckpointError, match="only a training checkpoint holds the target"):
         load_target_state(tmp_path / "target")
+    assert main(["export", str(tmp_path / "run" / "step_3"), "--out", str(tmp_path / "target")]) == 0  # again
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "keep.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="not a checkpoint directory"):
+        save_weights_deployable(tmp_path / "run" / "step_3", tmp_path / "models")
+    assert (tmp_path / "models" / "keep.txt").read_text() == "mine"
     state = tmp_path / "run" / "step_3" / "train_state.safetensors"
     raw = bytearray(state.read_bytes())
     raw[-1] ^= 0xFF  # one flipped bit-pattern in the last tensor

@@ -215,11 +215,14 @@ def load_target_state(path: str | Path, verify: bool = True) -> tuple[dict, dict
 
 def save_weights_deployable(path: str | Path, out: str | Path, weights: str = "target") -> Path:
     """The deployable checkpoint (meta.json + model.safetensors) of one of a training checkpoint's
-    weight sets, ``online`` or ``target``; meta.json's ``weights`` says which."""
+    weight sets, ``online`` or ``target``; meta.json's ``weights`` says which. ``out`` may replace
+    an earlier checkpoint, never another directory or file."""
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
-    meta, tensors = (load_target_state if weights == "target" else load_model_state)(path)
     out = Path(out)
+    if out.exists() and not (out.is_dir() and (out / META_FILE).is_file()):
+        raise CheckpointError(f"{out}: exists and is not a checkpoint directory; not replacing it")
+    meta, tensors = (load_target_state if weights == "target" else load_model_state)(path)
     tmp = staging_dir(out)
     save_file(cpu_tensors(tensors), str(tmp / MODEL_FILE))
     kept = {k: v for k, v in meta.items() if k not in ("files", "format", "step", "saved_at")}

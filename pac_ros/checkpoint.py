@@ -334,13 +334,19 @@ def load_tensors(d: Path, name: str, meta: Mapping[str, Any], verify: bool,
         raise CheckpointError(f"{f}: corrupted or truncated safetensors file ({exc})") from exc
 
 
-def load_model_state(path: str | Path, verify: bool = True) -> tuple[dict, dict[str, torch.Tensor]]:
-    """(meta, online weights) of a checkpoint; the weights are the ones the model meta.json
-    declares needs (names, dtypes, shapes), checked before they are read."""
+def declared_weights(path: str | Path) -> tuple[Path, dict, dict[str, tuple[str, tuple[int, ...]]]]:
+    """(directory, meta, {name: (dtype, shape)}) of a checkpoint: the weights the model its
+    meta.json declares needs, known before any weights file is opened."""
     d = resolve(path)
     meta = read_meta(d)
     config, spec = declared_model(meta, str(d / META_FILE))
-    expected = expected_tensors(config, spec, str(d / META_FILE))
+    return d, meta, expected_tensors(config, spec, str(d / META_FILE))
+
+
+def load_model_state(path: str | Path, verify: bool = True) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(meta, online weights) of a checkpoint; the weights are the ones the model meta.json
+    declares needs (names, dtypes, shapes), checked before they are read."""
+    d, meta, expected = declared_weights(path)
     return meta, load_tensors(d, MODEL_FILE, meta, verify, expected)
 
 

@@ -29,6 +29,7 @@ from pac_ros.checkpoint import read_meta, resolve  # noqa: E402
 from pac_ros.data import Dataset  # noqa: E402
 from pac_ros.evaluate import EVAL_SEED, evaluate, t_interval, wilson_interval  # noqa: E402
 from pac_ros.learning import LearnerConfig, save_weights_deployable  # noqa: E402
+from pac_ros.learning.checkpoint import WEIGHTS  # noqa: E402
 from pac_ros.policy import DECODING, Policy  # noqa: E402
 from pac_ros.sim.perturb import PERTURBATIONS, perturbation  # noqa: E402
 from pac_ros.spec import default_spec  # noqa: E402
@@ -97,7 +98,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1, help="evaluations run this many processes at a time")
     parser.add_argument("--decoding", default="greedy", choices=DECODING,
                         help="decoding the card's evaluation uses (run the policy node with the same)")
-    parser.add_argument("--weights", default="online", choices=("online", "target"),
+    parser.add_argument("--weights", default="online", choices=WEIGHTS,
                         help="target: each run's target-network (Polyak-averaged) weights, exported to "
                              "<run>/target (pac-ros export) and evaluated, chosen and shipped in place of the online")
     args = parser.parse_args()

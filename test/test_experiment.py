@@ -241,10 +241,8 @@ SHIPPED_EXPERIMENTS = sorted(p.name for p in CONFIG_DIR.glob("experiment*.yaml")
 @pytest.mark.parametrize("name", SHIPPED_EXPERIMENTS)
 def test_the_shipped_experiment_configs_load(name):
     """Every arm's training config builds; a locator taken from another checkpoint is one we ship."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    cfg = ExperimentConfig.load(root / "config" / name)
+    root = CONFIG_DIR.parent
+    cfg = ExperimentConfig.load(CONFIG_DIR / name)
     for arm in cfg.arms:
         tcfg = cfg.train_config_for(arm, cfg.seeds_of(arm)[0])
         if tcfg.run.locator_from:

@@ -386,6 +386,10 @@ def test_export_writes_the_target_networks_weights_as_a_deployable_checkpoint(tm
     assert main(["export", str(tmp_path / "run" / "step_3"), "--out", str(tmp_path / "online"),
                  "--weights", "online"]) == 0
     assert sorted(p.name for p in (tmp_path / "target").iterdir()) == ["meta.json", "model.safetensors"]
+    from pac_ros.cli.training import WEIGHTS as CLI_WEIGHTS
+    from pac_ros.learning.checkpoint import WEIGHTS
+
+    assert set(CLI_WEIGHTS) == set(WEIGHTS)
     for weights, net in (("target", learner.target), ("online", learner.model)):
         policy = Policy.load(tmp_path / weights, device="cpu")
         assert policy.meta["weights"] == weights and policy.meta["step"] == 3

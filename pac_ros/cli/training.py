@@ -7,6 +7,8 @@ import sys
 
 from pac_ros.cli.common import Subcommands, add_command
 
+WEIGHTS = ("target", "online")  # pac_ros.learning.checkpoint's, named here so --help imports no torch
+
 
 def register(sub: Subcommands) -> None:
     p = add_command(sub, "train", cmd_train, "offline PAC training from a YAML config")
@@ -27,7 +29,7 @@ def register(sub: Subcommands) -> None:
                     "a deployable checkpoint (meta.json + weights, no training state) from a training checkpoint")
     p.add_argument("checkpoint", help="training checkpoint directory (or a run directory: its latest)")
     p.add_argument("--out", required=True, help="the deployable checkpoint's directory")
-    p.add_argument("--weights", choices=("target", "online"), default="target",
+    p.add_argument("--weights", choices=WEIGHTS, default="target",
                    help="target: the target network's weights, under target_update polyak the online weights' "
                         "moving average over about the last 1/tau steps; online: the last step's weights")
 

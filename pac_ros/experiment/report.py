@@ -96,6 +96,13 @@ def _over_seeds(s: dict) -> str:
     return f"{_pct(s['seed_mean'])} ({_pct(max(0.0, s['seed_t_low']))} - {_pct(min(1.0, s['seed_t_high']))})"
 
 
+def _variant_row(arm: str, variant: str, s: dict) -> str:
+    """A row of the tables that set one arm's runs evaluated otherwise (decoding, weights) side by side."""
+    return (f"| {arm} | {variant} | {_pct(s['success_rate'])} ({s['successes']}/{s['episodes']}) | "
+            f"{_pct(s['ci_low'])} - {_pct(s['ci_high'])} | {', '.join(_pct(x) for x in s['per_seed'])} | "
+            f"{_over_seeds(s)} |")
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -205,10 +212,7 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
                   "| arm | decoding | success | 95% CI | per seed | mean over seeds (95% t) |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for a, by in results["decodings"].items():
-            for d, s in {ev["decoding"]: results["arms"][a], **by}.items():
-                lines.append(f"| {a} | {d} | {_pct(s['success_rate'])} ({s['successes']}/{s['episodes']}) | "
-                             f"{_pct(s['ci_low'])} - {_pct(s['ci_high'])} | "
-                             f"{', '.join(_pct(x) for x in s['per_seed'])} | {_over_seeds(s)} |")
+            lines += [_variant_row(a, d, s) for d, s in {ev["decoding"]: results["arms"][a], **by}.items()]
     if results.get("target_weights"):
         lines += ["", "## Target-network weights", "",
                   f"The same runs and episodes (seeds {ev['seed']}..{ev['seed'] + ev['episodes'] - 1}), the final "
@@ -218,10 +222,7 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
                   "| arm | weights | success | 95% CI | per seed | mean over seeds (95% t) |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for a, s in results["target_weights"].items():
-            for w, p in (("online", results["arms"][a]), ("target", s)):
-                lines.append(f"| {a} | {w} | {_pct(p['success_rate'])} ({p['successes']}/{p['episodes']}) | "
-                             f"{_pct(p['ci_low'])} - {_pct(p['ci_high'])} | "
-                             f"{', '.join(_pct(x) for x in p['per_seed'])} | {_over_seeds(p)} |")
+            lines += [_variant_row(a, "online", results["arms"][a]), _variant_row(a, "target", s)]
     if results["improve"]:
         imp = cfg["improve"]
         rounds_ev = ImproveSection(**imp).evaluation(EvalSection(**ev))

@@ -261,8 +261,8 @@ def compare_decodings(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
     for arm in cfg.eval.decoding_arms:
         for decoding in cfg.eval.decodings:
             ev = dataclasses.replace(cfg.eval, decoding=decoding)
-            out.setdefault(arm, {})[decoding] = _evaluate_finals(cfg, arm, runs[arm], ev, f"decoding_{decoding}",
-                                                                 f"{decoding} decoding", log)
+            out.setdefault(arm, {})[decoding] = _evaluate_finals(cfg, arm, runs[arm], ev, evaluation_key(ev),
+                                                                 f"decoding_{decoding}", f"{decoding} decoding", log)
     return out
 
 
@@ -277,18 +277,20 @@ def compare_target_weights(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
         save_weights_deployable(r["checkpoint"], out, "target")
         return out
 
-    return {arm: _evaluate_finals(cfg, arm, runs[arm], cfg.eval, "weights_target", "target weights", log, target)
+    payload = [evaluation_key(cfg.eval), "weights_target"]
+    return {arm: _evaluate_finals(cfg, arm, runs[arm], cfg.eval, payload, "weights_target", "target weights", log,
+                                  target)
             for arm in cfg.eval.target_arms}
 
 
-def _evaluate_finals(cfg: ExperimentConfig, arm: str, arm_runs: list[dict], ev: EvalSection, name: str,
-                     label: str, log: Log, checkpoint: Callable[[dict], Path] | None = None) -> dict:
+def _evaluate_finals(cfg: ExperimentConfig, arm: str, arm_runs: list[dict], ev: EvalSection, payload: Any,
+                     name: str, label: str, log: Log, checkpoint: Callable[[dict], Path] | None = None) -> dict:
     """One arm's final checkpoints (or ``checkpoint(run)``, what is made of them) evaluated with ``ev``,
-    each seed's result cached in its run directory as ``name``.json; pooled over the seeds."""
+    each seed's result cached in its run directory as ``name``.json under the key of ``payload``
+    within the run's; pooled over the seeds."""
     results = []
     for r in arm_runs:
-        # (a decoding's key is its evaluation's alone, as before target weights were evaluated too)
-        key = cache_key(evaluation_key(ev) if checkpoint is None else [evaluation_key(ev), name], within=r["key"])
+        key = cache_key(payload, within=r["key"])
 
         def evaluate(r: dict = r) -> dict:
             ckpt = checkpoint(r) if checkpoint else Path(r["checkpoint"])

@@ -28,14 +28,12 @@ from ..checkpoint import (
     check_tensors,
     commit,
     cpu_tensors,
-    declared_model,
-    expected_tensors,
+    declared_weights,
     inside,
     load_model_state,
     load_tensors,
     read_header,
     read_json_file,
-    read_meta,
     resolve,
     staging_dir,
     verify_file,
@@ -193,9 +191,7 @@ def load_target_state(path: str | Path, verify: bool = True) -> tuple[dict, dict
     """(meta, target-network weights) of a training checkpoint. Under ``target_update: polyak`` they
     are the online weights' exponential moving average (rate τ, about the last 1/τ steps), which
     a noisy last step moves far less. Checked like ``load_model_state`` before any is read."""
-    d = resolve(path)
-    meta = read_meta(d)
-    config, spec = declared_model(meta, str(d / META_FILE))
+    d, meta, expected = declared_weights(path)
     f = d / STATE_FILE
     if not f.exists() and not f.is_symlink():
         raise CheckpointError(f"{f}: missing: {d} is a deployable checkpoint, only a training checkpoint "
@@ -204,7 +200,6 @@ def load_target_state(path: str | Path, verify: bool = True) -> tuple[dict, dict
     if verify:
         verify_file(f, meta)
     found = {k[len("target."):]: v for k, v in read_header(f).items() if k.startswith("target.")}
-    expected = expected_tensors(config, spec, str(d / META_FILE))
     check_tensors(f, found, expected)
     try:
         with safe_open(str(f), framework="pt") as sf:

@@ -60,13 +60,14 @@ shipped-model: $(STAMP)
 	$(VENV)/bin/pac-ros train --config config/train_tiny.yaml --data $(SHIP)/data --out $(SHIP)/run --steps 1000
 	$(PY) scripts/ship_model.py $(SHIP)/run --out models/pac_tiny_stacking --episodes 100
 
-# PAC on the sub-optimal data (data/suboptimal, collected if absent) from the cameras: the winning recipe of
-# docs/results_baselines.md on the shipped pixels model's block locator, 2 seeds (docs/results_pixels.md);
-# the best on the selection seeds is shipped, every seed reported on 300000..300199 (~2.5 h on 2 cores).
-SUB := outputs/experiment_pixels/runs/pac_gamma1_terminal_resampled_4000steps
+# PAC on the sub-optimal data (data/suboptimal, collected if absent) from the cameras: the best PAC recipe
+# (per-loss clipping, docs/results_grad_clip.md) on the shipped pixels model's block locator, 3 seeds
+# (docs/results_pixels_per_loss.md); each run's target-network weights are exported, the best on the selection
+# seeds is shipped, every seed reported on 300000..300199 (~1.25 h on 2 cores).
+SUB := outputs/experiment_pixels/runs/pac_gamma1_terminal_resampled_4000steps_clip_per_loss
 suboptimal-model: $(STAMP)
-	$(VENV)/bin/pac-ros experiment --config config/experiment_pixels.yaml --report docs/results_pixels.md --jobs 2
-	$(PY) scripts/ship_model.py $(SUB)_s0 $(SUB)_s1 --out models/pac_tiny_suboptimal \
+	$(VENV)/bin/pac-ros experiment --config config/experiment_pixels_per_loss.yaml --report docs/results_pixels_per_loss.md --jobs 3
+	$(PY) scripts/ship_model.py $(SUB)_s0 $(SUB)_s1 $(SUB)_s2 --out models/pac_tiny_suboptimal --weights target \
 		--select-episodes 50 --episodes 200 --seed 300000 --decoding mean --jobs 2 --command "make suboptimal-model"
 
 clean:

@@ -220,7 +220,8 @@ A Perceiver-Actor-Critic policy ({meta.get('n_parameters', 0) / 1e6:.2f} M param
 {chr(10).join(data_lines)}
 
 ## Training
-- steps {meta.get('step')}, batch {data.get('batch_size')}, seed {run.get('seed')}, lr {learner.get('lr')}
+- steps {meta.get('step')}, batch {data.get('batch_size')}, seed {run.get('seed')}, lr {learner.get('lr')},
+  {clip_line(learner)}
 - {alpha_line}
 - η {learner.get('eta')}, γ {learner.get('gamma')}, {learner.get('n_action_samples')} sampled actions,
   target network Polyak τ {learner.get('tau')}, β {learner.get('beta')}
@@ -240,6 +241,12 @@ A Perceiver-Actor-Critic policy ({meta.get('n_parameters', 0) / 1e6:.2f} M param
         staged.rename(args.out)
     print(card)
     return 0
+
+
+def clip_line(learner: dict) -> str:
+    if learner.get("grad_clip_by") == "loss":
+        return f"each loss's gradient clipped to norm {learner.get('grad_clip')} on its own (grad_clip_by: loss)"
+    return f"all gradients clipped to norm {learner.get('grad_clip')} together"
 
 
 def weights_line(meta: dict, learner: dict) -> str:

@@ -134,7 +134,8 @@ def main() -> int:
 
     train = meta.get("train_config", {})
     learner, data, run = train.get("learner", {}), train.get("data", {}), train.get("run", {})
-    final_alpha = LearnerConfig.from_dict(learner).alpha(int(meta.get("step", 0)))
+    learner_cfg = LearnerConfig.from_dict(learner)
+    final_alpha = learner_cfg.alpha(int(meta.get("step", 0)))
     if learner.get("alpha_start") == learner.get("alpha_final"):
         alpha_line = f"α fixed at {learner.get('alpha_start')}"
     else:
@@ -221,7 +222,7 @@ A Perceiver-Actor-Critic policy ({meta.get('n_parameters', 0) / 1e6:.2f} M param
 
 ## Training
 - steps {meta.get('step')}, batch {data.get('batch_size')}, seed {run.get('seed')}, lr {learner.get('lr')},
-  {clip_line(learner)}
+  {clip_line(learner_cfg)}
 - {alpha_line}
 - η {learner.get('eta')}, γ {learner.get('gamma')}, {learner.get('n_action_samples')} sampled actions,
   target network Polyak τ {learner.get('tau')}, β {learner.get('beta')}
@@ -243,10 +244,13 @@ A Perceiver-Actor-Critic policy ({meta.get('n_parameters', 0) / 1e6:.2f} M param
     return 0
 
 
-def clip_line(learner: dict) -> str:
-    if learner.get("grad_clip_by") == "loss":
-        return f"each loss's gradient clipped to norm {learner.get('grad_clip')} on its own (grad_clip_by: loss)"
-    return f"all gradients clipped to norm {learner.get('grad_clip')} together"
+def clip_line(learner: LearnerConfig) -> str:
+    norm = learner.grad_clip
+    if learner.grad_clip_by == "loss":
+        return f"each loss's gradient clipped to norm {norm} on its own (grad_clip_by: loss)"
+    if not learner.critic_trains_encoder:
+        return f"the policy's and the critic's parameters' gradients each clipped to norm {norm}"
+    return f"all gradients clipped to norm {norm} together"
 
 
 def weights_line(meta: dict, learner: dict) -> str:

@@ -251,6 +251,23 @@ def test_the_shipped_experiment_configs_load(name):
         assert cfg.improve.arm in cfg.arms
 
 
+def test_shipped_configs_sharing_a_run_directory_agree_on_its_run():
+    """Configs that share an out_dir spell shared arms out again; a run directory two of them name must
+    be the same run in both (same key), or each would empty and retrain the other's."""
+    from pac_ros.experiment.runs import run_key
+
+    keys: dict[str, dict[str, str]] = {}
+    for name in SHIPPED_EXPERIMENTS:
+        cfg = ExperimentConfig.load(CONFIG_DIR / name)
+        for arm in cfg.arms:
+            for seed in cfg.seeds_of(arm):
+                tcfg = cfg.train_config_for(arm, seed)
+                keys.setdefault(tcfg.run.out_dir, {})[name] = run_key(cfg, tcfg)
+    differing = {d: by for d, by in keys.items() if len(set(by.values())) > 1}
+    assert differing == {}
+    assert any(len(by) > 1 for by in keys.values())  # the configs do share runs
+
+
 def test_a_run_another_process_is_making_is_neither_emptied_nor_redone(tmp_path):
     """Two experiments sharing an out_dir: the second stops with a clear error instead of emptying
     the first one's run directory (it once deleted a self-improvement round's data mid-round)."""

@@ -25,6 +25,9 @@ MIXES: dict[str, dict[str, float]] = {
     # sub-optimal the way a learner can fix: the most common behaviour is a consistent mistake
     # (roles swapped), so imitating the majority fails; the reward says which episodes worked
     "suboptimal": {"perfect": 0.25, "noisy": 0.05, "swapped": 0.70},
+    # the same mistake with few successes (~10%): too few to imitate alone, while the failures still
+    # show every motion the task needs
+    "scarce": {"perfect": 0.08, "noisy": 0.02, "swapped": 0.90},
 }
 
 

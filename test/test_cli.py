@@ -32,8 +32,10 @@ def test_collect_rejects_bad_arguments(tmp_path):
     assert main(["collect", "--out", str(tmp_path / "x"), "--episodes", "0"]) == 2
 
 
-def test_mixed_blend_draws_presets_by_weight():
+@pytest.mark.parametrize("mix", sorted(MIXES))
+def test_blend_draws_presets_by_weight(mix):
+    assert sum(MIXES[mix].values()) == pytest.approx(1.0)
     rng = np.random.default_rng(0)
-    draws = [pick_quality("mixed", rng) for _ in range(4000)]
-    for name, weight in MIXES["mixed"].items():
+    draws = [pick_quality(mix, rng) for _ in range(4000)]
+    for name, weight in MIXES[mix].items():
         assert abs(draws.count(name) / len(draws) - weight) < 0.03

@@ -135,20 +135,6 @@ def main() -> int:
     train = meta.get("train_config", {})
     learner, data, run = train.get("learner", {}), train.get("data", {}), train.get("run", {})
     learner_cfg = LearnerConfig.from_dict(learner)
-    final_alpha = learner_cfg.alpha(int(meta.get("step", 0)))
-    if learner.get("alpha_start") == learner.get("alpha_final"):
-        alpha_line = f"α fixed at {learner.get('alpha_start')}"
-    else:
-        alpha_line = (f"α schedule: {learner.get('alpha_start')} for {learner.get('alpha_warmup_steps')} steps, then "
-                      f"linear to {learner.get('alpha_final')} over {learner.get('alpha_decay_steps')} steps")
-    alpha_line += f"; α at the last step {final_alpha:g}" + (" (pure behaviour cloning)" if final_alpha == 1.0 else "")
-    if learner.get("improvement_actions") == "data":
-        drawn = (", the improvement batch drawn ∝ exp(Q/η) over the data" if learner.get("actor_batch") == "value"
-                 else "")
-        alpha_line += (f"; improvement on the data's own actions, {learner.get('data_weighting')} weighting{drawn} "
-                       "(docs/method.md, docs/results_baselines.md)")
-    if learner.get("truncation") == "terminal":
-        alpha_line += "; no episode end bootstraps (truncation: terminal)"
     data_lines = [f"- dataset fingerprint `{meta.get('dataset_fingerprint')}`"]
     try:
         ds = Dataset(data.get("root"))
@@ -221,12 +207,11 @@ A Perceiver-Actor-Critic policy ({meta.get('n_parameters', 0) / 1e6:.2f} M param
 {chr(10).join(data_lines)}
 
 ## Training
-- steps {meta.get('step')}, batch {data.get('batch_size')}, seed {run.get('seed')}, lr {learner.get('lr')},
+- steps {meta.get('step')}, batch {data.get('batch_size')}, seed {run.get('seed')}, lr {learner_cfg.lr},
   {clip_line(learner_cfg)}
-- {alpha_line}
-- η {learner.get('eta')}, γ {learner.get('gamma')}, {learner.get('n_action_samples')} sampled actions,
-  target network Polyak τ {learner.get('tau')}, β {learner.get('beta')}
-- {weights_line(meta, learner)}
+- {alpha_line(learner_cfg, int(meta.get('step', 0)))}
+- {objective_line(learner_cfg)}
+- {weights_line(meta, learner_cfg)}
 - {origin}{stem_line}
 - full configuration: `meta.json` → `train_config`
 
@@ -253,12 +238,41 @@ def clip_line(learner: LearnerConfig) -> str:
     return f"all gradients clipped to norm {norm} together"
 
 
-def weights_line(meta: dict, learner: dict) -> str:
-    if meta.get("weights") == "target":
-        return (f"shipped weights: the target network's, at {learner.get('target_update', 'polyak')} τ "
-                f"{learner.get('tau')} the online weights' moving average over about the last "
-                f"{1 / float(learner.get('tau') or 1):.0f} steps (`pac-ros export --weights target`)")
-    return "shipped weights: the online network's at the last step"
+def alpha_line(learner: LearnerConfig, step: int) -> str:
+    """The α schedule and the improvement term as trained; training's defaults fill what meta.json lacks."""
+    if learner.alpha_start == learner.alpha_final:
+        line = f"α fixed at {learner.alpha_start}"
+    else:
+        line = (f"α schedule: {learner.alpha_start} for {learner.alpha_warmup_steps} steps, then "
+                f"linear to {learner.alpha_final} over {learner.alpha_decay_steps} steps")
+    final = learner.alpha(step)
+    line += f"; α at the last step {final:g}" + (" (pure behaviour cloning)" if final == 1.0 else "")
+    if learner.improvement_actions == "data":
+        drawn = ", the improvement batch drawn ∝ exp(Q/η) over the data" if learner.actor_batch == "value" else ""
+        line += (f"; improvement on the data's own actions, {learner.data_weighting} weighting{drawn} "
+                 "(docs/method.md, docs/results_baselines.md)")
+    if learner.truncation == "terminal":
+        line += "; no episode end bootstraps (truncation: terminal)"
+    return line
+
+
+def objective_line(learner: LearnerConfig) -> str:
+    eta = f"η {learner.eta}" + (f" at the start, learned by its dual (KL bound {learner.eta_kl})"
+                                if learner.eta_kl is not None else "")
+    target = (f"Polyak τ {learner.tau}" if learner.target_update == "polyak"
+              else f"copied every {learner.target_period} steps")
+    return (f"{eta}, γ {learner.gamma}, {learner.n_action_samples} sampled actions,\n"
+            f"  target network {target}, β {learner.beta}")
+
+
+def weights_line(meta: dict, learner: LearnerConfig) -> str:
+    if meta.get("weights") != "target":
+        return "shipped weights: the online network's at the last step"
+    if learner.target_update == "hard":
+        return (f"shipped weights: the target network's, a copy of the online weights taken every "
+                f"{learner.target_period} steps (`pac-ros export --weights target`)")
+    return (f"shipped weights: the target network's, at polyak τ {learner.tau} the online weights' "
+            f"moving average over about the last {1 / learner.tau:.0f} steps (`pac-ros export --weights target`)")
 
 
 def recipe_section(per_run, selection, source, args) -> str:

@@ -26,6 +26,34 @@ def test_the_shipped_suboptimal_card_matches_its_meta():
     learner = meta["train_config"]["learner"]
     card = (model / "MODEL_CARD.md").read_text()
     assert meta["weights"] == "target"
-    assert f"  {ship_model.clip_line(LearnerConfig.from_dict(learner))}\n" in card
-    assert f"- {ship_model.weights_line(meta, learner)}\n" in card
-    assert "moving average over about the last 200 steps" in ship_model.weights_line(meta, learner)
+    cfg = LearnerConfig.from_dict(learner)
+    assert f"  {ship_model.clip_line(cfg)}\n" in card
+    assert f"- {ship_model.alpha_line(cfg, meta['step'])}\n" in card
+    assert f"- {ship_model.objective_line(cfg)}\n" in card
+    assert f"- {ship_model.weights_line(meta, cfg)}\n" in card
+    assert "moving average over about the last 200 steps" in ship_model.weights_line(meta, cfg)
+
+
+def test_the_card_fills_what_an_older_meta_lacks_with_trainings_defaults():
+    """A meta.json written before a learner key existed trained with that key's default: the card says the
+    default, never "None"."""
+    cfg = LearnerConfig.from_dict({"alpha_final": 0.0, "alpha_decay_steps": 1000})
+    defaults = LearnerConfig()
+    lines = [ship_model.alpha_line(cfg, 2000), ship_model.objective_line(cfg),
+             ship_model.weights_line({"weights": "target"}, cfg), ship_model.clip_line(cfg)]
+    assert not any("None" in line for line in lines)
+    assert lines[0] == (f"α schedule: {defaults.alpha_start} for 0 steps, then linear to 0.0 over 1000 steps; "
+                        "α at the last step 0")
+    assert lines[1] == (f"η {defaults.eta}, γ {defaults.gamma}, {defaults.n_action_samples} sampled actions,\n"
+                        f"  target network Polyak τ {defaults.tau}, β {defaults.beta}")
+
+
+def test_the_card_names_a_learned_eta_and_a_hard_target_copy():
+    cfg = LearnerConfig(eta=0.2, eta_kl=0.1, target_update="hard", target_period=500, alpha_final=1.0)
+    assert ship_model.alpha_line(cfg, 10) == "α fixed at 1.0; α at the last step 1 (pure behaviour cloning)"
+    assert ship_model.objective_line(cfg).startswith("η 0.2 at the start, learned by its dual (KL bound 0.1), ")
+    assert ship_model.objective_line(cfg).endswith("target network copied every 500 steps, β 1.0")
+    assert ship_model.weights_line({"weights": "target"}, cfg) == (
+        "shipped weights: the target network's, a copy of the online weights taken every 500 steps "
+        "(`pac-ros export --weights target`)")
+    assert ship_model.weights_line({}, cfg) == "shipped weights: the online network's at the last step"

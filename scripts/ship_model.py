@@ -133,8 +133,8 @@ def main() -> int:
         print(f"robustness: {name} {r.success_rate:.1%}", flush=True)
 
     train = meta.get("train_config", {})
-    learner, data, run = train.get("learner", {}), train.get("data", {}), train.get("run", {})
-    learner_cfg = LearnerConfig.from_dict(learner)
+    data, run = train.get("data", {}), train.get("run", {})
+    learner_cfg = LearnerConfig.from_dict(train.get("learner", {}))
     data_lines = [f"- dataset fingerprint `{meta.get('dataset_fingerprint')}`"]
     try:
         ds = Dataset(data.get("root"))

@@ -31,11 +31,11 @@ from pac_ros.evaluate import EVAL_SEED, evaluate, t_interval, wilson_interval  #
 from pac_ros.learning import LearnerConfig, save_weights_deployable  # noqa: E402
 from pac_ros.learning.checkpoint import WEIGHTS  # noqa: E402
 from pac_ros.policy import DECODING, Policy  # noqa: E402
+from pac_ros.seeds import SELECT_SEED  # noqa: E402
 from pac_ros.sim.perturb import PERTURBATIONS, perturbation  # noqa: E402
 from pac_ros.spec import default_spec  # noqa: E402
 
 SHIPPED_FILES = ("meta.json", "model.safetensors")
-SELECT_SEED = 200_000  # model choice among runs; never the report seeds
 ROBUSTNESS_SEED = 400_000
 def _eval(source: Path, spec, decoding: str, episodes: int, seed: int, perturb: str = "none"):
     policy = Policy.load(source, spec=spec, device="cpu", decoding=decoding, seed=seed)

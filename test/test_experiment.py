@@ -35,7 +35,8 @@ run: {log_every: 1, checkpoint_every: 100, threads: 1}
 @pytest.mark.slow
 def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     d = _configs(tmp_path, rounds=1)
-    d["eval"].update(decodings=["greedy"], decoding_arms=["pac"], target_arms=["pac"])
+    d["eval"].update(decodings=["greedy"], decoding_arms=["pac"], target_arms=["pac"],
+                     select={"arms": ["pac"], "episodes": 2, "seed": 800_000})
     cfg = ExperimentConfig.from_dict(d)
     logs = []
     report = tmp_path / "docs" / "results.md"
@@ -68,6 +69,13 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     for r in saved["runs"]["pac"]:  # each seed's target weights, exported where the report says
         exported = out / "runs" / f"pac_s{r['seed']}" / "target" / "meta.json"
         assert json.loads(exported.read_text())["weights"] == "target"
+    # pac's budget chosen between its kept checkpoints (steps 2 and 4), target weights exported from each
+    chosen = saved["selection"]["pac"]
+    assert set(chosen["steps"]) == {"2", "4"} and chosen["step"] in (2, 4) and chosen["report"]["episodes"] == 4
+    for step in (2, 4):
+        exported = out / "runs" / "pac_s1" / "select" / f"step_{step:08d}_target" / "meta.json"
+        assert json.loads(exported.read_text())["weights"] == "target"
+    assert "## Training budget chosen on held-out episodes" in md and f"| pac | {chosen['step']} (chosen) |" in md
     assert res["data"]["fingerprint"] in md
     assert "](results_figures/success_bar.png)" in md  # figures copied next to the report
     assert (tmp_path / "docs" / "results_figures" / "success_bar.png").is_file()
@@ -77,8 +85,9 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     again = run_experiment(cfg, log=logs.append, jobs=2)
     err = capfd.readouterr().err
     assert err.count(": cached") == 4 and "training" not in err
-    # the peers, the greedy and the target-weight evaluations of pac's two seeds, rounds 0-1
-    assert sum("cached" in m for m in logs) == 8 and not any("training" in m for m in logs)
+    # the peers, the greedy and the target-weight evaluations of pac's two seeds, its budget's three
+    # (steps 2 and 4 held out, the chosen one reported) for each seed, rounds 0-1
+    assert sum("cached" in m for m in logs) == 14 and not any("training" in m for m in logs)
     assert again["arms"] == saved["arms"]
     # one more round runs only that round
     logs.clear()
@@ -101,6 +110,8 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
 
 
 def test_experiment_config_errors(tmp_path):
+    from pac_ros.seeds import SELECT_SEED
+
     d = _configs(tmp_path)
     with pytest.raises(ConfigError, match="unknown key"):
         ExperimentConfig.from_dict({**d, "stepz": 3})
@@ -135,6 +146,19 @@ def test_experiment_config_errors(tmp_path):
         ExperimentConfig.from_dict({**d, "improve": {**d["improve"], "decoding": "explore"}})
     with pytest.raises(ConfigError, match="data must be one of"):
         ExperimentConfig.from_dict({**d, "arms": {"bc": {"alpha_final": 1.0, "data": "best"}}})
+    with pytest.raises(ConfigError, match=r"eval.select.arms \['nope'\] are not arms"):
+        ExperimentConfig.from_dict({**d, "eval": {**d["eval"], "select": {"arms": ["nope"]}}})
+    with pytest.raises(ConfigError, match="weights: must be 'online' or 'target'"):
+        ExperimentConfig.from_dict({**d, "eval": {**d["eval"], "select": {"arms": ["pac"], "weights": "best"}}})
+    with pytest.raises(ConfigError, match=r"eval.select's episodes \(seeds 100001..100002\) overlap the eval "
+                                          r"section's \(seeds 100000..100001\)"):
+        ExperimentConfig.from_dict({**d, "eval": {**d["eval"], "select": {"arms": ["pac"], "episodes": 2,
+                                                                          "seed": 100_001}}})
+    with pytest.raises(ConfigError, match="overlap the improve section's"):  # the rounds' evaluation, 700000..700002
+        ExperimentConfig.from_dict({**d, "improve": {**d["improve"], "rounds": 1},
+                                    "eval": {**d["eval"], "select": {"arms": ["pac"], "seed": 699_999}}})
+    held_out = ExperimentConfig.from_dict({**d, "eval": {**d["eval"], "select": {"arms": ["pac"]}}})
+    assert held_out.eval.select.seed == SELECT_SEED and held_out.eval.select.weights == "target"
 
 
 def test_improve_budget_fixed_or_in_proportion_to_the_data(tmp_path):
@@ -205,7 +229,8 @@ def test_cache_keys_are_those_of_results_written_before(tmp_path):
         for name in options:
             del d[section][name]
     d["eval"] = dataclasses.asdict(cfg.eval)
-    del d["eval"]["decodings"], d["eval"]["decoding_arms"], d["eval"]["target_arms"]  # the report's, not the run's
+    for name in ("decodings", "decoding_arms", "target_arms", "select"):  # the report's, not the run's
+        del d["eval"][name]
     assert run_key(cfg, tcfg) == sha16(json.dumps(d, sort_keys=True))
     recipe = {"episodes": 2, "steps": 2}
     key = run_key(cfg, tcfg)
@@ -322,3 +347,59 @@ def test_report_sets_each_arm_against_the_success_filter(tmp_path):
     pac = next(line for line in md.splitlines() if line.startswith("- pac:"))
     assert "-1.3 points over seeds" in pac and "not distinguishable" in pac and "pooled -1.3 points" in pac
     assert "below" in next(line for line in md.splitlines() if line.startswith("- worse:"))
+
+
+def test_each_arms_budget_is_chosen_on_held_out_episodes_then_reported_on_the_reports(tmp_path, monkeypatch):
+    from pac_ros.experiment import runs as runs_module
+    from pac_ros.experiment.report import _selection_lines
+    from pac_ros.experiment.runs import NoKeptCheckpoint, select_budget
+
+    d = _configs(tmp_path)
+    d["eval"]["select"] = {"arms": ["pac", "bc"], "weights": "online", "episodes": 10, "seed": 800_000}
+    cfg = ExperimentConfig.from_dict(d)
+    held_out = {"pac": {(0, 2): 7, (0, 4): 9, (0, 6): 9, (1, 2): 8, (1, 4): 8, (1, 6): 8},  # pooled 15, 17, 17
+                "bc": {(s, step): 5 for s in (0, 1) for step in (2, 4, 6)}}
+    reported = {("pac", 0): 2, ("pac", 1): 1, ("bc", 0): 1, ("bc", 1): 0}
+    calls = []
+
+    def fake_evaluate(ckpt, ev, episodes):
+        arm, seed = ckpt.parent.parent.name.rsplit("_s", 1)
+        step = int(ckpt.name.split("_")[1])
+        calls.append((arm, int(seed), step, ev.seed, episodes))
+        k = held_out[arm][int(seed), step] if ev.seed == 800_000 else reported[arm, int(seed)]
+        return {"success_rate": k / episodes, "successes": k, "episodes": episodes, "mean_return": 0.0,
+                "mean_length": 1.0, "eval_s": 0.0}
+
+    monkeypatch.setattr(runs_module, "evaluate_checkpoint", fake_evaluate)
+    runs = {}
+    for arm in ("pac", "bc"):
+        for seed in (0, 1):
+            ckpts = tmp_path / "out" / "runs" / f"{arm}_s{seed}" / "checkpoints"
+            for step in (2, 4, 6):
+                (ckpts / f"step_{step:08d}").mkdir(parents=True)
+            runs.setdefault(arm, []).append({"seed": seed, "key": f"{arm}{seed}",
+                                             "checkpoint": str(ckpts / "step_00000006")})
+    logs = []
+    chosen = select_budget(cfg, runs, logs.append)
+    assert chosen["pac"]["step"] == 4 and chosen["bc"]["step"] == 2  # the most successes; the earliest on a tie
+    assert [chosen["pac"]["steps"][s]["successes"] for s in ("2", "4", "6")] == [15, 17, 17]
+    assert sorted(c for c in calls if c[3] == 800_000) == sorted(
+        (arm, seed, step, 800_000, 10) for arm in ("pac", "bc") for seed in (0, 1) for step in (2, 4, 6))
+    # only the chosen step meets the report's episodes
+    assert sorted(c for c in calls if c[3] != 800_000) == [("bc", 0, 2, 100_000, 2), ("bc", 1, 2, 100_000, 2),
+                                                          ("pac", 0, 4, 100_000, 2), ("pac", 1, 4, 100_000, 2)]
+    assert chosen["pac"]["report"]["per_seed"] == [1.0, 0.5] and chosen["pac"]["report"]["successes"] == 3
+    assert (tmp_path / "out" / "runs" / "pac_s1" / "selected_online_step4.json").is_file()
+    calls.clear()
+    assert select_budget(cfg, runs, logs.append) == chosen and calls == []  # each evaluation cached by its run
+    md = "\n".join(_selection_lines(chosen, cfg.to_dict()))
+    assert "| pac | 4 (chosen) | 85.0% (17/20) |" in md and "| pac | 6 | 85.0% (17/20) |" in md
+    assert "(seeds 800000..800009, which no reported figure uses)" in md and "| bc | 2 | 25.0% (1/4) |" in md
+    assert "- pac (4 steps) against bc (2 steps): +50.0 points (" in md and "not distinguishable" in md
+    # a step must be kept by every seed's run to be a candidate
+    for step in (2, 4, 6):
+        (tmp_path / "out" / "runs" / "bc_s1" / "checkpoints" / f"step_{step:08d}").rename(
+            tmp_path / "out" / "runs" / "bc_s1" / "checkpoints" / f"step_{step + 1:08d}")
+    with pytest.raises(NoKeptCheckpoint, match=r"bc: no checkpoint step is kept by every seed's run \(\[\[2, 4, 6\], "
+                                                r"\[3, 5, 7\]\]\); nothing to choose a budget from"):
+        select_budget(cfg, runs, logs.append)

@@ -30,13 +30,14 @@ from pac_ros.experiment.runs import (
     run_arms,
     run_one,
     run_peer,
+    select_budget,
 )
 
 __all__ = ["DataSection", "EvalSection", "ExperimentConfig", "ImproveSection", "PeersSection", "cache_key", "cached",
            "compare_decodings", "compare_target_weights", "critic_calibration", "describe_dataset",
            "ensure_dataset", "improve",
            "plot_results", "pool", "record_own", "render_markdown", "run_arms", "run_experiment", "run_one",
-           "run_peer", "write_report"]
+           "run_peer", "select_budget", "write_report"]
 
 
 def run_experiment(cfg: ExperimentConfig, log: Log = print, report: str | Path | None = None,
@@ -60,9 +61,11 @@ def run_experiment(cfg: ExperimentConfig, log: Log = print, report: str | Path |
                    for arm, rs in runs.items()}
     decodings = compare_decodings(cfg, runs, log)
     target_weights = compare_target_weights(cfg, runs, log)
+    selection = select_budget(cfg, runs, log)
     rounds = improve(cfg, runs[cfg.improve.arm][0], log) if cfg.improve.rounds else []
     results = {"config": cfg.to_dict(), "data": data, "arms": arms, "peers": peers, "runs": runs,
                "diagnostics": diagnostics, "decodings": decodings, "target_weights": target_weights,
+               "selection": selection,
                "improve": rounds, "wall_s": time.perf_counter() - t0, "commands": [command]}
     written = write_report(results, out, report)
     log("results: " + ", ".join(str(f) for f in written))

@@ -4,13 +4,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import yaml
 
-from pac_ros.config_loader import load
+from pac_ros.config_loader import check_choices, load
 from pac_ros.learning.config import ConfigError, TrainConfig
-from pac_ros.seeds import EVAL_SEED
+from pac_ros.seeds import EVAL_SEED, SELECT_SEED
 
 
 @dataclass
@@ -20,6 +20,20 @@ class DataSection:
     quality: str = "mixed"
     seed: int = 0
     end_after_attempt: int | None = None  # see pac_ros.collect.run_expert_episode
+
+
+@dataclass
+class SelectSection:
+    """Each of ``arms``' training budget chosen on held-out episodes: every checkpoint its runs kept,
+    with ``weights``, evaluated on ``episodes`` from ``seed``; the step with the most successes pooled
+    over the training seeds (the earliest on a tie) is then evaluated on the report's episodes."""
+    arms: list = field(default_factory=list)
+    weights: Literal["online", "target"] = "target"
+    episodes: int = 100
+    seed: int = SELECT_SEED
+
+    def __post_init__(self) -> None:
+        check_choices(self)
 
 
 @dataclass
@@ -34,6 +48,7 @@ class EvalSection:
     decoding_arms: list = field(default_factory=list)
     # these arms' final checkpoints also evaluated with their target network's weights (Polyak average)
     target_arms: list = field(default_factory=list)
+    select: SelectSection = field(default_factory=SelectSection)
 
 
 @dataclass
@@ -107,10 +122,24 @@ class ExperimentConfig:
                               *(("eval.decodings", d) for d in cfg.eval.decodings)):
             if decoding and decoding not in DECODING:
                 raise ConfigError(f"{where}: {key} must be one of {list(DECODING)}, got {decoding!r}")
-        for key in ("decoding_arms", "target_arms"):
-            unknown_arms = sorted(set(getattr(cfg.eval, key)) - set(cfg.arms))
+        for key, listed in (("decoding_arms", cfg.eval.decoding_arms), ("target_arms", cfg.eval.target_arms),
+                            ("select.arms", cfg.eval.select.arms)):
+            unknown_arms = sorted(set(listed) - set(cfg.arms))
             if unknown_arms:
                 raise ConfigError(f"{where}: eval.{key} {unknown_arms} are not arms ({sorted(cfg.arms)})")
+        sel = cfg.eval.select
+        if sel.arms:
+            if sel.episodes < 1:
+                raise ConfigError(f"{where}: eval.select.episodes must be >= 1, got {sel.episodes}")
+            held_out = range(sel.seed, sel.seed + sel.episodes)
+            evaluations = [("eval", cfg.eval)] + ([("improve", cfg.improve.evaluation(cfg.eval))]
+                                                  if cfg.improve.rounds else [])
+            for key, ev in evaluations:
+                reported = range(ev.seed, ev.seed + ev.episodes)
+                if held_out.start < reported.stop and reported.start < held_out.stop:
+                    raise ConfigError(f"{where}: eval.select's episodes (seeds {held_out.start}..{held_out.stop - 1}) "
+                                      f"overlap the {key} section's (seeds {reported.start}..{reported.stop - 1}): "
+                                      "a budget chosen on them would be reported on them")
         if cfg.improve.steps_scale not in ("fixed", "data"):
             raise ConfigError(f"{where}: improve.steps_scale must be fixed or data, not {cfg.improve.steps_scale!r}")
         if cfg.improve.eval_episodes < 0:

@@ -103,6 +103,41 @@ def _variant_row(arm: str, variant: str, s: dict) -> str:
             f"{_over_seeds(s)} |")
 
 
+def _selection_lines(selection: dict, cfg: dict) -> list[str]:
+    """The report's section on each arm's training budget chosen on held-out episodes."""
+    from pac_ros.evaluate import welch_interval
+
+    ev, sel = cfg["eval"], cfg["eval"]["select"]
+    lines = ["", "## Training budget chosen on held-out episodes", "",
+             f"Every checkpoint step each run kept, with its {sel['weights']} weights, evaluated on {sel['episodes']} "
+             f"held-out episodes (seeds {sel['seed']}..{sel['seed'] + sel['episodes'] - 1}, which no reported "
+             "figure uses); the step with the most successes pooled over the training seeds (the earliest on a "
+             "tie) is the arm's budget. Held out:", "",
+             "| arm | step | success | 95% CI | per seed | mean over seeds (95% t) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for a, chosen in selection.items():
+        lines += [_variant_row(a, f"{step}" + (" (chosen)" if int(step) == chosen["step"] else ""), s)
+                  for step, s in chosen["steps"].items()]
+    lines += ["", f"The chosen step on the report's episodes (seeds {ev['seed']}..{ev['seed'] + ev['episodes'] - 1}):",
+              "", "| arm | step | success | 95% CI | per seed | mean over seeds (95% t) |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [_variant_row(a, str(chosen["step"]), chosen["report"]) for a, chosen in selection.items()]
+    arms = list(selection)
+    pairs = [(a, b) for i, a in enumerate(arms) for b in arms[i + 1:]
+             if min(len(selection[a]["report"]["per_seed"]), len(selection[b]["report"]["per_seed"])) >= 2]
+    if pairs:
+        lines += ["", "Each at its chosen budget, the difference of the means over seeds with its 95% Welch "
+                  "interval:", ""]
+    for a, b in pairs:
+        sa, sb = selection[a]["report"], selection[b]["report"]
+        diff, lo, hi = welch_interval(sa["per_seed"], sb["per_seed"])
+        verdict = "below" if hi < 0 else "above" if lo > 0 else "not distinguishable"
+        lines.append(f"- {a} ({selection[a]['step']} steps) against {b} ({selection[b]['step']} steps): "
+                     f"{100 * diff:+.1f} points ({100 * lo:+.1f} to {100 * hi:+.1f}: {verdict}); pooled "
+                     f"{100 * (sa['success_rate'] - sb['success_rate']):+.1f} points")
+    return lines
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -223,6 +258,8 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
                   "| --- | --- | --- | --- | --- | --- |"]
         for a, s in results["target_weights"].items():
             lines += [_variant_row(a, "online", results["arms"][a]), _variant_row(a, "target", s)]
+    if results.get("selection"):
+        lines += _selection_lines(results["selection"], cfg)
     if results["improve"]:
         imp = cfg["improve"]
         rounds_ev = ImproveSection(**imp).evaluation(EvalSection(**ev))

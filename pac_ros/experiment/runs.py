@@ -37,6 +37,10 @@ class RunBusy(PacRosError, RuntimeError):
     """Another process is making the same run (two experiments share an output directory)."""
 
 
+class NoKeptCheckpoint(PacRosError, FileNotFoundError):
+    """No checkpoint step kept by every run of an arm, so no training budget to choose among."""
+
+
 @contextmanager
 def held(lock: Path, what: str) -> Iterator[None]:
     """This process's exclusive claim on ``what`` (an flock on ``lock``) while the block runs: a second
@@ -158,9 +162,9 @@ NEUTRAL_OPTIONS = {"learner": {"actor_batch": "same", "priority_every": 250, "tr
 
 def evaluation_key(ev) -> dict:
     """What decides an evaluation's result: the eval section less the report's extra evaluations
-    (other decodings, target weights)."""
+    (other decodings, target weights, the budget chosen on held-out episodes)."""
     d = dataclasses.asdict(ev)
-    for name in ("decodings", "decoding_arms", "target_arms"):
+    for name in ("decodings", "decoding_arms", "target_arms", "select"):
         d.pop(name, None)
     return d
 
@@ -281,6 +285,54 @@ def compare_target_weights(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
     return {arm: _evaluate_finals(cfg, arm, runs[arm], cfg.eval, payload, "weights_target", "target weights", log,
                                   target)
             for arm in cfg.eval.target_arms}
+
+
+def select_budget(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
+    """{arm: {"weights", "steps": {step: pool}, "step", "report": pool}} for ``eval.select.arms``: every
+    checkpoint step that each of the arm's runs kept, with the section's weights, evaluated on the held-out
+    episodes; the step with the most successes pooled over the seeds (the earliest on a tie) is the arm's
+    budget, evaluated on the eval section's episodes. Each evaluation is cached in its run directory."""
+    sel = cfg.eval.select
+    held_out = dataclasses.replace(cfg.eval, episodes=sel.episodes, seed=sel.seed)
+
+    def weights_at(step: int) -> Callable[[dict], Path]:
+        def deployable(r: dict) -> Path:
+            ckpt = Path(r["checkpoint"]).parent / f"step_{step:08d}"
+            if sel.weights == "online":
+                return ckpt
+            from pac_ros.learning.checkpoint import save_weights_deployable
+
+            return save_weights_deployable(ckpt, Path(r["checkpoint"]).parent.parent / "select" /
+                                           f"step_{step:08d}_{sel.weights}", sel.weights)
+        return deployable
+
+    out: dict = {}
+    for arm in sel.arms:
+        steps = kept_steps(arm, runs[arm])
+        by_step = {step: _evaluate_finals(cfg, arm, runs[arm], held_out, [evaluation_key(held_out), sel.weights, step],
+                                          f"select_{sel.weights}_step{step}",
+                                          f"step {step} {sel.weights} weights on held-out episodes", log,
+                                          weights_at(step))
+                   for step in steps}
+        chosen = max(steps, key=lambda step: (by_step[step]["successes"], -step))
+        log(f"{arm}: budget {chosen} steps chosen on held-out episodes ("
+            + ", ".join(f"{step}: {p['successes']}/{p['episodes']}" for step, p in by_step.items()) + ")")
+        report = _evaluate_finals(cfg, arm, runs[arm], cfg.eval, [evaluation_key(cfg.eval), sel.weights, chosen],
+                                  f"selected_{sel.weights}_step{chosen}", f"step {chosen} {sel.weights} weights", log,
+                                  weights_at(chosen))
+        out[arm] = {"weights": sel.weights, "steps": {str(step): p for step, p in by_step.items()}, "step": chosen,
+                    "report": report}
+    return out
+
+
+def kept_steps(arm: str, arm_runs: list[dict]) -> list[int]:
+    """The checkpoint steps every one of an arm's runs kept (``run.keep_checkpoints`` prunes older ones)."""
+    kept = [{int(d.name.split("_")[1]) for d in (Path(r["checkpoint"]).parent).glob("step_*")} for r in arm_runs]
+    common = sorted(set.intersection(*kept)) if kept else []
+    if not common:
+        raise NoKeptCheckpoint(f"{arm}: no checkpoint step is kept by every seed's run "
+                              f"({[sorted(k) for k in kept]}); nothing to choose a budget from")
+    return common
 
 
 def _evaluate_finals(cfg: ExperimentConfig, arm: str, arm_runs: list[dict], ev: EvalSection, payload: Any,

@@ -4,10 +4,12 @@ One YAML (``config/experiment.yaml``, ``config.py``) names the sub-optimal datas
 absent), the arms (learner overrides on one training config: BC is α=1 throughout, PAC moves α from
 1 to its final value), the training seeds and the seeded evaluation. Every run (``runs.py``) trains,
 evaluates its final checkpoint on the same sim seeds and leaves ``result.json`` in its directory, so
-an interrupted experiment resumes where it stopped. ``improve.py`` then deploys a checkpoint through
-the node graph, records its own episodes with the recorder, adds them to the data and fine-tunes,
-round after round. The report (``report.py``: JSON, Markdown, PNG charts) is written from the results
-alone. ``pac-ros experiment`` (pac_ros/cli/training.py) is the command.
+an interrupted experiment resumes where it stopped; ``eval.select`` chooses an arm's training budget
+among its kept checkpoints on held-out episodes, and only the chosen step meets the report's episodes.
+``improve.py`` then deploys a checkpoint through the node graph, records its own episodes with the
+recorder, adds them to the data and fine-tunes, round after round. The report (``report.py``: JSON,
+Markdown, PNG charts) is written from the results alone. ``pac-ros experiment``
+(pac_ros/cli/training.py) is the command.
 """
 from __future__ import annotations
 

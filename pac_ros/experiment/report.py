@@ -103,10 +103,17 @@ def _variant_row(arm: str, variant: str, s: dict) -> str:
             f"{_over_seeds(s)} |")
 
 
-def _selection_lines(selection: dict, cfg: dict) -> list[str]:
-    """The report's section on each arm's training budget chosen on held-out episodes."""
+def _welch(a: dict, b: dict) -> tuple[float, float, float, str]:
+    """Arm ``a`` against ``b`` over their seeds: the difference of the means, its 95% Welch interval, and
+    whether ``a`` is below, above or not distinguishable."""
     from pac_ros.evaluate import welch_interval
 
+    diff, lo, hi = welch_interval(a["per_seed"], b["per_seed"])
+    return diff, lo, hi, "below" if hi < 0 else "above" if lo > 0 else "not distinguishable"
+
+
+def _selection_lines(selection: dict, cfg: dict) -> list[str]:
+    """The report's section on each arm's training budget chosen on held-out episodes."""
     ev, sel = cfg["eval"], cfg["eval"]["select"]
     lines = ["", "## Training budget chosen on held-out episodes", "",
              f"Every checkpoint step each run kept, with its {sel['weights']} weights, evaluated on {sel['episodes']} "
@@ -130,8 +137,7 @@ def _selection_lines(selection: dict, cfg: dict) -> list[str]:
                   "interval:", ""]
     for a, b in pairs:
         sa, sb = selection[a]["report"], selection[b]["report"]
-        diff, lo, hi = welch_interval(sa["per_seed"], sb["per_seed"])
-        verdict = "below" if hi < 0 else "above" if lo > 0 else "not distinguishable"
+        diff, lo, hi, verdict = _welch(sa, sb)
         lines.append(f"- {a} ({selection[a]['step']} steps) against {b} ({selection[b]['step']} steps): "
                      f"{100 * diff:+.1f} points ({100 * lo:+.1f} to {100 * hi:+.1f}: {verdict}); pooled "
                      f"{100 * (sa['success_rate'] - sb['success_rate']):+.1f} points")
@@ -204,16 +210,13 @@ def render_markdown(results: dict, figures: Mapping[str, Path], rel_to: Path) ->
                          f"{'n/a (BC at 0%)' if not math.isfinite(ratio) else f'{ratio:.2f}x'}, intervals "
                          f"{'do not overlap' if apart else 'overlap'}")
     if "bc_success" in arms and len(arms["bc_success"]["per_seed"]) >= 2:
-        from pac_ros.evaluate import welch_interval
-
         ref = arms["bc_success"]
         lines += ["", "Against success-filtered BC (bc_success): the difference of the means over seeds with its 95% "
                   "Welch interval (the seeds' spreads, unequal), and the pooled difference:", ""]
         for a, s in arms.items():
             if a in ("bc", "bc_success") or len(s["per_seed"]) < 2:
                 continue
-            diff, lo, hi = welch_interval(s["per_seed"], ref["per_seed"])
-            verdict = "below" if hi < 0 else "above" if lo > 0 else "not distinguishable"
+            diff, lo, hi, verdict = _welch(s, ref)
             lines.append(f"- {a}: {100 * diff:+.1f} points over seeds ({100 * lo:+.1f} to {100 * hi:+.1f}, "
                          f"{len(s['per_seed'])} vs {len(ref['per_seed'])} seeds: {verdict}); pooled "
                          f"{100 * (s['success_rate'] - ref['success_rate']):+.1f} points")

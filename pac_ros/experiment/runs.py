@@ -288,7 +288,7 @@ def compare_target_weights(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
 
 
 def select_budget(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
-    """{arm: {"weights", "steps": {step: pool}, "step", "report": pool}} for ``eval.select.arms``: every
+    """{arm: {"steps": {step: pool}, "step", "report": pool}} for ``eval.select.arms``: every
     checkpoint step that each of the arm's runs kept, with the section's weights, evaluated on the held-out
     episodes; the step with the most successes pooled over the seeds (the earliest on a tie) is the arm's
     budget, evaluated on the eval section's episodes. Each evaluation is cached in its run directory."""
@@ -320,14 +320,13 @@ def select_budget(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
         report = _evaluate_finals(cfg, arm, runs[arm], cfg.eval, [evaluation_key(cfg.eval), sel.weights, chosen],
                                   f"selected_{sel.weights}_step{chosen}", f"step {chosen} {sel.weights} weights", log,
                                   weights_at(chosen))
-        out[arm] = {"weights": sel.weights, "steps": {str(step): p for step, p in by_step.items()}, "step": chosen,
-                    "report": report}
+        out[arm] = {"steps": {str(step): p for step, p in by_step.items()}, "step": chosen, "report": report}
     return out
 
 
 def kept_steps(arm: str, arm_runs: list[dict]) -> list[int]:
     """The checkpoint steps every one of an arm's runs kept (``run.keep_checkpoints`` prunes older ones)."""
-    kept = [{int(d.name.split("_")[1]) for d in (Path(r["checkpoint"]).parent).glob("step_*")} for r in arm_runs]
+    kept = [{int(d.name.split("_")[1]) for d in Path(r["checkpoint"]).parent.glob("step_*")} for r in arm_runs]
     common = sorted(set.intersection(*kept)) if kept else []
     if not common:
         raise NoKeptCheckpoint(f"{arm}: no checkpoint step is kept by every seed's run "

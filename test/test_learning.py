@@ -924,3 +924,60 @@ def test_grad_clip_by_loss_clips_each_terms_gradient_on_its_own():
     assert learner.log_eta.grad is not None and learner.log_eta.grad != 0 and "grad_norm_temperature" not in metrics
     with pytest.raises(ValueError, match="grad_clip_by"):
         LearnerConfig(grad_clip_by="term")
+
+
+def test_success_behaviour_prior_draws_only_successful_episodes(dataset, tmp_path, monkeypatch):
+    """bc_data: success: the BC term's batches come from the episodes that recorded success (0 and 2
+    of the fixture), drawn statelessly, and training runs with them."""
+    from pac_ros.cli import main
+    from pac_ros.learning.data import TransitionStore
+    from pac_ros.learning.train import episode_time
+
+    cfg = micro_config(obs_mode="pixels+features", image_size=8)
+    store = TransitionStore(dataset, cfg, gamma=0.9, cache_dir=tmp_path / "cache", log=lambda *a: None)
+    episode, _ = episode_time(store)
+    rows = store.successful_transitions()
+    assert rows.tolist() == np.flatnonzero(episode != 1).tolist()
+    a = store.sample_from(rows, 32, step=5, seed=1)
+    assert torch.equal(a["action"], store.sample_from(rows, 32, step=5, seed=1)["action"])
+    ok = {tuple(x) for x in store.actions[store.index[rows]].tolist()}
+    assert {tuple(x) for x in a["action"].tolist()} <= ok
+
+    seen = []
+    step = Learner.step
+    monkeypatch.setattr(Learner, "step", lambda self, batch, actor=None, bc=None: (
+        seen.append(bc), step(self, batch, actor, bc))[1])
+    yaml = tmp_path / "prior.yaml"
+    yaml.write_text(open(_train_yaml(tmp_path, dataset.root, "prior", 5)).read().replace(
+        "amp: none}", "amp: none, bc_data: success, alpha_final: 0.5}"))
+    assert main(["train", "--config", str(yaml)]) == 0
+    assert len(seen) == 5 and all(b is not None for b in seen)
+    assert all({tuple(x) for x in b["action"].tolist()} <= ok for b in seen)
+
+
+def test_success_behaviour_prior_replaces_the_bc_terms_data():
+    learner, spec = make_learner(bc_data="success")
+    learner.step(make_batch(spec, seed=5))  # move the heads off zero
+    batch, prior = (learner.to_device(make_batch(spec, seed=s)) for s in (1, 2))
+    losses, metrics = learner.compute_losses(batch, alpha=1.0, bc=prior)
+    m = learner.model
+    with torch.no_grad():
+        nll = -m.log_prob(m.policy_logits(m.encode(prior["obs"])), prior["action"][:, None]).mean()
+    assert torch.allclose(losses["policy"].detach(), nll) and metrics["bc_nll"] == pytest.approx(float(nll))
+    assert not torch.allclose(learner.compute_losses(batch, alpha=1.0)[0]["policy"].detach(), nll)
+
+
+def test_success_behaviour_prior_needs_a_bc_term_and_recorded_outcomes(dataset, tmp_path):
+    from pac_ros.learning.data import TransitionStore
+
+    with pytest.raises(ValueError, match="bc_data: success"):
+        LearnerConfig(bc_data="success", alpha_start=0.0, alpha_final=0.0)
+    LearnerConfig(bc_data="success", alpha_start=1.0, alpha_final=0.0)
+    store = TransitionStore(dataset, micro_config(obs_mode="pixels+features", image_size=8), gamma=0.9,
+                            cache_dir=tmp_path / "cache", log=lambda *a: None)
+    store.episode_success = None
+    with pytest.raises(ValueError, match="recorded outcome"):
+        store.successful_transitions()
+    store.episode_success = np.zeros(3, bool)
+    with pytest.raises(ValueError, match="records a success"):
+        store.successful_transitions()

@@ -56,6 +56,10 @@ class LearnerConfig:
     # (γ 1, reward 1 at success) is drawn alike, wherever in its episode (ours; None: no cap)
     value_cap: float | None = None
     priority_every: int = 250
+    # the α-weighted behaviour-cloning term's data: the shared uniform batch over every transition (all,
+    # paper) | a batch of its own drawn uniformly from the successful episodes' transitions (success: the
+    # success filter's data as the behaviour prior, the critic still learning from all of it; ours)
+    bc_data: Literal["all", "success"] = "all"
     alpha_start: float = 1.0  # α schedule: BC (α=1) -> final α (paper sec. 3)
     alpha_final: float = 0.5
     alpha_warmup_steps: int = 0  # steps held at alpha_start
@@ -119,6 +123,9 @@ class LearnerConfig:
         if self.value_cap is not None and (self.improvement_actions, self.data_weighting) != ("data", "value"):
             raise ValueError("value_cap caps the Q of value weights exp(Q/η): it needs improvement_actions: data "
                              "and data_weighting: value")
+        if self.bc_data == "success" and self.alpha_start == 0.0 and self.alpha_final == 0.0:
+            raise ValueError("bc_data: success draws the behaviour-cloning term's batch, but alpha_start and "
+                             "alpha_final are both 0, so that term never trains")
         if self.critic_warmup_steps < 0:
             raise ValueError(f"critic_warmup_steps must be >= 0, got {self.critic_warmup_steps}")
         if self.lr_decay_steps < 0 or not 0.0 <= self.lr_final_fraction <= 1.0:

@@ -239,9 +239,26 @@ class TransitionStore:
             "discount": torch.from_numpy(self.n_discount[idx]),
         }
 
+    def successful_transitions(self) -> np.ndarray:
+        """Positions (in ``self.index``) of the transitions of the episodes that record a success."""
+        if self.episode_success is None:
+            raise ValueError("the successful episodes' transitions need every episode's recorded outcome; "
+                             "some episodes of this dataset record none")
+        episode = np.searchsorted(self.episode_starts, self.index, side="right") - 1
+        positions = np.flatnonzero(self.episode_success[episode])
+        if len(positions) == 0:
+            raise ValueError(f"no episode of the {self.n_episodes} loaded records a success")
+        return positions
+
     def sample(self, batch_size: int, step: int, seed: int = 0, rank: int = 0) -> dict[str, Any]:
         rng = np.random.default_rng([seed, rank, step])
         return self.batch(rng.integers(0, len(self.index), batch_size))
+
+    def sample_from(self, positions: np.ndarray, batch_size: int, step: int, seed: int = 0,
+                    rank: int = 0) -> dict[str, Any]:
+        """A batch drawn uniformly from ``positions`` (in ``self.index``): stateless like ``sample``,
+        on a stream of its own."""
+        return self.batch(np.random.default_rng([seed, rank, step, 2]).choice(positions, batch_size))
 
     def stats(self) -> dict[str, float]:
         r = self.rewards[self.index]

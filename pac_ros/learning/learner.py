@@ -108,9 +108,11 @@ class Learner:
         return nullcontext()
 
     def compute_losses(self, batch: Mapping[str, Any], alpha: float,
-                       actor: Mapping[str, Any] | None = None, policy_learns: bool = True) -> tuple[dict, dict]:
+                       actor: Mapping[str, Any] | None = None, policy_learns: bool = True,
+                       bc: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
         """({'total','policy','critic'} loss tensors, detached metrics). ``actor``: the improvement
         term's own batch, already drawn ∝ exp(Q/η) (actor_batch: value), imitated with equal weights.
+        ``bc``: the behaviour-cloning term's own batch (bc_data: success) in place of ``batch``.
         ``policy_learns`` false (the critic's warm-up): the policy loss is reported but not trained."""
         cfg, m, tgt = self.config, self.model, self.target
         obs, next_obs = batch["obs"], batch["next_obs"]
@@ -159,7 +161,10 @@ class Learner:
                 logp_imp = logp_data[:, None]
             else:
                 w, logp_imp = improvement_weights(q_s, eta), m.log_prob(logits, a_s)
-            l_pi, bc, imp = policy_loss(logp_data, logp_imp, w, alpha)
+            logp_bc = logp_data
+            if bc is not None:  # the behaviour prior's own data
+                logp_bc = m.log_prob(m.policy_logits(m.encode(bc["obs"])), bc["action"].float()[:, None])[:, 0]
+            l_pi, bc_nll, imp = policy_loss(logp_bc, logp_imp, w, alpha)
             sides = {"policy": l_pi} if policy_learns else {}  # the terms whose gradients may be clipped apart
             sides["critic"] = cfg.beta * l_q
             l_aux = torch.zeros((), device=self.device)
@@ -180,7 +185,7 @@ class Learner:
             metrics = {
                 "loss": total.detach(), "policy_loss": l_pi.detach(), "critic_loss": l_q.detach(),
                 "aux_loss": l_aux.detach(),
-                "bc_nll": bc.detach(), "improvement_loss": imp.detach(),
+                "bc_nll": bc_nll.detach(), "improvement_loss": imp.detach(),
                 "q_mean": q_data.detach().mean(),
                 "q_entropy": -(qp * qp.clamp_min(1e-12).log()).sum(-1).mean(),
                 "q_samples_mean": q_s.mean(), "q_samples_std": q_s.std(1).mean(), "q_gap": gap.detach(),
@@ -192,16 +197,13 @@ class Learner:
         return {"total": total, "policy": l_pi, "critic": l_q, "sides": sides}, metrics
 
     # ---- one step -----------------------------------------------------------------
-    def step(self, batch: Mapping[str, Any], actor: Mapping[str, Any] | None = None) -> dict[str, float]:
-        batch = self.to_device(batch)
-        if self.config.image_shift or self.config.image_jitter:
-            batch = {**batch, **{k: augment_images(batch[k], self.config.image_shift, self.config.image_jitter)
-                                 for k in ("obs", "next_obs")}}
-        if actor is not None:
-            actor = self.to_device(actor)
-            if self.config.image_shift or self.config.image_jitter:
-                actor = {**actor, "obs": augment_images(actor["obs"], self.config.image_shift,
-                                                        self.config.image_jitter)}
+    def step(self, batch: Mapping[str, Any], actor: Mapping[str, Any] | None = None,
+             bc: Mapping[str, Any] | None = None) -> dict[str, float]:
+        """One update on ``batch``, with the improvement term's (``actor``) and the behaviour-cloning
+        term's (``bc``) own batches where the config draws them."""
+        batch = self._augmented(self.to_device(batch), ("obs", "next_obs"))
+        actor = None if actor is None else self._augmented(self.to_device(actor), ("obs",))
+        bc = None if bc is None else self._augmented(self.to_device(bc), ("obs",))
         self.model.train()
         alpha = self.config.alpha(self.step_count)
         warm = self.config.lr_scale(self.step_count)
@@ -209,7 +211,7 @@ class Learner:
             g["lr"] = g["base_lr"] * warm
         lr = self.config.lr * warm
         learns = self.config.policy_learns(self.step_count)
-        losses, metrics = self.compute_losses(batch, alpha, actor, learns)
+        losses, metrics = self.compute_losses(batch, alpha, actor, learns, bc)
         if self.config.grad_clip_by == "loss":
             side_norms = self._backward_clipped_per_loss(losses["sides"])
             grad_norm = torch.stack(list(side_norms.values())).norm()
@@ -233,6 +235,13 @@ class Learner:
         out.update(alpha=alpha, lr=lr, policy_learns=float(learns), grad_norm=float(grad_norm),
                    skipped=float(not math.isfinite(float(grad_norm))))
         return out
+
+    def _augmented(self, batch: dict, keys: tuple[str, ...]) -> dict:
+        """``batch`` with the random-shift and brightness augmentation applied to its ``keys``' images."""
+        if not (self.config.image_shift or self.config.image_jitter):
+            return batch
+        return {**batch, **{k: augment_images(batch[k], self.config.image_shift, self.config.image_jitter)
+                            for k in keys}}
 
     def _backward_clipped_per_loss(self, sides: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """grad_clip_by: loss: each term's gradient over all parameters is clipped to grad_clip on its own,

@@ -199,13 +199,17 @@ def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None 
     last = None
     t0, s0 = time.perf_counter(), start
     priority = ValuePriority(learner, store, cfg.learner) if cfg.learner.actor_batch != "same" else None
+    bc_rows = store.successful_transitions() if cfg.learner.bc_data == "success" else None
     for step in range(start, run.steps):
         torch.manual_seed(_step_seed(run.seed, rank, step))  # stateless: exact on resume
         batch = store.sample(cfg.data.batch_size, step, run.seed, rank)
         actor = None
         if priority is not None and cfg.learner.alpha(step) < 1.0 and cfg.learner.policy_learns(step):
             actor = priority.sample(cfg.data.batch_size, step, run.seed, rank)
-        metrics = learner.step(batch, actor)
+        bc = None
+        if bc_rows is not None and cfg.learner.alpha(step) > 0.0 and cfg.learner.policy_learns(step):
+            bc = store.sample_from(bc_rows, cfg.data.batch_size, step, run.seed, rank)
+        metrics = learner.step(batch, actor, bc)
         if priority is not None:
             metrics["priority_ess"] = priority.ess
             metrics["priority_success_mass"] = priority.success_mass

@@ -89,6 +89,14 @@ def test_experiment_runs_end_to_end_and_writes_the_report(tmp_path, capfd):
     # (steps 2 and 4 held out, the chosen one reported) for each seed, rounds 0-1
     assert sum("cached" in m for m in logs) == 14 and not any("training" in m for m in logs)
     assert again["arms"] == saved["arms"]
+    # with --jobs the report's own evaluations run in worker processes too, with the same figures
+    for seed in (0, 1):
+        for name in ("weights_target.json", "decoding_greedy.json"):
+            (out / "runs" / f"pac_s{seed}" / name).unlink()
+    logs.clear()
+    redone = run_experiment(cfg, log=logs.append, jobs=2)
+    assert logs.count("2 evaluations, 2 at a time") == 2 and sum(": evaluated (" in m for m in logs) == 4
+    assert redone["target_weights"] == saved["target_weights"] and redone["decodings"] == saved["decodings"]
     # one more round runs only that round
     logs.clear()
     cfg.improve.rounds = 2

@@ -61,9 +61,9 @@ def run_experiment(cfg: ExperimentConfig, log: Log = print, report: str | Path |
     diagnostics = {arm: critic_calibration(rs[0]["checkpoint"], cfg.data.root,
                                            cfg.train_config_for(arm, rs[0]["seed"]).learner.gamma)
                    for arm, rs in runs.items()}
-    decodings = compare_decodings(cfg, runs, log)
-    target_weights = compare_target_weights(cfg, runs, log)
-    selection = select_budget(cfg, runs, log)
+    decodings = compare_decodings(cfg, runs, log, jobs)
+    target_weights = compare_target_weights(cfg, runs, log, jobs)
+    selection = select_budget(cfg, runs, log, jobs)
     rounds = improve(cfg, runs[cfg.improve.arm][0], log) if cfg.improve.rounds else []
     results = {"config": cfg.to_dict(), "data": data, "arms": arms, "peers": peers, "runs": runs,
                "diagnostics": diagnostics, "decodings": decodings, "target_weights": target_weights,

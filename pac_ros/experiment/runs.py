@@ -68,17 +68,24 @@ def cached(file: Path, key: str, label: str, log: Log, compute: Callable[[], dic
     it is held (``held``) meanwhile, so another process cannot empty it under this one."""
     lock = held(workdir.parent / f".{workdir.name}.lock", label) if workdir is not None else nullcontext()
     with lock:
-        if file.is_file():
-            stored = json.loads(file.read_text())
-            if stored.get("key") == key:
-                log(f"{label}: cached ({stored['final']['success_rate']:.1%})")
-                return stored
+        stored = _stored(file, key)
+        if stored is not None:
+            log(f"{label}: cached ({stored['final']['success_rate']:.1%})")
+            return stored
         if workdir is not None and workdir.exists():
             shutil.rmtree(workdir)
         result = {"key": key, **compute()}
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(json.dumps(result, indent=1))
         return result
+
+
+def _stored(file: Path, key: str) -> dict | None:
+    """The result in ``file`` if it was made with ``key``."""
+    if not file.is_file():
+        return None
+    stored = json.loads(file.read_text())
+    return stored if stored.get("key") == key else None
 
 
 # ---- data ----------------------------------------------------------------------------
@@ -156,7 +163,7 @@ def final_metrics(run_dir: Path) -> dict:
 NEUTRAL_OPTIONS = {"learner": {"actor_batch": "same", "priority_every": 250, "truncation": "bootstrap",
                                "value_cap": None, "critic_warmup_steps": 0,
                                "lr_warmup_from": "start", "grad_clip_by": "parameters",
-                               "lr_decay_steps": 0, "lr_final_fraction": 0.0},
+                               "lr_decay_steps": 0, "lr_final_fraction": 0.0, "bc_data": "all"},
                    "run": {"locator_from": None}}
 
 
@@ -258,19 +265,90 @@ def run_peer(cfg: ExperimentConfig, algo: str, seed: int, log: Log) -> dict:
     return cached(file, key, f"peer {algo} seed {seed}", log, compute)
 
 
-def compare_decodings(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
+@dataclasses.dataclass
+class Planned:
+    """One seed's evaluation for the report, cached in ``file`` under ``key``: the run ``run``'s final
+    checkpoint, or ``checkpoint(run)`` (what is made of it, e.g. its exported target weights), with ``ev``."""
+    file: Path
+    key: str
+    label: str
+    run: dict
+    ev: EvalSection
+    checkpoint: Callable[[dict], Path] | None = None
+
+
+def plan_finals(cfg: ExperimentConfig, arm: str, arm_runs: list[dict], ev: EvalSection, payload: Any, name: str,
+                label: str, checkpoint: Callable[[dict], Path] | None = None) -> list[Planned]:
+    """One arm's final checkpoints (or ``checkpoint(run)``) evaluated with ``ev``, each seed's result
+    cached in its run directory as ``name``.json under the key of ``payload`` within the run's."""
+    return [Planned(Path(cfg.out_dir) / "runs" / f"{arm}_s{r['seed']}" / f"{name}.json",
+                    cache_key(payload, within=r["key"]), f"{arm} seed {r['seed']} {label}", r, ev, checkpoint)
+            for r in arm_runs]
+
+
+def _evaluate_in_worker(checkpoint: Path, ev: EvalSection, threads: int) -> dict:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return evaluate_checkpoint(checkpoint, ev, ev.episodes)
+
+
+def evaluate_planned(cfg: ExperimentConfig, plans: list[Planned], log: Log, jobs: int = 1) -> list[dict]:
+    """Each plan's cached result, or its evaluation: the uncached ones ``jobs`` at a time (separate
+    processes, each with ``cfg.threads`` threads), in the order of ``plans``."""
+    results: list[dict | None] = []
+    todo: list[int] = []
+    for i, p in enumerate(plans):
+        stored = _stored(p.file, p.key)
+        if stored is not None:
+            log(f"{p.label}: cached ({stored['final']['success_rate']:.1%})")
+        else:
+            todo.append(i)
+        results.append(stored)
+    checkpoints = [plans[i].checkpoint(plans[i].run) if plans[i].checkpoint else Path(plans[i].run["checkpoint"])
+                   for i in todo]
+    if jobs <= 1 or len(todo) <= 1:
+        finals = [evaluate_checkpoint(ck, plans[i].ev, plans[i].ev.episodes) for i, ck in zip(todo, checkpoints)]
+    else:
+        import multiprocessing
+
+        log(f"{len(todo)} evaluations, {jobs} at a time")
+        with multiprocessing.get_context("spawn").Pool(min(jobs, len(todo))) as workers:
+            finals = workers.starmap(_evaluate_in_worker, [(ck, plans[i].ev, cfg.threads)
+                                                           for i, ck in zip(todo, checkpoints)], chunksize=1)
+    for i, final in zip(todo, finals):
+        p = plans[i]
+        log(f"{p.label}: evaluated ({final['success_rate']:.1%})")
+        results[i] = {"key": p.key, "final": final, "train_s": 0.0}
+        p.file.parent.mkdir(parents=True, exist_ok=True)
+        p.file.write_text(json.dumps(results[i], indent=1))
+    return results
+
+
+def evaluate_arms(cfg: ExperimentConfig, plans: dict[Any, list[Planned]], log: Log, jobs: int = 1) -> dict:
+    """{name: pool} for named groups of plans (an arm's seeds), all evaluated together."""
+    flat = [p for group in plans.values() for p in group]
+    results = iter(evaluate_planned(cfg, flat, log, jobs))
+    return {name: pool([next(results) for _ in group]) for name, group in plans.items()}
+
+
+def compare_decodings(cfg: ExperimentConfig, runs: dict, log: Log, jobs: int = 1) -> dict:
     """{arm: {decoding: pool}}: the final checkpoints of ``eval.decoding_arms`` evaluated with each of
     ``eval.decodings`` on the eval section's episodes and seeds, each cached next to its run."""
-    out: dict = {}
+    plans = {}
     for arm in cfg.eval.decoding_arms:
         for decoding in cfg.eval.decodings:
             ev = dataclasses.replace(cfg.eval, decoding=decoding)
-            out.setdefault(arm, {})[decoding] = _evaluate_finals(cfg, arm, runs[arm], ev, evaluation_key(ev),
-                                                                 f"decoding_{decoding}", f"{decoding} decoding", log)
+            plans[arm, decoding] = plan_finals(cfg, arm, runs[arm], ev, evaluation_key(ev), f"decoding_{decoding}",
+                                               f"{decoding} decoding")
+    out: dict = {}
+    for (arm, decoding), pooled in evaluate_arms(cfg, plans, log, jobs).items():
+        out.setdefault(arm, {})[decoding] = pooled
     return out
 
 
-def compare_target_weights(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
+def compare_target_weights(cfg: ExperimentConfig, runs: dict, log: Log, jobs: int = 1) -> dict:
     """{arm: pool}: the final checkpoints of ``eval.target_arms`` evaluated with their target network's
     weights (the Polyak average), exported as a deployable checkpoint next to each run, on the eval
     section's episodes and seeds."""
@@ -282,12 +360,12 @@ def compare_target_weights(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
         return out
 
     payload = [evaluation_key(cfg.eval), "weights_target"]
-    return {arm: _evaluate_finals(cfg, arm, runs[arm], cfg.eval, payload, "weights_target", "target weights", log,
-                                  target)
-            for arm in cfg.eval.target_arms}
+    return evaluate_arms(cfg, {arm: plan_finals(cfg, arm, runs[arm], cfg.eval, payload, "weights_target",
+                                                "target weights", target)
+                               for arm in cfg.eval.target_arms}, log, jobs)
 
 
-def select_budget(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
+def select_budget(cfg: ExperimentConfig, runs: dict, log: Log, jobs: int = 1) -> dict:
     """{arm: {"steps": {step: pool}, "step", "report": pool}} for ``eval.select.arms``: every
     checkpoint step that each of the arm's runs kept, with the section's weights, evaluated on the held-out
     episodes; the step with the most successes pooled over the seeds (the earliest on a tie) is the arm's
@@ -306,22 +384,27 @@ def select_budget(cfg: ExperimentConfig, runs: dict, log: Log) -> dict:
                                            f"step_{step:08d}_{sel.weights}", sel.weights)
         return deployable
 
-    out: dict = {}
-    for arm in sel.arms:
-        steps = kept_steps(arm, runs[arm])
-        by_step = {step: _evaluate_finals(cfg, arm, runs[arm], held_out, [evaluation_key(held_out), sel.weights, step],
-                                          f"select_{sel.weights}_step{step}",
-                                          f"step {step} {sel.weights} weights on held-out episodes", log,
-                                          weights_at(step))
-                   for step in steps}
-        chosen = max(steps, key=lambda step: (by_step[step]["successes"], -step))
-        log(f"{arm}: budget {chosen} steps chosen on held-out episodes ("
-            + ", ".join(f"{step}: {p['successes']}/{p['episodes']}" for step, p in by_step.items()) + ")")
-        report = _evaluate_finals(cfg, arm, runs[arm], cfg.eval, [evaluation_key(cfg.eval), sel.weights, chosen],
-                                  f"selected_{sel.weights}_step{chosen}", f"step {chosen} {sel.weights} weights", log,
-                                  weights_at(chosen))
-        out[arm] = {"steps": {str(step): p for step, p in by_step.items()}, "step": chosen, "report": report}
-    return out
+    candidates = {arm: kept_steps(arm, runs[arm]) for arm in sel.arms}
+    scored = evaluate_arms(cfg, {(arm, step): plan_finals(cfg, arm, runs[arm], held_out,
+                                                          [evaluation_key(held_out), sel.weights, step],
+                                                          f"select_{sel.weights}_step{step}",
+                                                          f"step {step} {sel.weights} weights on held-out episodes",
+                                                          weights_at(step))
+                                 for arm, steps in candidates.items() for step in steps}, log, jobs)
+    chosen = {}
+    for arm, steps in candidates.items():
+        chosen[arm] = max(steps, key=lambda step: (scored[arm, step]["successes"], -step))
+        log(f"{arm}: budget {chosen[arm]} steps chosen on held-out episodes ("
+            + ", ".join(f"{step}: {scored[arm, step]['successes']}/{scored[arm, step]['episodes']}" for step in steps)
+            + ")")
+    reports = evaluate_arms(cfg, {arm: plan_finals(cfg, arm, runs[arm], cfg.eval,
+                                                   [evaluation_key(cfg.eval), sel.weights, step],
+                                                   f"selected_{sel.weights}_step{step}",
+                                                   f"step {step} {sel.weights} weights", weights_at(step))
+                                  for arm, step in chosen.items()}, log, jobs)
+    return {arm: {"steps": {str(step): scored[arm, step] for step in steps}, "step": chosen[arm],
+                  "report": reports[arm]}
+            for arm, steps in candidates.items()}
 
 
 def kept_steps(arm: str, arm_runs: list[dict]) -> list[int]:
@@ -332,26 +415,6 @@ def kept_steps(arm: str, arm_runs: list[dict]) -> list[int]:
         raise NoKeptCheckpoint(f"{arm}: no checkpoint step is kept by every seed's run "
                               f"({[sorted(k) for k in kept]}); nothing to choose a budget from")
     return common
-
-
-def _evaluate_finals(cfg: ExperimentConfig, arm: str, arm_runs: list[dict], ev: EvalSection, payload: Any,
-                     name: str, label: str, log: Log, checkpoint: Callable[[dict], Path] | None = None) -> dict:
-    """One arm's final checkpoints (or ``checkpoint(run)``, what is made of them) evaluated with ``ev``,
-    each seed's result cached in its run directory as ``name``.json under the key of ``payload``
-    within the run's; pooled over the seeds."""
-    results = []
-    for r in arm_runs:
-        key = cache_key(payload, within=r["key"])
-
-        def evaluate(r: dict = r) -> dict:
-            ckpt = checkpoint(r) if checkpoint else Path(r["checkpoint"])
-            final = evaluate_checkpoint(ckpt, ev, ev.episodes)
-            log(f"{arm} seed {r['seed']} {label}: evaluated ({final['success_rate']:.1%})")
-            return {"final": final, "train_s": 0.0}
-
-        file = Path(cfg.out_dir) / "runs" / f"{arm}_s{r['seed']}" / f"{name}.json"
-        results.append(cached(file, key, f"{arm} seed {r['seed']} {label}", log, evaluate))
-    return pool(results)
 
 
 def pool(results: list[dict]) -> dict:

@@ -112,7 +112,8 @@ class Dataset:
         return total
 
     def fingerprint(self) -> str:
-        """Stable hash of the spec and the committed episodes' contents."""
+        """Hash of the spec and the committed episodes' files (their sha256): stable for one recording,
+        new for the same episodes recorded again, since each file's metadata holds its recording time."""
         h = hashlib.sha256(self.spec.fingerprint().encode())
         for e in self._episodes:
             h.update(f"\n{e['episode_index']}:{e['sha256']}".encode())

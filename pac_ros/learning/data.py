@@ -38,6 +38,12 @@ def _resize(images: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+def episode_time(store: "TransitionStore") -> tuple[np.ndarray, np.ndarray]:
+    """(episode number, time step within it) of every transition, in store order."""
+    episode = np.searchsorted(store.episode_starts, store.index, side="right") - 1
+    return episode, store.index - store.episode_starts[episode]
+
+
 class TransitionStore:
     """All transitions of a dataset in memory (low-dim) and memmaps (images)."""
 
@@ -244,8 +250,7 @@ class TransitionStore:
         if self.episode_success is None:
             raise ValueError("the successful episodes' transitions need every episode's recorded outcome; "
                              "some episodes of this dataset record none")
-        episode = np.searchsorted(self.episode_starts, self.index, side="right") - 1
-        positions = np.flatnonzero(self.episode_success[episode])
+        positions = np.flatnonzero(self.episode_success[episode_time(self)[0]])
         if len(positions) == 0:
             raise ValueError(f"no episode of the {self.n_episodes} loaded records a success")
         return positions

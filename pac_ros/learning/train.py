@@ -26,7 +26,7 @@ from ..model import PACConfig, PACModel
 from ..spec import Spec
 from .checkpoint import load_into_learner, save_checkpoint
 from .config import TrainConfig
-from .data import TransitionStore
+from .data import TransitionStore, episode_time
 from .learner import Learner
 from .locator import load_locator, locate_blocks, pretrain_locator
 from .stem import pretrain_keypoint_stem
@@ -297,12 +297,6 @@ class ValuePriority:
             self.refreshed = step
         rng = np.random.default_rng([seed, rank, step, 1])
         return self.store.batch(rng.choice(len(self.probs), size=batch_size, p=self.probs))
-
-
-def episode_time(store: TransitionStore) -> tuple[np.ndarray, np.ndarray]:
-    """(episode number, time step within it) of every transition, in store order."""
-    episode = np.searchsorted(store.episode_starts, store.index, side="right") - 1
-    return episode, store.index - store.episode_starts[episode]
 
 
 def per_step_log_weights(store: TransitionStore, logw: np.ndarray) -> np.ndarray:

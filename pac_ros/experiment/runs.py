@@ -75,9 +75,13 @@ def cached(file: Path, key: str, label: str, log: Log, compute: Callable[[], dic
         if workdir is not None and workdir.exists():
             shutil.rmtree(workdir)
         result = {"key": key, **compute()}
-        file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(json.dumps(result, indent=1))
+        _save(file, result)
         return result
+
+
+def _save(file: Path, result: dict) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(result, indent=1))
 
 
 def _stored(file: Path, key: str) -> dict | None:
@@ -221,11 +225,24 @@ def run_one(cfg: ExperimentConfig, arm: str, seed: int, log: Log) -> dict:
     return cached(run_dir / "result.json", run_key(cfg, tcfg), f"{arm} seed {seed}", log, compute, workdir=run_dir)
 
 
-def _run_one_in_worker(cfg: ExperimentConfig, arm: str, seed: int) -> dict:
+def _with_threads(threads: int, fn: Callable, *args: Any) -> Any:
     import torch
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if threads:
+        torch.set_num_threads(threads)
+    return fn(*args)
+
+
+def in_processes(fn: Callable, calls: list[tuple], jobs: int, threads: int) -> list:
+    """``fn(*call)`` for every call, ``jobs`` at a time in spawned processes with ``threads`` torch
+    threads each; the results in the order of ``calls``. ``fn`` must be a module-level function."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(min(jobs, len(calls))) as workers:
+        return workers.starmap(_with_threads, [(threads, fn, *call) for call in calls], chunksize=1)
+
+
+def _run_one_logging_to_stderr(cfg: ExperimentConfig, arm: str, seed: int) -> dict:
     return run_one(cfg, arm, seed, lambda *a: print(*a, file=sys.stderr, flush=True))
 
 
@@ -236,11 +253,8 @@ def run_arms(cfg: ExperimentConfig, log: Log, jobs: int = 1) -> dict[str, list[d
     if jobs <= 1 or len(todo) <= 1:
         results = [run_one(cfg, arm, seed, log) for arm, seed in todo]
     else:
-        import multiprocessing
-
         log(f"{len(todo)} runs, {jobs} at a time")
-        with multiprocessing.get_context("spawn").Pool(min(jobs, len(todo))) as workers:
-            results = workers.starmap(_run_one_in_worker, [(cfg, arm, seed) for arm, seed in todo], chunksize=1)
+        results = in_processes(_run_one_logging_to_stderr, [(cfg, arm, seed) for arm, seed in todo], jobs, cfg.threads)
     runs: dict[str, list[dict]] = {}
     for (arm, _), r in zip(todo, results):
         runs.setdefault(arm, []).append(r)
@@ -286,14 +300,6 @@ def plan_finals(cfg: ExperimentConfig, arm: str, arm_runs: list[dict], ev: EvalS
             for r in arm_runs]
 
 
-def _evaluate_in_worker(checkpoint: Path, ev: EvalSection, threads: int) -> dict:
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    return evaluate_checkpoint(checkpoint, ev, ev.episodes)
-
-
 def evaluate_planned(cfg: ExperimentConfig, plans: list[Planned], log: Log, jobs: int = 1) -> list[dict]:
     """Each plan's cached result, or its evaluation: the uncached ones ``jobs`` at a time (separate
     processes, each with ``cfg.threads`` threads), in the order of ``plans``."""
@@ -306,23 +312,18 @@ def evaluate_planned(cfg: ExperimentConfig, plans: list[Planned], log: Log, jobs
         else:
             todo.append(i)
         results.append(stored)
-    checkpoints = [plans[i].checkpoint(plans[i].run) if plans[i].checkpoint else Path(plans[i].run["checkpoint"])
-                   for i in todo]
-    if jobs <= 1 or len(todo) <= 1:
-        finals = [evaluate_checkpoint(ck, plans[i].ev, plans[i].ev.episodes) for i, ck in zip(todo, checkpoints)]
+    calls = [(plans[i].checkpoint(plans[i].run) if plans[i].checkpoint else Path(plans[i].run["checkpoint"]),
+              plans[i].ev, plans[i].ev.episodes) for i in todo]
+    if jobs <= 1 or len(calls) <= 1:
+        finals = [evaluate_checkpoint(*call) for call in calls]
     else:
-        import multiprocessing
-
-        log(f"{len(todo)} evaluations, {jobs} at a time")
-        with multiprocessing.get_context("spawn").Pool(min(jobs, len(todo))) as workers:
-            finals = workers.starmap(_evaluate_in_worker, [(ck, plans[i].ev, cfg.threads)
-                                                           for i, ck in zip(todo, checkpoints)], chunksize=1)
+        log(f"{len(calls)} evaluations, {jobs} at a time")
+        finals = in_processes(evaluate_checkpoint, calls, jobs, cfg.threads)
     for i, final in zip(todo, finals):
         p = plans[i]
         log(f"{p.label}: evaluated ({final['success_rate']:.1%})")
         results[i] = {"key": p.key, "final": final, "train_s": 0.0}
-        p.file.parent.mkdir(parents=True, exist_ok=True)
-        p.file.write_text(json.dumps(results[i], indent=1))
+        _save(p.file, results[i])
     return results
 
 

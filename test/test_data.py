@@ -176,6 +176,74 @@ def test_flags_indices_and_instruction_change(tmp_path, spec):
     assert table.column("index").to_pylist() == [7, 8, 9, 10]
 
 
+def record(root, spec, episodes, **begin):
+    """A dataset of ``episodes`` (lists of steps), each committed terminal and successful."""
+    with DatasetWriter(root, spec, features=True) as w:
+        for steps in episodes:
+            ep = w.begin_episode(spec.instructions()[0], **begin)
+            for s in steps:
+                ep.add_step(**s)
+            w.commit(ep, terminal=True, success=True)
+    return Dataset(root)
+
+
+def test_content_digest_is_the_columns_not_their_storage():
+    table = pa.table({"a": pa.array([1.0, 2.0, 3.0], pa.float32()), "task_index": pa.array([0, 0, 1], pa.int64()),
+                      "img": pa.array([b"x", b"yz", b""], pa.binary()),
+                      "q": pa.FixedSizeListArray.from_arrays(pa.array(np.arange(6, dtype=np.float32)), 2)})
+    digest = fmt.content_digest(table)
+    chunked = pa.Table.from_batches(table.to_batches(max_chunksize=1))
+    assert chunked.column("a").num_chunks == 3 and fmt.content_digest(chunked) == digest
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.replace_schema_metadata({b"k": b"v"}), sink, use_dictionary=["task_index"])
+    assert fmt.content_digest(pq.read_table(pa.BufferReader(sink.getvalue()))) == digest
+    for name, values in (("a", pa.array([1.0, 2.0, 3.5], pa.float32())), ("a", pa.array([1.0, 2.0, 3.0])),
+                         ("img", pa.array([b"x", b"y", b"z"], pa.binary()))):
+        assert fmt.content_digest(table.set_column(table.schema.get_field_index(name), name, values)) != digest
+    assert fmt.content_digest(table.rename_columns(["b", "task_index", "img", "q"])) != digest
+
+
+def test_fingerprint_names_the_contents_not_the_recording(tmp_path, spec):
+    rng = np.random.default_rng(7)
+    episodes = [make_steps(spec, rng, 3), make_steps(spec, rng, 4)]
+    first = record(tmp_path / "a", spec, episodes, metadata={"take": 1})
+    again = record(tmp_path / "b", spec, episodes, metadata={"take": 2})
+    assert [e["sha256"] for e in first.episodes] != [e["sha256"] for e in again.episodes]  # other files
+    assert first.fingerprint() == again.fingerprint()
+    for e in first.episodes:  # the line names its file's columns
+        assert e[fmt.CONTENT_KEY] == fmt.content_digest(pq.read_table(first.root / e["file"]))
+
+    with DatasetWriter(tmp_path / "copy", spec, features=True) as w:  # copied file by file
+        for i in range(len(first)):
+            w.copy_episode(first, i)
+    assert Dataset(tmp_path / "copy").fingerprint() == first.fingerprint()
+    from pac_ros.data.repair import repair
+    assert repair(tmp_path / "b", rebuild=True).ok  # an index rebuilt from the files
+    assert Dataset(tmp_path / "b").fingerprint() == first.fingerprint()
+
+    changed = copy.deepcopy(episodes)
+    changed[1][2]["reward"] += 0.25
+    assert record(tmp_path / "c", spec, changed).fingerprint() != first.fingerprint()
+    assert record(tmp_path / "d", spec, episodes[::-1]).fingerprint() != first.fingerprint()
+    recs = [json.loads(x) for x in (first.root / fmt.EPISODES_PATH).read_text().splitlines()]
+    recs[0]["success"] = False  # a relabelled outcome is other training data
+    (first.root / fmt.EPISODES_PATH).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert Dataset(first.root).fingerprint() != again.fingerprint()
+
+
+def test_an_older_dataset_keeps_its_fingerprint(tmp_path, spec):
+    """Lines without a digest (written before it existed) fingerprint by their files' sha256, as then."""
+    ds = record(tmp_path / "old", spec, [make_steps(spec, np.random.default_rng(8), 3)] * 2)
+    recs = [json.loads(x) for x in (ds.root / fmt.EPISODES_PATH).read_text().splitlines()]
+    for r in recs:
+        del r[fmt.CONTENT_KEY]
+    (ds.root / fmt.EPISODES_PATH).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    h = hashlib.sha256(spec.fingerprint().encode())
+    for r in recs:
+        h.update(f"\n{r['episode_index']}:{r['sha256']}".encode())
+    assert Dataset(ds.root).fingerprint() == h.hexdigest()[:16] != ds.fingerprint()
+
+
 def test_reopen_appends(tmp_path, spec):
     rng = np.random.default_rng(2)
     first = make_steps(spec, rng, 3)

@@ -69,6 +69,7 @@ def test_round_trip_is_bit_exact(collected, exported, tmp_path):
     assert len(ds) == len(src)
     for i in range(len(src)):
         assert_same_episode(src, i, ds, i)
+    assert ds.fingerprint() == src.fingerprint()  # other files (recorded_at), the same training data
 
 
 def test_round_trip_of_other_cameras_sources_and_instruction_changes(tmp_path):

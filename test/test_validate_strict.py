@@ -15,6 +15,7 @@ from PIL import Image
 
 from pac_ros.cli import main
 from pac_ros.data import DatasetWriter
+from pac_ros.data import format as fmt
 from pac_ros.data.reader import Dataset
 from pac_ros.data.stats import write_stats
 from pac_ros.data.validate import validate
@@ -60,14 +61,20 @@ def edit_line(root, i, **changes):
     write_lines(root, recs)
 
 
-def rewrite_file(root, i, edit):
+def rewrite_file(root, i, edit, digest=True):
     """Edit episode i's parquet table, re-hash it in the index and recompute meta/stats.json, so
-    only the edit is wrong."""
+    only the edit is wrong (with ``digest`` False, the columns' digest is left as it was, too)."""
     f = root / lines(root)[i]["file"]
     table = edit(pq.read_table(f))
+    changes = {}
+    if digest:
+        carried = json.loads(table.schema.metadata[fmt.EPISODE_META_KEY])
+        carried[fmt.CONTENT_KEY] = changes[fmt.CONTENT_KEY] = fmt.content_digest(table)
+        table = table.replace_schema_metadata({**table.schema.metadata,
+                                               fmt.EPISODE_META_KEY: json.dumps(carried).encode()})
     pq.write_table(table, f)
     data = f.read_bytes()
-    edit_line(root, i, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    edit_line(root, i, sha256=hashlib.sha256(data).hexdigest(), bytes=len(data), **changes)
     write_stats(Dataset(root))
 
 
@@ -163,16 +170,18 @@ def test_info_that_disagrees_with_the_spec(ds):
     (dict(duration_s=float("nan")), "line 1: duration_s: expected a finite number >= 0, got NaN"),
     (dict(metadata=[1]), "line 1: metadata: expected a mapping or null"),
     (dict(hacked=True), "line 1: hacked: unexpected key"),
+    (dict(content_sha256="abc"), "line 1: content_sha256: expected a sha256 (64 hex), got \"abc\""),
     (dict(bytes=12), "line 1: bytes: 12, "),
     (dict(start_stamp=3.0), "line 1: start_stamp: 3.0, "),
     (dict(end_stamp=9.0), "line 1: end_stamp: 9.0, "),
     (dict(tasks=["put the red block on the green block", "x"]), "line 1: tasks: "),
     (dict(terminal=False), "line 1: terminal: false, "),
     (dict(achieved_rate_hz=100.0), "line 1: achieved_rate_hz: 100.0, "),
-], ids=["success_str", "seed_float", "duration_nan", "metadata_list", "unknown_key", "bytes", "start_stamp",
-        "end_stamp", "tasks", "terminal", "rate"])
+], ids=["success_str", "seed_float", "duration_nan", "metadata_list", "unknown_key", "digest_str", "bytes",
+        "start_stamp", "end_stamp", "tasks", "terminal", "rate"])
 def test_index_line_fields_typed_and_as_on_disk(ds, changes, message):
     edit_line(ds, 0, **changes)
+    write_stats(Dataset(ds))  # a label or digest is part of the fingerprint the stats are keyed by
     problems = [p for p in strict(ds) if "differs from the line" not in p]  # the normal edited-line check
     only(problems, str(ds / "meta" / "episodes.jsonl"), message)
 
@@ -204,6 +213,18 @@ def test_row_numbering_and_index_from(ds):
     text = "\n".join(strict(ds))
     assert "episode_000001.parquet: index is not 6..9" in text
     assert "line 3: index_from: 3, the earlier episodes' lengths sum to 10" in text
+
+
+def test_columns_that_no_longer_match_their_digest(ds):
+    def nudge(t):
+        i = t.schema.get_field_index("observation.environment_state")
+        column = t.column(i).combine_chunks()
+        values = column.flatten().to_numpy().copy()
+        values[0] += 0.5
+        return t.set_column(i, "observation.environment_state",
+                            pa.FixedSizeListArray.from_arrays(pa.array(values), column.type.list_size))
+    rewrite_file(ds, 1, nudge, digest=False)
+    only(strict(ds), "line 2: content_sha256: ", "episode_000001.parquet digest to ")
 
 
 def test_a_column_of_another_type(ds):

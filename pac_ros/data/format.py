@@ -6,6 +6,7 @@ No ROS, no simulator.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -38,6 +39,7 @@ EPISODE_META_KEY = b"pac_ros.episode"  # parquet key-value metadata: the index l
 
 # Keys every index line must have (others are optional extras).
 REQUIRED_EPISODE_KEYS = ("episode_index", "tasks", "length", "file", "sha256")
+CONTENT_KEY = "content_sha256"  # index line: the episode's columns' digest (content_digest); older lines lack it
 
 
 class DatasetError(PacRosError):
@@ -50,6 +52,41 @@ def episode_file(episode_index: int) -> str:
 
 def image_column(camera: str) -> str:
     return f"observation.images.{camera}"
+
+
+# ---- content digest ------------------------------------------------------------------
+def content_digest(table: pa.Table) -> str:
+    """sha256 of an episode's columns: their names, value types and values, in order. The same
+    rows give the same digest however they are chunked, encoded or stored, and whatever the
+    file's metadata says (an index line with its recording time)."""
+    h = hashlib.sha256()
+    for name in table.column_names:
+        h.update(f"\0{name}\0{len(table)}\0".encode())
+        _digest_values(h, table.column(name).combine_chunks())
+    return h.hexdigest()
+
+
+def _digest_values(h, arr: pa.Array) -> None:
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if arr.null_count:
+        h.update(b"nulls:" + arr.is_null().to_numpy(zero_copy_only=False).tobytes())
+        t = arr.type
+        if not pa.types.is_nested(t):
+            arr = arr.fill_null(False if pa.types.is_boolean(t) else "" if pa.types.is_string(t) else
+                                b"" if pa.types.is_binary(t) or pa.types.is_large_binary(t) else 0)
+    if pa.types.is_fixed_size_list(arr.type):
+        h.update(f"list{arr.type.list_size}:".encode())
+        _digest_values(h, arr.flatten())
+    elif pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type) or pa.types.is_string(arr.type):
+        values = [v if isinstance(v, bytes) else v.encode() for v in arr.to_pylist()]
+        h.update(b"bytes:" + np.array([len(v) for v in values], "<i8").tobytes())
+        for v in values:
+            h.update(v)
+    else:
+        values = arr.to_numpy(zero_copy_only=False)
+        h.update(f"{values.dtype.newbyteorder('<').str}:".encode())
+        h.update(values.astype(values.dtype.newbyteorder("<"), copy=False).tobytes())
 
 
 # ---- schema ------------------------------------------------------------------------

@@ -6,6 +6,7 @@ files and a torn last index line (an interrupted commit) are ignored.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -112,11 +113,18 @@ class Dataset:
         return total
 
     def fingerprint(self) -> str:
-        """Hash of the spec and the committed episodes' files (their sha256): stable for one recording,
-        new for the same episodes recorded again, since each file's metadata holds its recording time."""
+        """Hash of the spec and, per committed episode, what training reads of it: its columns' digest
+        (``content_sha256``), its outcome and its instructions. The same episodes recorded again, copied
+        or re-indexed keep it; a changed value, label or episode order changes it. An episode indexed
+        without a digest (older writers) counts by its file's sha256, so an older dataset keeps the
+        fingerprint it had, which names that recording rather than its contents."""
         h = hashlib.sha256(self.spec.fingerprint().encode())
         for e in self._episodes:
-            h.update(f"\n{e['episode_index']}:{e['sha256']}".encode())
+            content = e.get(fmt.CONTENT_KEY)
+            if content is None:
+                h.update(f"\n{e['episode_index']}:{e['sha256']}".encode())
+            else:
+                h.update(json.dumps([e["episode_index"], content, e.get("success"), e["tasks"]]).encode())
         return h.hexdigest()[:16]
 
     # ---- episodes ------------------------------------------------------------------------

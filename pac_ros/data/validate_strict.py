@@ -5,8 +5,9 @@ from someone else, before training on it.
   (staging leftovers, quarantined files, anything unknown), no writer still holding the lock;
 - meta/info.json says what the spec says (cameras, fps, features, data path, fingerprint, ...);
 - every index line has its fields with their types (finite numbers), names its file at the
-  canonical path inside the root, and agrees with the file: size in bytes, global row index,
-  frame indices, first/last stamps, duration and rate, tasks, instruction, terminal flag;
+  canonical path inside the root, and agrees with the file: size in bytes, columns' digest,
+  global row index, frame indices, first/last stamps, duration and rate, tasks, instruction,
+  terminal flag;
 - each episode file's columns have exactly the schema's types, and every image is a PNG
   (images are always decoded in strict mode, at the spec's shape and encoding);
 - meta/tasks.jsonl has no duplicated task; meta/stats.json, if present, matches a recomputation.
@@ -53,6 +54,7 @@ def _str(v: Any) -> bool:
     return isinstance(v, str)
 
 
+_SHA256 = (lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None, "a sha256 (64 hex)")
 # every index line's fields: (check, what it must be)
 LINE_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "episode_index": (_int(0), "an integer >= 0"),
@@ -74,9 +76,11 @@ LINE_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dropped": (_int(0), "an integer >= 0"),
     "metadata": (lambda v: v is None or isinstance(v, dict), "a mapping or null"),
     "recorded_at": (_str, "a string"),
-    "sha256": (lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None, "a sha256 (64 hex)"),
+    "sha256": _SHA256,
     "bytes": (_int(0), "an integer >= 0"),
 }
+# fields a line may lack (written by older versions), checked when present
+OPTIONAL_LINE_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {fmt.CONTENT_KEY: _SHA256}
 
 
 def dataset_problems(ds: Dataset) -> list[str]:
@@ -168,10 +172,11 @@ def tasks_problems(ds: Dataset) -> list[str]:
 def line_problems(ds: Dataset, i: int, line: dict[str, Any], index_from: int, ep: Episode | None) -> list[str]:
     """Index line ``i``: its fields' types, its file's path, and (``ep`` loaded) what the file holds."""
     where = f"{ds.root / fmt.EPISODES_PATH}: line {i + 1}"
+    fields = LINE_FIELDS | OPTIONAL_LINE_FIELDS
     out = [f"{where}: {key}: missing" for key in LINE_FIELDS if key not in line]
-    mistyped = [key for key, (ok, _) in LINE_FIELDS.items() if key in line and not ok(line[key])]
-    out += [f"{where}: {key}: expected {LINE_FIELDS[key][1]}, got {json.dumps(line[key])[:80]}" for key in mistyped]
-    out += [f"{where}: {key}: unexpected key" for key in sorted(set(line) - set(LINE_FIELDS))]
+    mistyped = [key for key, (ok, _) in fields.items() if key in line and not ok(line[key])]
+    out += [f"{where}: {key}: expected {fields[key][1]}, got {json.dumps(line[key])[:80]}" for key in mistyped]
+    out += [f"{where}: {key}: unexpected key" for key in sorted(set(line) - set(fields))]
     rel = line["file"]
     path = ds.root / rel
     canonical = fmt.episode_file(i)
@@ -186,6 +191,10 @@ def line_problems(ds: Dataset, i: int, line: dict[str, Any], index_from: int, ep
         return out  # unreadable: the normal check says why
     if _int(0)(line.get("bytes")) and path.stat().st_size != line["bytes"]:
         out.append(f"{where}: bytes: {line['bytes']}, {path} has {path.stat().st_size}")
+    if fmt.CONTENT_KEY in line and fmt.CONTENT_KEY not in mistyped:
+        found = fmt.content_digest(pq.read_table(path))
+        if found != line[fmt.CONTENT_KEY]:
+            out.append(f"{where}: {fmt.CONTENT_KEY}: {line[fmt.CONTENT_KEY]}, the columns of {path} digest to {found}")
     out += file_problems(ds, path, ep, index_from)
     T, ts = len(ep), ep.timestamp
     agree = {"start_stamp": ts[0], "end_stamp": ts[-1], "duration_s": ts[-1] - ts[0],

@@ -476,11 +476,8 @@ class DatasetWriter:
             name = fmt.image_column(cam.name)
             cols[name] = pa.array(ep._png[cam.name], pa.binary())
             images.append(name)
-        schema = fmt.arrow_schema(feats).with_metadata({
-            b"pac_ros.format": f"{fmt.FORMAT_NAME} {fmt.FORMAT_VERSION}".encode(),
-            fmt.EPISODE_META_KEY: json.dumps(line, allow_nan=False).encode(),
-        })
-        return self._parquet_bytes(pa.Table.from_arrays([cols[k] for k in feats], schema=schema))
+        table = pa.Table.from_arrays([cols[k] for k in feats], schema=fmt.arrow_schema(feats))
+        return self._parquet_bytes(_with_line(table, line))
 
     def _parquet_bytes(self, table: pa.Table) -> bytes:
         """An episode table as a Parquet file: PNG columns stored as they are, the rest zstd."""
@@ -516,9 +513,7 @@ class DatasetWriter:
             for name, values in (("episode_index", np.full(T, idx, np.int64)),
                                  ("index", np.arange(start, start + T, dtype=np.int64)), ("task_index", new_ids)):
                 table = table.set_column(table.schema.get_field_index(name), name, pa.array(values))
-            meta = dict(table.schema.metadata or {})
-            meta[fmt.EPISODE_META_KEY] = json.dumps(line, allow_nan=False).encode()
-            return self._store(self._parquet_bytes(table.replace_schema_metadata(meta)), line)
+            return self._store(self._parquet_bytes(_with_line(table, line)), line)
 
     def _append_safely(self, fd: int | None, data: bytes, what: str) -> None:
         size = os.fstat(fd).st_size
@@ -591,6 +586,15 @@ def check_copyable(spec: Spec, has_features: bool, source) -> None:
     if bool(source.has_features) != bool(has_features):
         raise DatasetError(f"{source.root}: block features {bool(source.has_features)}, the destination's "
                            f"{bool(has_features)}; cannot copy episodes between them")
+
+
+def _with_line(table: pa.Table, line: dict[str, Any]) -> pa.Table:
+    """``table`` carrying ``line`` (with the digest of its columns added) as its index line."""
+    line[fmt.CONTENT_KEY] = fmt.content_digest(table)
+    meta = dict(table.schema.metadata or {})
+    meta[b"pac_ros.format"] = f"{fmt.FORMAT_NAME} {fmt.FORMAT_VERSION}".encode()
+    meta[fmt.EPISODE_META_KEY] = json.dumps(line, allow_nan=False).encode()
+    return table.replace_schema_metadata(meta)
 
 
 def _unlink_quiet(path: Path) -> None:

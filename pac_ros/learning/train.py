@@ -82,7 +82,18 @@ def _check_in_sync(learner: Learner) -> None:
 
 def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None = None,
           dataset=None) -> Path:
-    """Train per ``cfg``; returns the final checkpoint directory."""
+    """Train per ``cfg``; returns the final checkpoint directory. Under torchrun the process group
+    is made here and destroyed on the way out (left to interpreter exit, gloo's threads could abort
+    a rank)."""
+    owns_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+    try:
+        return _train(cfg, resume, eval_fn, dataset)
+    finally:
+        if owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, resume: str | None, eval_fn: EvalFn | None, dataset) -> Path:
     run = cfg.run
     if run.threads:
         torch.set_num_threads(run.threads)

@@ -22,6 +22,8 @@ def test_summary_agrees_with_the_episodes(collected, capsys):
     assert np.isclose(s["return"]["mean"], np.mean([e.rewards[:-1].sum() for e in loaded]))
     assert s["cameras"] == {"front": "64x64 rgb8", "wrist": "64x64 rgb8"} and s["bytes"] == ds.size_bytes()
     assert any(line.startswith("success:") for line in format_summary(s))
+    assert s["fingerprint"] == ds.fingerprint() and s["episodes_without_content_digest"] == 0
+    assert f"fingerprint:   {ds.fingerprint()} (" in "\n".join(format_summary(s))
 
     assert main(["dataset", "info", str(root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == s["steps"]

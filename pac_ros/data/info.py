@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from pac_ros.data import format as fmt
 from pac_ros.data.reader import Dataset
 
 
@@ -40,6 +41,8 @@ def summarize(ds: Dataset) -> dict[str, Any]:
         "root": str(ds.root),
         "spec": ds.spec.name,
         "spec_fingerprint": ds.spec.fingerprint(),
+        "fingerprint": ds.fingerprint(),
+        "episodes_without_content_digest": sum(fmt.CONTENT_KEY not in e for e in eps),
         "episodes": n,
         "steps": ds.total_steps,
         "successes": successes,
@@ -68,6 +71,9 @@ def format_summary(s: dict[str, Any]) -> list[str]:
     lines = [
         f"dataset:       {s['root']}",
         f"spec:          {s['spec']} ({s['spec_fingerprint']})",
+        f"fingerprint:   {s['fingerprint']} (what checkpoints trained on it record; "
+        + ("of the episodes' contents)" if not s["episodes_without_content_digest"] else
+           f"{s['episodes_without_content_digest']} episode(s) by file, written before content digests)"),
         f"episodes:      {s['episodes']}, steps {s['steps']}",
         f"success:       {s['successes']}/{s['episodes']} = {rate}",
         f"length:        {q(s['length'], '.0f')}",

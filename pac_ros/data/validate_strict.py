@@ -191,11 +191,8 @@ def line_problems(ds: Dataset, i: int, line: dict[str, Any], index_from: int, ep
         return out  # unreadable: the normal check says why
     if _int(0)(line.get("bytes")) and path.stat().st_size != line["bytes"]:
         out.append(f"{where}: bytes: {line['bytes']}, {path} has {path.stat().st_size}")
-    if fmt.CONTENT_KEY in line and fmt.CONTENT_KEY not in mistyped:
-        found = fmt.content_digest(pq.read_table(path))
-        if found != line[fmt.CONTENT_KEY]:
-            out.append(f"{where}: {fmt.CONTENT_KEY}: {line[fmt.CONTENT_KEY]}, the columns of {path} digest to {found}")
-    out += file_problems(ds, path, ep, index_from)
+    digest = line.get(fmt.CONTENT_KEY) if fmt.CONTENT_KEY not in mistyped else None
+    out += file_problems(ds, path, ep, index_from, digest, where)
     T, ts = len(ep), ep.timestamp
     agree = {"start_stamp": ts[0], "end_stamp": ts[-1], "duration_s": ts[-1] - ts[0],
              "achieved_rate_hz": (T - 1) / (ts[-1] - ts[0]) if ts[-1] > ts[0] else None,
@@ -215,14 +212,18 @@ def _prefixes(rel: str) -> list[str]:
     return [str(Path(*parts[:n])) for n in range(1, len(parts) + 1)]
 
 
-def file_problems(ds: Dataset, path: Path, ep: Episode, index_from: int) -> list[str]:
-    """An episode file's schema, row numbering and image encoding."""
+def file_problems(ds: Dataset, path: Path, ep: Episode, index_from: int, digest: str | None = None,
+                  where: str = "") -> list[str]:
+    """An episode file's columns' digest (against ``digest``, its index line's, named by ``where``),
+    schema, row numbering and image encoding."""
     out = []
     try:
-        schema = pq.read_schema(path)
-        table = pq.read_table(path, columns=["frame_index", "index", *map(fmt.image_column, ds.spec.camera_names)])
+        table = pq.read_table(path)
     except (OSError, ValueError, pa.ArrowException) as exc:
         return [f"{path}: cannot read: {exc}"]
+    if digest is not None and (found := fmt.content_digest(table)) != digest:
+        out.append(f"{where}: {fmt.CONTENT_KEY}: {digest}, the columns of {path} digest to {found}")
+    schema = table.schema
     expected = fmt.arrow_schema(fmt.make_features(ds.spec, ds.has_features))  # info's own: info_problems
     found = {f.name: f.type for f in schema}
     for f in expected:

@@ -471,11 +471,8 @@ class DatasetWriter:
         }
         if self.has_features:
             cols["observation.environment_state"] = fixed(ep._f, self.spec.feature_dim)
-        images = []
         for cam in self.spec.cameras:
-            name = fmt.image_column(cam.name)
-            cols[name] = pa.array(ep._png[cam.name], pa.binary())
-            images.append(name)
+            cols[fmt.image_column(cam.name)] = pa.array(ep._png[cam.name], pa.binary())
         table = pa.Table.from_arrays([cols[k] for k in feats], schema=fmt.arrow_schema(feats))
         return self._parquet_bytes(_with_line(table, line))
 

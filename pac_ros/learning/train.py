@@ -7,6 +7,7 @@ data parallel under ``torchrun`` (gloo on CPU, nccl on GPU).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -15,7 +16,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -34,17 +35,26 @@ from .stem import pretrain_keypoint_stem
 EvalFn = Callable[[Path, int], dict]  # (checkpoint dir, step) -> scalars, e.g. sim success rate
 
 
-def _dist_setup(device: str) -> tuple[int, int, torch.device]:
+@contextlib.contextmanager
+def _distributed(device: str) -> Iterator[tuple[int, int, torch.device]]:
+    """(rank, world size, device) under torchrun or alone. A process group made here is destroyed on
+    the way out: left to interpreter exit, gloo's threads could abort a rank."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if world > 1 and not dist.is_initialized():
+    owns_group = world > 1 and not dist.is_initialized()
+    if owns_group:
         dist.init_process_group("nccl" if want_cuda else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    if want_cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return rank, world, torch.device("cuda", local)
-    return rank, world, torch.device("cpu")
+    try:
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        if want_cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            yield rank, world, torch.device("cuda", local)
+        else:
+            yield rank, world, torch.device("cpu")
+    finally:
+        if owns_group and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _latest(out_dir: Path) -> Path | None:
@@ -82,22 +92,16 @@ def _check_in_sync(learner: Learner) -> None:
 
 def train(cfg: TrainConfig, resume: str | None = "auto", eval_fn: EvalFn | None = None,
           dataset=None) -> Path:
-    """Train per ``cfg``; returns the final checkpoint directory. Under torchrun the process group
-    is made here and destroyed on the way out (left to interpreter exit, gloo's threads could abort
-    a rank)."""
-    owns_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
-    try:
-        return _train(cfg, resume, eval_fn, dataset)
-    finally:
-        if owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+    """Train per ``cfg``; returns the final checkpoint directory."""
+    with _distributed(cfg.run.device) as (rank, world, device):
+        return _train(cfg, resume, eval_fn, dataset, rank, world, device)
 
 
-def _train(cfg: TrainConfig, resume: str | None, eval_fn: EvalFn | None, dataset) -> Path:
+def _train(cfg: TrainConfig, resume: str | None, eval_fn: EvalFn | None, dataset, rank: int, world: int,
+           device: torch.device) -> Path:
     run = cfg.run
     if run.threads:
         torch.set_num_threads(run.threads)
-    rank, world, device = _dist_setup(run.device)
     main_proc = rank == 0
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if main_proc else (lambda *a: None)
     out_dir = Path(run.out_dir)
